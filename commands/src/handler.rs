@@ -1,0 +1,334 @@
+//! The command pipeline: authorise → load the target → load the facts → decide → append.
+//!
+//! An append races other appends to the same stream only through the store's expected version.
+//! On a conflict the whole decision is made again from the fresh log, unless the client pinned
+//! the version with `If-Match`, in which case the conflict is the answer.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use domain::{Command, DomainError, Event, Facts};
+use serde::Serialize;
+use store::{
+    AppendOutcome, AppendRequest, EventStore, ExpectedVersion, IdempotencyKey, NewEvent,
+    RecordedEvent, StoreError,
+};
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::auth::{self, Principal};
+use crate::metadata::{self, Actor, EventMetadata};
+
+/// How often a decision is retried after losing a race for its stream.
+const MAX_ATTEMPTS: usize = 16;
+
+/// One command as the gateway hands it over, already parsed and authenticated.
+#[derive(Debug, Clone)]
+pub struct CommandRequest {
+    pub command: Command,
+    pub principal: Principal,
+    /// Hex SHA-256 of the command name and its canonical JSON body, for idempotency.
+    pub request_hash: String,
+    /// `Idempotency-Key`, at most 200 characters.
+    pub idempotency_key: Option<String>,
+    /// `If-Match`: the target stream's expected version.
+    pub if_match: Option<i64>,
+    pub correlation_id: Option<Uuid>,
+    pub causation_id: Option<Uuid>,
+}
+
+/// One appended event, as the command response lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecordedRef {
+    pub id: Uuid,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub position: i64,
+}
+
+/// The success body of API.md.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CommandOutcome {
+    pub command_id: Uuid,
+    pub stream: String,
+    /// The stream's version after the command.
+    pub version: i64,
+    /// The global position of the last event written.
+    pub position: i64,
+    pub events: Vec<RecordedRef>,
+    /// True when this answers a retry with the first response; nothing new was written.
+    #[serde(skip)]
+    pub duplicate: bool,
+}
+
+impl CommandOutcome {
+    fn from_events(events: &[RecordedEvent], duplicate: bool) -> Option<Self> {
+        let last = events.last()?;
+        let command_id = last
+            .metadata
+            .get("command_id")
+            .and_then(|v| v.as_str())
+            .and_then(|v| Uuid::parse_str(v).ok())
+            .unwrap_or_default();
+        Some(Self {
+            command_id,
+            stream: last.stream.clone(),
+            version: last.version,
+            position: last.position,
+            events: events
+                .iter()
+                .map(|e| RecordedRef {
+                    id: e.id,
+                    event_type: e.event_type.clone(),
+                    position: e.position,
+                })
+                .collect(),
+            duplicate,
+        })
+    }
+}
+
+/// Why a command was not carried out. Nothing was written in any of these cases.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// The token's role or scope does not allow this command (403 `forbidden`).
+    #[error("{0}")]
+    Forbidden(String),
+    /// A rule of the domain refused it (409, 422 or 404 with the rule's code).
+    #[error(transparent)]
+    Rejected(#[from] DomainError),
+    /// `If-Match` named another version than the stream has (409 `stream_version_conflict`).
+    #[error("stream {stream} is at version {actual}, not {expected}")]
+    VersionConflict {
+        stream: String,
+        expected: i64,
+        actual: i64,
+    },
+    /// The same idempotency key came with another request (422 `idempotency_key_reused`).
+    #[error("idempotency key {0:?} was used before with a different request")]
+    IdempotencyKeyReused(String),
+    /// The store cannot be reached (503 `store_unavailable`).
+    #[error(transparent)]
+    Store(StoreError),
+    /// The log holds something this build cannot read, or the decision kept losing races: a
+    /// failure of ours, not the client's (500 with a generic body; details go to the log).
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl CommandError {
+    /// A short outcome label for metrics.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            CommandError::Forbidden(_) => "forbidden",
+            CommandError::Rejected(_) => "rejected",
+            CommandError::VersionConflict { .. } => "conflict",
+            CommandError::IdempotencyKeyReused(_) => "idempotency_key_reused",
+            CommandError::Store(_) => "store_unavailable",
+            CommandError::Internal(_) => "error",
+        }
+    }
+}
+
+/// Decides and appends commands against one event store.
+#[derive(Clone)]
+pub struct CommandHandler {
+    store: Arc<dyn EventStore>,
+}
+
+impl CommandHandler {
+    pub fn new(store: Arc<dyn EventStore>) -> Self {
+        Self { store }
+    }
+
+    /// The store this handler appends to.
+    pub fn store(&self) -> &Arc<dyn EventStore> {
+        &self.store
+    }
+
+    /// Runs one command to its end: appended, answered from a previous identical request, or
+    /// refused with nothing written.
+    pub async fn handle(&self, request: CommandRequest) -> Result<CommandOutcome, CommandError> {
+        let name = request.command.name();
+        let span = tracing::info_span!(
+            "command",
+            command = name,
+            actor = %request.principal.actor_id,
+            role = %request.principal.role,
+        );
+        let result = self.handle_inner(request).instrument(span).await;
+        let outcome = match &result {
+            Ok(o) if o.duplicate => "duplicate",
+            Ok(_) => "accepted",
+            Err(e) => e.outcome(),
+        };
+        metrics::counter!("lianxi_commands_total", "command" => name, "outcome" => outcome)
+            .increment(1);
+        result
+    }
+
+    async fn handle_inner(&self, request: CommandRequest) -> Result<CommandOutcome, CommandError> {
+        let CommandRequest {
+            mut command,
+            principal,
+            request_hash,
+            idempotency_key,
+            if_match,
+            correlation_id,
+            causation_id,
+        } = request;
+        if !auth::may_send(principal.role, command.name()) {
+            return Err(CommandError::Forbidden(format!(
+                "the {} role may not send {}",
+                principal.role,
+                command.name()
+            )));
+        }
+        let idempotency = idempotency_key.map(|key| IdempotencyKey {
+            scope: principal.idempotency_scope(),
+            key,
+            request_hash,
+        });
+        if let Some(key) = &idempotency {
+            if let Some(outcome) = self.previous_answer(key).await? {
+                return Ok(outcome);
+            }
+        }
+
+        command.assign_ids(Uuid::now_v7);
+        let stream = command
+            .target_stream()
+            .ok_or_else(|| CommandError::Internal("command without a target stream".into()))?;
+        let command_id = Uuid::now_v7();
+
+        for attempt in 1..=MAX_ATTEMPTS {
+            let (history, version) = self.load(&stream).await?;
+            if let Some(expected) = if_match {
+                if expected != version {
+                    return Err(CommandError::VersionConflict {
+                        stream,
+                        expected,
+                        actual: version,
+                    });
+                }
+            }
+            let scope = domain::scope_of(&command, &history);
+            auth::authorize(&principal, &command, &scope)
+                .map_err(|f| CommandError::Forbidden(f.0))?;
+
+            let mut facts = Facts::new();
+            for fact_stream in domain::required_facts(&command, &history) {
+                let (events, _) = self.load(&fact_stream).await?;
+                facts.insert(fact_stream, events);
+            }
+            let decided = domain::decide(&command, &history, &facts)?;
+
+            let recorded_at = Utc::now();
+            let occurred_at = command
+                .occurred_at()
+                .map(|t| t.get().with_timezone(&Utc))
+                .unwrap_or(recorded_at);
+            let meta = EventMetadata {
+                actor: Actor {
+                    id: principal.actor_id,
+                    name: principal.name.clone(),
+                    role: principal.role,
+                },
+                acting_for: metadata::acting_for(&principal, &scope),
+                command: command.name(),
+                command_id,
+                correlation_id: correlation_id.unwrap_or(command_id),
+                causation_id: causation_id.unwrap_or(command_id),
+                occurred_at: metadata::rfc3339(occurred_at),
+            };
+            let meta = serde_json::to_value(&meta)
+                .map_err(|e| CommandError::Internal(format!("metadata: {e}")))?;
+            let events = decided
+                .iter()
+                .map(|event| NewEvent {
+                    id: Uuid::now_v7(),
+                    event_type: event.event_type().to_owned(),
+                    schema_version: event.schema_version(),
+                    data: event.data(),
+                    metadata: meta.clone(),
+                })
+                .collect();
+            let append = AppendRequest {
+                stream: stream.clone(),
+                expected: ExpectedVersion::Exact(version),
+                command_id,
+                idempotency: idempotency.clone(),
+                events,
+            };
+            match self.store.append(append).await {
+                Ok(AppendOutcome::Appended(events)) => {
+                    return CommandOutcome::from_events(&events, false)
+                        .ok_or_else(|| CommandError::Internal("append wrote no events".into()));
+                }
+                Ok(AppendOutcome::Duplicate(events)) => {
+                    return CommandOutcome::from_events(&events, true)
+                        .ok_or_else(|| CommandError::Internal("duplicate of no events".into()));
+                }
+                Err(StoreError::VersionConflict { actual, .. }) => {
+                    if let Some(expected) = if_match {
+                        return Err(CommandError::VersionConflict {
+                            stream,
+                            expected,
+                            actual,
+                        });
+                    }
+                    metrics::counter!("lianxi_command_retries_total").increment(1);
+                    tracing::debug!(attempt, "lost the race for the stream; deciding again");
+                }
+                Err(StoreError::IdempotencyKeyReused { key }) => {
+                    return Err(CommandError::IdempotencyKeyReused(key));
+                }
+                Err(other) => return Err(CommandError::Store(other)),
+            }
+        }
+        Err(CommandError::Internal(format!(
+            "gave up on {stream} after {MAX_ATTEMPTS} conflicting attempts"
+        )))
+    }
+
+    /// The first answer to an idempotency key, when the key was used before.
+    async fn previous_answer(
+        &self,
+        key: &IdempotencyKey,
+    ) -> Result<Option<CommandOutcome>, CommandError> {
+        let found = self
+            .store
+            .find_idempotent(&key.scope, &key.key)
+            .await
+            .map_err(CommandError::Store)?;
+        match found {
+            None => Ok(None),
+            Some((hash, _)) if hash != key.request_hash => {
+                Err(CommandError::IdempotencyKeyReused(key.key.clone()))
+            }
+            Some((_, events)) => Ok(CommandOutcome::from_events(&events, true)),
+        }
+    }
+
+    /// A stream's events, upcast to this build's shapes, and its version.
+    async fn load(&self, stream: &str) -> Result<(Vec<Event>, i64), CommandError> {
+        let recorded = self
+            .store
+            .read_stream(stream, 0)
+            .await
+            .map_err(CommandError::Store)?;
+        let version = recorded.last().map_or(0, |e| e.version);
+        let events = recorded
+            .into_iter()
+            .map(|e| {
+                domain::upcast::upcast(&e.event_type, e.schema_version, e.data).map_err(|err| {
+                    CommandError::Internal(format!(
+                        "event {} at position {} cannot be read: {err}",
+                        e.id, e.position
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((events, version))
+    }
+}

@@ -1,0 +1,6 @@
+//! The HTTP routes, one module per family of paths.
+
+pub mod commands;
+pub mod events;
+pub mod health;
+pub mod tokens;

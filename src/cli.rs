@@ -1,0 +1,101 @@
+//! The command line of API.md: every option also reads its `LIANXI_*` environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use uuid::Uuid;
+
+#[derive(Debug, Parser)]
+#[command(name = "lianxi", version, about = "Event-sourced backend for community joint party-building conferences")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Commands,
+}
+
+/// Where the log lives: the embedded SQLite data directory, or a PostgreSQL URL.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// Directory of the embedded SQLite store.
+    #[arg(long, env = "LIANXI_DATA_DIR", default_value = "./lianxi-data")]
+    pub data_dir: PathBuf,
+    /// PostgreSQL URL for the distributed deployment (takes precedence over --data-dir).
+    #[arg(long, env = "LIANXI_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Commands {
+    /// Runs the whole system in one process: gateway and the embedded store.
+    Serve(ServeArgs),
+    /// Bearer tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Recomputes every stream's hash chain; exits 1 naming the first event that does not match.
+    Verify {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Prints the raw log for outside tools.
+    Export {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Only events after this position.
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+        #[arg(long, value_enum, default_value_t = ExportFormat::Ndjson)]
+        format: ExportFormat,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Address to listen on.
+    #[arg(long, env = "LIANXI_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// NATS URL for the distributed deployment.
+    #[arg(long, env = "LIANXI_NATS_URL")]
+    pub nats_url: Option<String>,
+    /// Which part of the distributed deployment this process is.
+    #[arg(long, value_enum, default_value_t = ServeRole::All)]
+    pub role: ServeRole,
+    /// A bootstrap token with the admin role, for first set-up and tests.
+    #[arg(long, env = "LIANXI_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ServeRole {
+    Gateway,
+    Relay,
+    Projector,
+    All,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Prints a new bearer token once; only its hash is stored.
+    Issue {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// admin, district_admin, community_secretary, unit_rep, analyst or auditor.
+        #[arg(long)]
+        role: String,
+        /// The district, community or unit the role is limited to.
+        #[arg(long)]
+        scope: Option<Uuid>,
+        /// The holder's display name.
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    Ndjson,
+    Csv,
+}

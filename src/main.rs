@@ -1,0 +1,219 @@
+//! The `lianxi` binary: wires the crates together behind the command line of API.md.
+
+mod cli;
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use commands::TokenService;
+use store::sqlite::SqliteStore;
+use store::EventStore;
+
+use cli::{Cli, Commands, ExportFormat, ServeArgs, ServeRole, StoreArgs, TokenCommand};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("lianxi: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("lianxi: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("LIANXI_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Commands::Serve(args) => serve(args).await.map(|()| ExitCode::SUCCESS),
+        Commands::Token {
+            command:
+                TokenCommand::Issue {
+                    store,
+                    role,
+                    scope,
+                    name,
+                },
+        } => {
+            let sqlite = open(&store).await?;
+            let role: commands::Role = role.parse().map_err(anyhow::Error::msg)?;
+            let tokens = TokenService::new(Arc::new(sqlite.clone()), Arc::new(sqlite), None);
+            let token = tokens.issue(None, role, scope, &name).await?;
+            println!("{token}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Commands::Verify { store } => verify(&store).await,
+        Commands::Export {
+            store,
+            after,
+            format,
+        } => export(&store, after, format)
+            .await
+            .map(|()| ExitCode::SUCCESS),
+    }
+}
+
+/// Opens the embedded store; PostgreSQL arrives with the distributed deployment.
+async fn open(args: &StoreArgs) -> Result<SqliteStore> {
+    if args.database_url.is_some() {
+        bail!("--database-url (PostgreSQL) is not supported by this build yet; use --data-dir");
+    }
+    SqliteStore::open(&args.data_dir)
+        .await
+        .with_context(|| format!("opening the store in {}", args.data_dir.display()))
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    if args.role != ServeRole::All || args.nats_url.is_some() {
+        bail!("only the embedded mode (--role all, no --nats-url) is available in this build");
+    }
+    let sqlite = open(&args.store).await?;
+    let store: Arc<dyn EventStore> = Arc::new(sqlite.clone());
+    let tokens = TokenService::new(Arc::new(sqlite), store.clone(), args.admin_token.as_deref());
+    let state = gateway::AppState::new(store, tokens);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let local = listener.local_addr()?;
+    tracing::info!(listen = %local, data_dir = %args.store.data_dir.display(), "lianxi serving");
+    // Scripts and tests read this line to learn the port when listening on port 0.
+    println!("listening on http://{local}");
+    std::io::stdout().flush().ok();
+    gateway::serve(listener, gateway::router(state), shutdown_signal()).await?;
+    tracing::info!("lianxi stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+async fn verify(args: &StoreArgs) -> Result<ExitCode> {
+    let store = open(args).await?;
+    let report = store.verify().await?;
+    match report.first_failure {
+        None => {
+            println!(
+                "ok: {} events in {} streams verified, head at position {}",
+                report.events, report.streams, report.head
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(failure) => {
+            println!(
+                "MISMATCH at position {} (event {}, stream {} version {}): {}\n  stored hash   {}\n  expected hash {}",
+                failure.position,
+                failure.event_id,
+                failure.stream,
+                failure.version,
+                failure.reason,
+                failure.stored_hash,
+                failure.expected_hash
+            );
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+async fn export(args: &StoreArgs, after: i64, format: ExportFormat) -> Result<()> {
+    let store = open(args).await?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    if format == ExportFormat::Csv {
+        writeln!(
+            out,
+            "position,id,stream,version,type,schema_version,recorded_at,hash,data,metadata"
+        )?;
+    }
+    let mut after = after;
+    loop {
+        let events = store.read_all(after, 1_000).await?;
+        let Some(last) = events.last() else { break };
+        after = last.position;
+        for event in events {
+            match format {
+                ExportFormat::Ndjson => {
+                    let line = serde_json::json!({
+                        "position": event.position,
+                        "id": event.id,
+                        "stream": event.stream,
+                        "version": event.version,
+                        "type": event.event_type,
+                        "schema_version": event.schema_version,
+                        "data": event.data,
+                        "metadata": event.metadata,
+                        "recorded_at": store::hash::format_recorded_at(event.recorded_at),
+                        "hash": event.hash,
+                    });
+                    serde_json::to_writer(&mut out, &line)?;
+                    writeln!(out)?;
+                }
+                ExportFormat::Csv => {
+                    writeln!(
+                        out,
+                        "{},{},{},{},{},{},{},{},{},{}",
+                        event.position,
+                        event.id,
+                        csv_field(&event.stream),
+                        event.version,
+                        csv_field(&event.event_type),
+                        event.schema_version,
+                        store::hash::format_recorded_at(event.recorded_at),
+                        event.hash,
+                        csv_field(&event.data.to_string()),
+                        csv_field(&event.metadata.to_string()),
+                    )?;
+                }
+            }
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// RFC 4180 quoting.
+fn csv_field(value: &str) -> String {
+    if value.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", value.replace('"', "\"\""))
+    } else {
+        value.to_owned()
+    }
+}

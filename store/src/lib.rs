@@ -1,0 +1,77 @@
+//! The append-only event log: the only source of truth in lianxi.
+//!
+//! The store knows nothing of the domain: it keeps opaque JSON events in streams, guards each
+//! stream with an expected version, chains every stream with SHA-256 hashes over canonical bytes,
+//! and records command ids and idempotency keys in the same transaction as the events they
+//! produced. Two backends sit behind [`EventStore`]: SQLite (embedded, the default) and, later,
+//! PostgreSQL; both run the one [`conformance`] suite.
+
+pub mod canonical;
+#[cfg(feature = "conformance")]
+pub mod conformance;
+mod error;
+pub mod hash;
+pub mod sqlite;
+mod telemetry;
+pub mod tokens;
+mod types;
+
+pub use error::StoreError;
+pub use types::{
+    AppendOutcome, AppendRequest, ExpectedVersion, IdempotencyKey, NewEvent, RecordedEvent,
+    VerifyFailure, VerifyReport,
+};
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+
+/// A global log position: 1 for the first event ever appended, 0 for "before everything".
+pub type Position = i64;
+
+/// The event log. Every method is safe to call from many tasks at once.
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// Appends the request's events atomically, after checking the expected version and the
+    /// idempotency key. Concurrent appends are group-committed: they share one transaction and
+    /// one fsync, but each request succeeds or fails on its own.
+    async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError>;
+
+    /// The events of one stream with a version greater than `after_version`, in version order
+    /// (`after_version = 0` reads the whole stream). An unknown stream reads as empty.
+    async fn read_stream(
+        &self,
+        stream: &str,
+        after_version: i64,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Up to `limit` events with a position greater than `after`, in position order. Never skips
+    /// an event that becomes visible later at a lower position.
+    async fn read_all(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// The position of the last committed event, 0 for an empty log.
+    async fn head(&self) -> Result<Position, StoreError>;
+
+    /// A receiver that changes to the new head after every committed append made through this
+    /// store value. Appends by another process are seen on the next read, not announced here.
+    fn subscribe(&self) -> watch::Receiver<Position>;
+
+    /// The events appended by the command that first used idempotency key `key` of holder
+    /// `scope`, with that command's request hash; `None` when the key is new. Lets the command
+    /// handler answer a retry with the first response before deciding again (the append itself
+    /// still re-checks the key in its transaction, for races).
+    async fn find_idempotent(
+        &self,
+        scope: &str,
+        key: &str,
+    ) -> Result<Option<(String, Vec<RecordedEvent>)>, StoreError>;
+
+    /// Recomputes every stream's hash chain in log order and reports the first mismatch.
+    async fn verify(&self) -> Result<VerifyReport, StoreError>;
+
+    /// Cheap round trip to the database, for readiness checks.
+    async fn ping(&self) -> Result<(), StoreError>;
+}

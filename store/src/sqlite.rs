@@ -1,0 +1,325 @@
+//! The embedded backend: the whole log in one SQLite file (`<data_dir>/lianxi.db`).
+//!
+//! Appends go to one writer task ([`writer`]) that group-commits them on its own connection;
+//! reads, `verify` and tokens use a small pool of other connections, which WAL lets run while the
+//! writer writes. An acknowledged append has been fsynced (`synchronous = FULL`).
+//!
+//! Several processes may open the same file (`lianxi serve` and `lianxi demo`, say): SQLite's
+//! file lock serialises their writers and each writer re-reads versions inside its transaction,
+//! so streams stay consistent. [`EventStore::subscribe`] only announces this process's appends.
+
+mod rows;
+mod schema;
+mod tokens;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqlitePool, SqlitePoolOptions};
+use sqlx::ConnectOptions;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use self::rows::{decode_all, select_events, EventRow};
+use self::writer::{AppendJob, Writer, MAX_BATCH_REQUESTS};
+use crate::hash::ChainVerifier;
+use crate::{
+    telemetry, AppendOutcome, AppendRequest, EventStore, Position, RecordedEvent, StoreError,
+    VerifyReport,
+};
+
+/// The database file's name inside the data directory.
+pub const DATABASE_FILE: &str = "lianxi.db";
+
+/// Connections for reads, `verify` and tokens (the writer has its own).
+const READ_CONNECTIONS: u32 = 8;
+/// Rows per page when `verify` walks the log.
+const VERIFY_PAGE: i64 = 1_000;
+
+/// The SQLite event store. Cloning is cheap and every clone shares the one writer.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    pool: SqlitePool,
+    writer: mpsc::Sender<AppendJob>,
+    head: Arc<watch::Sender<Position>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `<data_dir>/lianxi.db`, creating `data_dir` too.
+    pub async fn open(data_dir: &Path) -> Result<SqliteStore, StoreError> {
+        tokio::fs::create_dir_all(data_dir).await.map_err(|error| {
+            StoreError::Unavailable(format!("cannot create {}: {error}", data_dir.display()))
+        })?;
+        Self::open_file(&data_dir.join(DATABASE_FILE)).await
+    }
+
+    /// Opens (creating if needed) the database file at `path`, applies migrations and starts the
+    /// writer task. Must be called inside a Tokio runtime; the writer stops when the last clone
+    /// of the returned store is dropped.
+    #[tracing::instrument(skip_all, fields(path = %path.display()), err)]
+    pub async fn open_file(path: &Path) -> Result<SqliteStore, StoreError> {
+        let options = schema::connect_options(path);
+        let mut write_conn = options.connect().await?;
+        schema::migrate(&mut write_conn).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(READ_CONNECTIONS)
+            .connect_with(options.clone())
+            .await?;
+        let head: Position = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+            .fetch_one(&pool)
+            .await?;
+        let head = Arc::new(watch::Sender::new(head));
+        let (jobs, queue) = mpsc::channel(MAX_BATCH_REQUESTS * 4);
+        tokio::spawn(Writer::new(write_conn, options, queue, Arc::clone(&head)).run());
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                pool,
+                writer: jobs,
+                head,
+            }),
+        })
+    }
+
+    /// The database file this store writes.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Validates `request` and hands it to the writer.
+    async fn submit(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
+        request.validate()?;
+        let (reply, outcome) = oneshot::channel();
+        self.inner
+            .writer
+            .send(AppendJob { request, reply })
+            .await
+            .map_err(|_| StoreError::Unavailable("the append writer has stopped".into()))?;
+        outcome.await.map_err(|_| {
+            StoreError::Unavailable("the append writer stopped before answering".into())
+        })?
+    }
+}
+
+#[async_trait]
+impl EventStore for SqliteStore {
+    #[tracing::instrument(
+        skip_all,
+        fields(
+            stream = %request.stream,
+            command_id = %request.command_id,
+            events = request.events.len(),
+        ),
+    )]
+    async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
+        let result = self.submit(request).await;
+        telemetry::record_append(&result);
+        match &result {
+            Err(error @ (StoreError::Unavailable(_) | StoreError::Corrupt { .. })) => {
+                tracing::warn!(%error, "append failed");
+            }
+            Err(error) => tracing::debug!(%error, "append refused"),
+            Ok(_) => {}
+        }
+        result
+    }
+
+    #[tracing::instrument(skip_all, fields(stream = %stream, after_version), err)]
+    async fn read_stream(
+        &self,
+        stream: &str,
+        after_version: i64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows: Vec<EventRow> = sqlx::query_as(select_events!(
+            "WHERE stream_id = ?1 AND version > ?2 ORDER BY version"
+        ))
+        .bind(stream)
+        .bind(after_version)
+        .fetch_all(&self.inner.pool)
+        .await?;
+        decode_all(rows)
+    }
+
+    #[tracing::instrument(skip_all, fields(after, limit), err)]
+    async fn read_all(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        // One writer assigns positions in commit order under the file lock, so a position is
+        // never committed after a higher one: reading by position cannot skip an event.
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows: Vec<EventRow> = sqlx::query_as(select_events!(
+            "WHERE position > ?1 ORDER BY position LIMIT ?2"
+        ))
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.inner.pool)
+        .await?;
+        decode_all(rows)
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn head(&self) -> Result<Position, StoreError> {
+        let head = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+            .fetch_one(&self.inner.pool)
+            .await?;
+        Ok(head)
+    }
+
+    fn subscribe(&self) -> watch::Receiver<Position> {
+        self.inner.head.subscribe()
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn find_idempotent(
+        &self,
+        scope: &str,
+        key: &str,
+    ) -> Result<Option<(String, Vec<RecordedEvent>)>, StoreError> {
+        // One read transaction, so the command row and its events come from the same snapshot.
+        let mut tx = self.inner.pool.begin().await?;
+        let command: Option<(Option<String>, Position, Position)> = sqlx::query_as(
+            "SELECT request_hash, first_position, last_position FROM commands \
+             WHERE idem_scope = ?1 AND idem_key = ?2",
+        )
+        .bind(scope)
+        .bind(key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((request_hash, first, last)) = command else {
+            return Ok(None);
+        };
+        let rows: Vec<EventRow> = sqlx::query_as(select_events!(
+            "WHERE position BETWEEN ?1 AND ?2 ORDER BY position"
+        ))
+        .bind(first)
+        .bind(last)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some((request_hash.unwrap_or_default(), decode_all(rows)?)))
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn verify(&self) -> Result<VerifyReport, StoreError> {
+        // Fix the end first: events appended while verifying are left for the next run.
+        let head = self.head().await?;
+        let mut verifier = ChainVerifier::new();
+        let mut after = 0;
+        while after < head {
+            let rows: Vec<EventRow> = sqlx::query_as(select_events!(
+                "WHERE position > ?1 AND position <= ?2 ORDER BY position LIMIT ?3"
+            ))
+            .bind(after)
+            .bind(head)
+            .bind(VERIFY_PAGE)
+            .fetch_all(&self.inner.pool)
+            .await?;
+            let Some(last) = rows.last() else {
+                break;
+            };
+            after = last.position;
+            for row in rows {
+                let failure = match row.parse() {
+                    Ok(parsed) => verifier.check(&row.into_event(parsed)),
+                    Err(error) => Some(row.undecodable(error.to_string())),
+                };
+                if let Some(failure) = failure {
+                    tracing::warn!(
+                        position = failure.position,
+                        reason = %failure.reason,
+                        "the log does not verify"
+                    );
+                    return Ok(verifier.report(head, Some(failure)));
+                }
+            }
+        }
+        Ok(verifier.report(head, None))
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.inner.pool).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ExpectedVersion, NewEvent};
+
+    async fn open_temp() -> (SqliteStore, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = SqliteStore::open(dir.path()).await.expect("open");
+        (store, dir)
+    }
+
+    #[tokio::test]
+    async fn connections_are_durable_wal_with_foreign_keys() {
+        let (store, _dir) = open_temp().await;
+        let mut conn = store.inner.pool.acquire().await.expect("a connection");
+        let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&mut *conn)
+            .await
+            .expect("journal_mode");
+        let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&mut *conn)
+            .await
+            .expect("synchronous");
+        let foreign_keys: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+            .fetch_one(&mut *conn)
+            .await
+            .expect("foreign_keys");
+        assert_eq!(journal, "wal");
+        assert_eq!(synchronous, 2, "FULL");
+        assert_eq!(foreign_keys, 1);
+    }
+
+    #[tokio::test]
+    async fn an_append_without_a_writer_is_unavailable_not_a_panic() {
+        let (store, _dir) = open_temp().await;
+        let (writer, queue) = mpsc::channel(1);
+        drop(queue);
+        let orphan = SqliteStore {
+            inner: Arc::new(Inner {
+                path: store.inner.path.clone(),
+                pool: store.inner.pool.clone(),
+                writer,
+                head: Arc::clone(&store.inner.head),
+            }),
+        };
+        let request = AppendRequest {
+            stream: "s".into(),
+            expected: ExpectedVersion::Any,
+            command_id: uuid::Uuid::new_v4(),
+            idempotency: None,
+            events: vec![NewEvent {
+                id: uuid::Uuid::new_v4(),
+                event_type: "A".into(),
+                schema_version: 1,
+                data: serde_json::json!({}),
+                metadata: serde_json::json!({}),
+            }],
+        };
+        match orphan.append(request).await {
+            Err(StoreError::Unavailable(_)) => {}
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+    }
+}

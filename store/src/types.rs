@@ -1,0 +1,167 @@
+//! The values that cross the store boundary: what callers append and what they read back.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::{Position, StoreError};
+
+/// What the caller believes about the target stream's version before appending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExpectedVersion {
+    /// Append whatever the stream's version is.
+    Any,
+    /// The stream must not exist yet (same as `Exact(0)`).
+    NoStream,
+    /// The stream must have exactly this many events.
+    Exact(i64),
+}
+
+impl ExpectedVersion {
+    /// Whether a stream currently holding `actual` events satisfies this expectation.
+    pub fn admits(self, actual: i64) -> bool {
+        match self {
+            ExpectedVersion::Any => true,
+            ExpectedVersion::NoStream => actual == 0,
+            ExpectedVersion::Exact(expected) => actual == expected,
+        }
+    }
+}
+
+/// One event to append; the store assigns position, version, recorded_at and hash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewEvent {
+    pub id: Uuid,
+    pub event_type: String,
+    pub schema_version: i32,
+    pub data: serde_json::Value,
+    pub metadata: serde_json::Value,
+}
+
+/// An idempotency key, scoped to whoever sent it, with a digest of the request it guards.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdempotencyKey {
+    /// Whose key this is (the token holder); keys of different holders never collide.
+    pub scope: String,
+    /// The client's key, at most 200 characters.
+    pub key: String,
+    /// Hex SHA-256 of the request (command name and canonical body): a reused key with another
+    /// request is refused.
+    pub request_hash: String,
+}
+
+/// A request to append events to one stream on behalf of one command.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppendRequest {
+    pub stream: String,
+    pub expected: ExpectedVersion,
+    /// Unique per command: stored with the events in the same transaction.
+    pub command_id: Uuid,
+    pub idempotency: Option<IdempotencyKey>,
+    /// At least one event.
+    pub events: Vec<NewEvent>,
+}
+
+impl AppendRequest {
+    /// The longest stream id, in characters.
+    pub const MAX_STREAM_CHARS: usize = 200;
+    /// The longest idempotency key or scope, in characters.
+    pub const MAX_KEY_CHARS: usize = 200;
+
+    /// Refuses a request no backend should try: no events, an empty or over-long stream id, an
+    /// empty or over-long idempotency key, or one event id used twice.
+    pub fn validate(&self) -> Result<(), StoreError> {
+        if self.events.is_empty() {
+            return Err(StoreError::Invalid(
+                "an append needs at least one event".into(),
+            ));
+        }
+        let stream_chars = self.stream.chars().count();
+        if stream_chars == 0 || stream_chars > Self::MAX_STREAM_CHARS {
+            return Err(StoreError::Invalid(format!(
+                "a stream id has 1 to {} characters, not {stream_chars}",
+                Self::MAX_STREAM_CHARS
+            )));
+        }
+        if let Some(idempotency) = &self.idempotency {
+            for (what, text) in [("key", &idempotency.key), ("scope", &idempotency.scope)] {
+                let chars = text.chars().count();
+                if chars == 0 || chars > Self::MAX_KEY_CHARS {
+                    return Err(StoreError::Invalid(format!(
+                        "an idempotency {what} has 1 to {} characters, not {chars}",
+                        Self::MAX_KEY_CHARS
+                    )));
+                }
+            }
+        }
+        let mut ids = HashSet::with_capacity(self.events.len());
+        if let Some(event) = self.events.iter().find(|event| !ids.insert(event.id)) {
+            return Err(StoreError::Invalid(format!(
+                "event id {} appears twice in one append",
+                event.id
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// What an append did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum AppendOutcome {
+    /// The events were appended now.
+    Appended(Vec<RecordedEvent>),
+    /// The idempotency key (or command id) was seen before with the same request: these are
+    /// the events that first request appended, and nothing new was written.
+    Duplicate(Vec<RecordedEvent>),
+}
+
+impl AppendOutcome {
+    /// The recorded events, whether appended now or earlier.
+    pub fn events(&self) -> &[RecordedEvent] {
+        match self {
+            AppendOutcome::Appended(events) | AppendOutcome::Duplicate(events) => events,
+        }
+    }
+}
+
+/// An event as it stands in the log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordedEvent {
+    pub position: Position,
+    pub id: Uuid,
+    pub stream: String,
+    /// 1 for a stream's first event.
+    pub version: i64,
+    pub event_type: String,
+    pub schema_version: i32,
+    pub data: serde_json::Value,
+    pub metadata: serde_json::Value,
+    pub recorded_at: DateTime<Utc>,
+    /// Lowercase hex SHA-256 chaining this event to the previous one in its stream.
+    pub hash: String,
+}
+
+/// The result of recomputing every hash chain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerifyReport {
+    pub events: u64,
+    pub streams: u64,
+    pub head: Position,
+    /// The first event (in log order) whose stored hash or version does not match; `None` when
+    /// the whole log checks out.
+    pub first_failure: Option<VerifyFailure>,
+}
+
+/// The first event that failed verification.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerifyFailure {
+    pub position: Position,
+    pub event_id: Uuid,
+    pub stream: String,
+    pub version: i64,
+    pub expected_hash: String,
+    pub stored_hash: String,
+    pub reason: String,
+}

@@ -1,0 +1,5 @@
+//! End-to-end tests of the `lianxi` binary: each test starts the real server on port 0 over a
+//! fresh data directory (see `helpers::spawn_app`) and talks to it over TCP, as apps do.
+
+mod commands;
+mod helpers;
