@@ -323,7 +323,6 @@ async fn an_admin_acts_for_the_narrowest_thing_its_command_concerns() {
     let district_events = app.stream_events(&format!("district-{}", world.district)).await;
     let registered = &district_events[0]["metadata"];
     assert_eq!(registered["actor"]["role"], "admin");
-    assert_eq!(registered["actor"]["name"], "bootstrap admin");
     assert_eq!(registered["acting_for"], json!({"kind": "district", "id": world.district}));
     let community_events = app.stream_events(&format!("community-{}", world.community)).await;
     let admitted = &community_events[1]["metadata"];

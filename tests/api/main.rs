@@ -2,4 +2,6 @@
 //! fresh data directory (see `helpers::spawn_app`) and talks to it over TCP, as apps do.
 
 mod commands;
+mod concurrency;
 mod helpers;
+mod lifecycle;

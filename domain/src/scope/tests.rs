@@ -1,3 +1,5 @@
+//! Scope: whom each command concerns, from its body and its target's history.
+
 use serde_json::json;
 
 use super::{scope_of, Scope};

@@ -1,3 +1,5 @@
+//! Upcasting: an old ActivityRecorded payload reads as today's event; bad input is refused.
+
 use serde_json::json;
 
 use super::*;

@@ -1,3 +1,5 @@
+//! Values: quarters in China Standard Time, and the limits the OpenAPI schemas publish.
+
 use chrono::DateTime;
 
 use super::*;

@@ -1,3 +1,5 @@
+//! Community rules: a registered district, admission of registered units, current membership.
+
 use serde_json::json;
 
 use crate::events::{CommunityRegistered, Event, MemberUnitAdmitted, MemberUnitWithdrawn};

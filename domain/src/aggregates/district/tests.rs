@@ -1,3 +1,5 @@
+//! District rules: a district is registered once.
+
 use serde_json::json;
 
 use crate::testing::fixtures::*;

@@ -1,3 +1,5 @@
+//! Meeting rules: a registered community convenes; members attend while open; it closes once.
+
 use serde_json::json;
 
 use crate::events::{AttendanceRecorded, Event, MeetingClosed, MeetingConvened};

@@ -1,3 +1,5 @@
+//! Project rules: the lifecycle, one claimant at a time, and who may claim, each a sentence.
+
 use serde_json::json;
 
 use super::{fold, ProjectStatus};

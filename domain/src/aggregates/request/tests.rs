@@ -1,3 +1,5 @@
+//! Request rules: only a member unit of a registered community asks; a request resolves once.
+
 use serde_json::json;
 
 use crate::error::DomainError;

@@ -1,3 +1,5 @@
+//! Unit rules: a unit is registered once, in a registered district.
+
 use serde_json::json;
 
 use crate::testing::fixtures::*;
