@@ -1,1 +1,162 @@
-fn main() {}
+//! `lianxi-bench`: measures lianxi against a same-run baseline and prints markdown tables.
+//!
+//! - `store`: appends/s through [`store::sqlite::SqliteStore`] alone, at several concurrencies;
+//! - `http`: commands/s and latency over loopback HTTP against a spawned `lianxi serve`;
+//! - `all`: both.
+//!
+//! Every run also measures the baseline ([`baseline`]): one durable SQLite commit per event from
+//! one connection, on the same disk, minutes apart at most, so each figure is also reported as a
+//! ratio of what the disk allowed at that moment. Progress goes to stderr, tables to stdout.
+
+mod baseline;
+mod http_bench;
+mod load;
+mod payload;
+mod procstat;
+mod prom;
+mod report;
+mod store_bench;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "lianxi-bench",
+    about = "Benchmarks lianxi's store and HTTP commands against a same-run SQLite baseline"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Appends/s through the SQLite store alone.
+    Store(CommonArgs),
+    /// Commands/s over HTTP against a spawned `lianxi serve`.
+    Http(HttpArgs),
+    /// Both, one after the other.
+    All(HttpArgs),
+}
+
+/// Options every benchmark shares.
+#[derive(Debug, Clone, Args)]
+pub struct CommonArgs {
+    /// Measured seconds per run and concurrency.
+    #[arg(long, default_value_t = 3.0)]
+    seconds: f64,
+    /// Unmeasured warm-up seconds before each measurement.
+    #[arg(long, default_value_t = 0.5)]
+    warmup: f64,
+    /// Runs per concurrency; the tables report the median.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Concurrent writers or HTTP clients, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
+    concurrency: Vec<usize>,
+    /// Where the temporary databases go (must be on the disk under test, not tmpfs).
+    #[arg(long, env = "LIANXI_BENCH_DIR")]
+    dir: Option<PathBuf>,
+}
+
+/// Options of the HTTP benchmark.
+#[derive(Debug, Clone, Args)]
+pub struct HttpArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// The `lianxi` binary to spawn (default: `lianxi` next to this executable, i.e. the
+    /// release build of `cargo build --release --bin lianxi`).
+    #[arg(long)]
+    lianxi: Option<PathBuf>,
+    /// Workloads to run, comma-separated: `propose`, `propose-claim`.
+    #[arg(long, value_delimiter = ',', default_value = "propose,propose-claim")]
+    workload: Vec<http_bench::Workload>,
+}
+
+/// The validated settings of one benchmark.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub window: load::Window,
+    pub runs: usize,
+    pub concurrency: Vec<usize>,
+    pub dir: PathBuf,
+}
+
+/// The longest measurement window accepted, so a typo cannot run for hours.
+const MAX_SECONDS: f64 = 120.0;
+/// The most runs accepted.
+const MAX_RUNS: usize = 50;
+/// The most concurrent workers accepted.
+const MAX_CONCURRENCY: usize = 1024;
+
+impl CommonArgs {
+    fn settings(&self) -> Result<Settings> {
+        if !(self.seconds > 0.0 && self.seconds <= MAX_SECONDS) {
+            bail!("--seconds must be in (0, {MAX_SECONDS}]");
+        }
+        if !(self.warmup >= 0.0 && self.warmup <= MAX_SECONDS) {
+            bail!("--warmup must be in [0, {MAX_SECONDS}]");
+        }
+        if self.runs == 0 || self.runs > MAX_RUNS {
+            bail!("--runs must be 1 to {MAX_RUNS}");
+        }
+        if self.concurrency.is_empty()
+            || self
+                .concurrency
+                .iter()
+                .any(|&c| c == 0 || c > MAX_CONCURRENCY)
+        {
+            bail!("--concurrency takes values from 1 to {MAX_CONCURRENCY}");
+        }
+        let dir = self.dir.clone().unwrap_or_else(std::env::temp_dir);
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("creating the benchmark directory {}", dir.display()))?;
+        Ok(Settings {
+            window: load::Window {
+                warmup: Duration::from_secs_f64(self.warmup),
+                measure: Duration::from_secs_f64(self.seconds),
+            },
+            runs: self.runs,
+            concurrency: self.concurrency.clone(),
+            dir,
+        })
+    }
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the Tokio runtime")?;
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let (common, http) = match &cli.command {
+        Command::Store(common) => (common, None),
+        Command::Http(http) => (&http.common, Some(http)),
+        Command::All(http) => (&http.common, Some(http)),
+    };
+    let settings = common.settings()?;
+    let machine = report::Machine::describe(&settings.dir).await;
+    println!("{}", machine.markdown());
+
+    if matches!(cli.command, Command::Store(_) | Command::All(_)) {
+        let results = store_bench::run(&settings).await?;
+        println!("{}", report::store_table(&settings, &results));
+    }
+    if let Some(http) = http {
+        let lianxi = match &http.lianxi {
+            Some(path) => path.clone(),
+            None => http_bench::default_binary()?,
+        };
+        let results = http_bench::run(&settings, &lianxi, &http.workload).await?;
+        println!("{}", report::http_table(&settings, &results));
+    }
+    Ok(())
+}

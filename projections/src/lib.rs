@@ -1,1 +1,52 @@
-//! placeholder
+//! The read side: projectors turn the log into read models, and queries answer from them.
+//!
+//! A projector is a name, a version and a synchronous `apply` over decoded events; its
+//! documents live in typed [`collection::Collection`]s that the [`runner`] loads before a batch
+//! and writes back after it, together with the checkpoint. Any read model can be dropped and
+//! rebuilt from the log; a new version is built beside the old one, which answers meanwhile.
+//! Delivery guarantee: each event is applied exactly once per generation, in log order.
+
+pub mod collection;
+pub mod event;
+pub mod projectors;
+pub mod readdb;
+pub mod runner;
+
+use collection::Store;
+use event::ProjectedEvent;
+
+/// Why a projection could not go on.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    /// An event the projector cannot decode or apply: the projection stops there, visibly.
+    #[error("event at position {position} cannot be projected: {detail}")]
+    Poison { position: i64, detail: String },
+    /// Another process promoted a newer generation; this one must follow it.
+    #[error("this generation was retired by a newer one")]
+    Retired,
+    /// The read-model database failed; the batch is retried.
+    #[error("read-model storage: {0}")]
+    Storage(String),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+}
+
+impl From<sqlx::Error> for ProjectionError {
+    fn from(error: sqlx::Error) -> Self {
+        ProjectionError::Storage(error.to_string())
+    }
+}
+
+/// A read model's builder. `apply` must be deterministic: the same log gives the same documents.
+pub trait Projector: Send + 'static {
+    /// Stable name, used in URLs and tables (`board`, `district-stats`, …).
+    fn name(&self) -> &'static str;
+    /// Bump to rebuild the read model from the whole log with new code.
+    fn version(&self) -> u32;
+    /// Names the documents `event` will touch, so they are loaded before the batch.
+    fn want(&mut self, event: &ProjectedEvent);
+    /// Every collection the projector keeps, for the runner to load and flush.
+    fn collections(&mut self) -> Vec<&mut dyn Store>;
+    /// Applies one event to the loaded documents. An `Err` stops the projection on this event.
+    fn apply(&mut self, event: &ProjectedEvent) -> Result<(), String>;
+}

@@ -62,38 +62,51 @@ pub fn write_canonical(value: &Value, out: &mut Vec<u8>) {
     }
 }
 
-/// Writes `text` as a JSON string literal with serde_json's escaping rules.
-fn write_string(text: &str, out: &mut Vec<u8>) {
+/// Appends `text` as a JSON string literal, escaped as serde_json escapes it.
+pub fn write_string(text: &str, out: &mut Vec<u8>) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
     let bytes = text.as_bytes();
     // Copy unescaped runs in one go; only ASCII bytes are ever escaped, so slicing at them
     // never splits a multi-byte character.
     let mut run_start = 0;
-    let mut control = *b"\\u00xx";
     for (index, &byte) in bytes.iter().enumerate() {
-        let escape: &[u8] = match byte {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            0x08 => b"\\b",
-            0x0C => b"\\f",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x00..=0x1F => {
-                control[4] = HEX[usize::from(byte >> 4)];
-                control[5] = HEX[usize::from(byte & 0x0F)];
-                &control
-            }
-            _ => continue,
-        };
+        let escape = ESCAPE[usize::from(byte)];
+        if escape == 0 {
+            continue;
+        }
         out.extend_from_slice(&bytes[run_start..index]);
-        out.extend_from_slice(escape);
+        if escape == b'u' {
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(byte >> 4)]);
+            out.push(HEX[usize::from(byte & 0x0F)]);
+        } else {
+            out.extend_from_slice(&[b'\\', escape]);
+        }
         run_start = index + 1;
     }
     out.extend_from_slice(&bytes[run_start..]);
     out.push(b'"');
 }
+
+/// For each byte: 0 when it is written as is, else the letter after the backslash (`u` for a
+/// `\u00xx` escape). The same table serde_json uses.
+static ESCAPE: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut byte = 0;
+    while byte < 0x20 {
+        table[byte] = b'u';
+        byte += 1;
+    }
+    table[0x08] = b'b';
+    table[0x09] = b't';
+    table[0x0A] = b'n';
+    table[0x0C] = b'f';
+    table[0x0D] = b'r';
+    table[b'"' as usize] = b'"';
+    table[b'\\' as usize] = b'\\';
+    table
+};
 
 #[cfg(test)]
 mod tests {

@@ -13,11 +13,11 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::canonical::write_canonical;
+use crate::canonical::{write_canonical, write_string};
 use crate::{Position, RecordedEvent, VerifyFailure, VerifyReport};
 
 /// The hashed fields of one event, borrowed from wherever they live.
@@ -49,21 +49,36 @@ impl<'a> From<&'a RecordedEvent> for HashInput<'a> {
 }
 
 impl HashInput<'_> {
-    /// The JSON object whose canonical bytes are hashed.
-    fn to_json(self) -> Value {
-        let mut object = Map::new();
-        object.insert("id".into(), Value::String(self.id.to_string()));
-        object.insert("stream".into(), Value::String(self.stream.to_owned()));
-        object.insert("version".into(), Value::from(self.version));
-        object.insert("type".into(), Value::String(self.event_type.to_owned()));
-        object.insert("schema_version".into(), Value::from(self.schema_version));
-        object.insert("data".into(), self.data.clone());
-        object.insert("metadata".into(), self.metadata.clone());
-        object.insert(
-            "recorded_at".into(),
-            Value::String(format_recorded_at(self.recorded_at)),
+    /// Appends the canonical bytes of the hashed object, `{"data":…,"id":…,"metadata":…,
+    /// "recorded_at":…,"schema_version":…,"stream":…,"type":…,"version":…}`.
+    ///
+    /// Written field by field rather than through a `serde_json::Value`, which would clone the
+    /// payload for every event appended or verified. The keys are fixed, so they are spelled out
+    /// in canonical (byte) order; `the_hash_is_pinned` and
+    /// `the_hashed_bytes_are_the_canonical_form_of_the_object` hold this to the definition.
+    fn write_canonical(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(br#"{"data":"#);
+        write_canonical(self.data, out);
+        out.extend_from_slice(br#","id":""#);
+        out.extend_from_slice(
+            self.id
+                .hyphenated()
+                .encode_lower(&mut Uuid::encode_buffer())
+                .as_bytes(),
         );
-        Value::Object(object)
+        out.extend_from_slice(br#"","metadata":"#);
+        write_canonical(self.metadata, out);
+        out.extend_from_slice(br#","recorded_at":""#);
+        out.extend_from_slice(format_recorded_at(self.recorded_at).as_bytes());
+        out.extend_from_slice(br#"","schema_version":"#);
+        out.extend_from_slice(self.schema_version.to_string().as_bytes());
+        out.extend_from_slice(br#","stream":"#);
+        write_string(self.stream, out);
+        out.extend_from_slice(br#","type":"#);
+        write_string(self.event_type, out);
+        out.extend_from_slice(br#","version":"#);
+        out.extend_from_slice(self.version.to_string().as_bytes());
+        out.push(b'}');
     }
 }
 
@@ -82,8 +97,8 @@ pub fn event_hash(prev_hash: Option<&str>, ev: &HashInput<'_>) -> String {
             _ => hasher.update(prev.as_bytes()),
         },
     }
-    let mut canonical = Vec::with_capacity(256);
-    write_canonical(&ev.to_json(), &mut canonical);
+    let mut canonical = Vec::with_capacity(512);
+    ev.write_canonical(&mut canonical);
     hasher.update(&canonical);
     hex::encode(hasher.finalize())
 }
@@ -227,6 +242,32 @@ mod tests {
             .as_bytes(),
         );
         assert_eq!(hash_of(&sample(), None), hex::encode(expected.finalize()));
+    }
+
+    #[test]
+    fn the_hashed_bytes_are_the_canonical_form_of_the_object() {
+        let mut event = sample();
+        event.stream = "stream \"quoted\" 中".into();
+        event.event_type = "Type\n".into();
+        event.version = -3;
+        event.schema_version = i32::MAX;
+        let input = HashInput::from(&event);
+        let object = serde_json::json!({
+            "id": event.id.to_string(),
+            "stream": event.stream,
+            "version": event.version,
+            "type": event.event_type,
+            "schema_version": event.schema_version,
+            "data": event.data,
+            "metadata": event.metadata,
+            "recorded_at": format_recorded_at(event.recorded_at),
+        });
+        let mut written = Vec::new();
+        input.write_canonical(&mut written);
+        assert_eq!(
+            String::from_utf8(written).expect("UTF-8"),
+            String::from_utf8(crate::canonical::canonical_bytes(&object)).expect("UTF-8")
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! file lock serialises their writers and each writer re-reads versions inside its transaction,
 //! so streams stay consistent. [`EventStore::subscribe`] only announces this process's appends.
 
+mod plan;
 mod rows;
 mod schema;
 mod tokens;

@@ -175,6 +175,47 @@ async fn an_event_id_already_in_the_log_is_refused_alone() {
     assert_eq!(next[0].position, 2);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_request_the_database_refuses_does_not_spoil_concurrent_ones() {
+    let (store, _dir) = fresh_store().await;
+    let taken = new_event("A", json!({}));
+    append_new(
+        &store,
+        request("s", ExpectedVersion::Any, vec![taken.clone()]),
+    )
+    .await;
+    let store: Arc<dyn EventStore> = Arc::new(store);
+
+    // The first request reuses an event id: only the database's unique index can tell.
+    let mut requests = vec![request("t", ExpectedVersion::Any, vec![taken])];
+    requests.extend((0..31).map(|n| {
+        let events = vec![new_event("B", json!({"n": n}))];
+        request(&format!("u-{n}"), ExpectedVersion::NoStream, events)
+    }));
+    let tasks: Vec<_> = requests
+        .into_iter()
+        .map(|request| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.append(request).await })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.expect("an append task panicked"));
+    }
+    assert!(
+        matches!(results[0], Err(StoreError::Invalid(_))),
+        "{:?}",
+        results[0]
+    );
+    assert!(results[1..].iter().all(Result::is_ok), "{results:?}");
+
+    let log = store.read_all(0, usize::MAX).await.expect("read_all");
+    let positions: Vec<i64> = log.iter().map(|event| event.position).collect();
+    assert_eq!(positions, (1..=32).collect::<Vec<_>>());
+    assert_eq!(store.verify().await.expect("verify").first_failure, None);
+}
+
 /// Two stores on one file stand for two processes (`lianxi serve` and `lianxi demo`): each has
 /// its own writer and its own connections, and only the file lock orders them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

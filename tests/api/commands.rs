@@ -6,12 +6,17 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::helpers::{
-    assert_command_response, assert_event_shape, redacted, spawn_app, TestApp,
-};
+use crate::helpers::{assert_command_response, assert_event_shape, redacted, spawn_app, TestApp};
 
 /// Sends one command that must succeed with `types`, and returns its response.
-async fn step(app: &TestApp, token: &str, name: &str, body: Value, stream: &str, types: &[&str]) -> Value {
+async fn step(
+    app: &TestApp,
+    token: &str,
+    name: &str,
+    body: Value,
+    stream: &str,
+    types: &[&str],
+) -> Value {
     let (status, reply) = app.command_as(token, name, body.clone(), &[]).await;
     assert_eq!(status, StatusCode::OK, "{name} {body}: {reply}");
     assert_command_response(&reply, stream, types);
@@ -38,7 +43,15 @@ async fn every_command_succeeds_over_http_and_is_stored_as_documented_events() {
 
     let mut responses: Vec<Value> = Vec::new();
     responses.push(
-        step(&app, &admin, "RegisterDistrict", json!({"district_id": district, "name": "赵镇街道"}), &d, &["DistrictRegistered"]).await,
+        step(
+            &app,
+            &admin,
+            "RegisterDistrict",
+            json!({"district_id": district, "name": "赵镇街道"}),
+            &d,
+            &["DistrictRegistered"],
+        )
+        .await,
     );
     // A district administrator from the command line registers the community and its units.
     let district_admin = app
@@ -72,9 +85,20 @@ async fn every_command_succeeds_over_http_and_is_stored_as_documented_events() {
     let secretary = app
         .issue_token("community_secretary", Some(community), "沱源社区书记")
         .await;
-    for (unit, kind) in units.iter().zip(["jurisdiction", "double_report", "social_organisation"]) {
+    for (unit, kind) in units
+        .iter()
+        .zip(["jurisdiction", "double_report", "social_organisation"])
+    {
         responses.push(
-            step(&app, &secretary, "AdmitMemberUnit", json!({"community_id": community, "unit_id": unit, "kind": kind}), &c, &["MemberUnitAdmitted"]).await,
+            step(
+                &app,
+                &secretary,
+                "AdmitMemberUnit",
+                json!({"community_id": community, "unit_id": unit, "kind": kind}),
+                &c,
+                &["MemberUnitAdmitted"],
+            )
+            .await,
         );
     }
     responses.push(
@@ -104,7 +128,15 @@ async fn every_command_succeeds_over_http_and_is_stored_as_documented_events() {
         .await,
     );
     responses.push(
-        step(&app, &secretary, "RecordAttendance", json!({"meeting_id": meeting, "unit_ids": [units[0], units[1]]}), &m, &["AttendanceRecorded"]).await,
+        step(
+            &app,
+            &secretary,
+            "RecordAttendance",
+            json!({"meeting_id": meeting, "unit_ids": [units[0], units[1]]}),
+            &m,
+            &["AttendanceRecorded"],
+        )
+        .await,
     );
     responses.push(
         step(
@@ -118,7 +150,15 @@ async fn every_command_succeeds_over_http_and_is_stored_as_documented_events() {
         .await,
     );
     responses.push(
-        step(&app, &secretary, "ApproveProject", json!({"project_id": project, "meeting_id": meeting}), &p, &["ProjectApproved"]).await,
+        step(
+            &app,
+            &secretary,
+            "ApproveProject",
+            json!({"project_id": project, "meeting_id": meeting}),
+            &p,
+            &["ProjectApproved"],
+        )
+        .await,
     );
     responses.push(
         step(
@@ -137,16 +177,40 @@ async fn every_command_succeeds_over_http_and_is_stored_as_documented_events() {
         "project_id": project, "unit_id": units[0], "meeting_id": meeting,
         "commitment": "组织宣传日", "occurred_at": "2018-04-24T15:00:00+08:00"
     });
-    let first_claim = step(&app, &rep, "ClaimProject", claim.clone(), &p, &["ProjectClaimed"]).await;
+    let first_claim = step(
+        &app,
+        &rep,
+        "ClaimProject",
+        claim.clone(),
+        &p,
+        &["ProjectClaimed"],
+    )
+    .await;
     responses.push(first_claim.clone());
     responses.push(
-        step(&app, &rep, "WithdrawClaim", json!({"project_id": project, "reason": "人手调整"}), &p, &["ClaimWithdrawn"]).await,
+        step(
+            &app,
+            &rep,
+            "WithdrawClaim",
+            json!({"project_id": project, "reason": "人手调整"}),
+            &p,
+            &["ClaimWithdrawn"],
+        )
+        .await,
     );
     let mut reclaim = claim.clone();
     reclaim["commitment"] = json!("组织宣传日（重新认领）");
     responses.push(step(&app, &rep, "ClaimProject", reclaim, &p, &["ProjectClaimed"]).await);
     responses.push(
-        step(&app, &rep, "LaunchProject", json!({"project_id": project, "occurred_at": "2018-04-25T08:00:00+08:00"}), &p, &["ProjectLaunched"]).await,
+        step(
+            &app,
+            &rep,
+            "LaunchProject",
+            json!({"project_id": project, "occurred_at": "2018-04-25T08:00:00+08:00"}),
+            &p,
+            &["ProjectLaunched"],
+        )
+        .await,
     );
     responses.push(
         step(
@@ -165,10 +229,26 @@ async fn every_command_succeeds_over_http_and_is_stored_as_documented_events() {
         .await,
     );
     responses.push(
-        step(&app, &rep, "CompleteProject", json!({"project_id": project, "summary": "约300人参与"}), &p, &["ProjectCompleted"]).await,
+        step(
+            &app,
+            &rep,
+            "CompleteProject",
+            json!({"project_id": project, "summary": "约300人参与"}),
+            &p,
+            &["ProjectCompleted"],
+        )
+        .await,
     );
     responses.push(
-        step(&app, &secretary, "RecordFeedback", json!({"project_id": project, "rating": 5, "comment": "好评"}), &p, &["FeedbackRecorded"]).await,
+        step(
+            &app,
+            &secretary,
+            "RecordFeedback",
+            json!({"project_id": project, "rating": 5, "comment": "好评"}),
+            &p,
+            &["FeedbackRecorded"],
+        )
+        .await,
     );
     responses.push(
         step(
@@ -182,7 +262,15 @@ async fn every_command_succeeds_over_http_and_is_stored_as_documented_events() {
         .await,
     );
     responses.push(
-        step(&app, &secretary, "CancelProject", json!({"project_id": cancelled, "reason": "并入其他项目"}), &format!("project-{cancelled}"), &["ProjectCancelled"]).await,
+        step(
+            &app,
+            &secretary,
+            "CancelProject",
+            json!({"project_id": cancelled, "reason": "并入其他项目"}),
+            &format!("project-{cancelled}"),
+            &["ProjectCancelled"],
+        )
+        .await,
     );
     responses.push(
         step(
@@ -196,7 +284,15 @@ async fn every_command_succeeds_over_http_and_is_stored_as_documented_events() {
         .await,
     );
     responses.push(
-        step(&app, &secretary, "ResolveRequest", json!({"request_id": request, "resolution": "已协调解决"}), &r, &["RequestResolved"]).await,
+        step(
+            &app,
+            &secretary,
+            "ResolveRequest",
+            json!({"request_id": request, "resolution": "已协调解决"}),
+            &r,
+            &["RequestResolved"],
+        )
+        .await,
     );
 
     // All 19 commands were used.
@@ -205,11 +301,22 @@ async fn every_command_succeeds_over_http_and_is_stored_as_documented_events() {
         .iter()
         .map(|e| e["metadata"]["command"].as_str().unwrap_or_default())
         .collect();
-    assert_eq!(commands.len(), 19, "every command appears in the log: {commands:?}");
+    assert_eq!(
+        commands.len(),
+        19,
+        "every command appears in the log: {commands:?}"
+    );
 
     // Positions are the log's, in order, and each response matches what was stored.
-    let positions: Vec<i64> = log.iter().map(|e| e["position"].as_i64().unwrap_or(0)).collect();
-    assert_eq!(positions, (1..=log.len() as i64).collect::<Vec<_>>(), "positions have no gaps");
+    let positions: Vec<i64> = log
+        .iter()
+        .map(|e| e["position"].as_i64().unwrap_or(0))
+        .collect();
+    assert_eq!(
+        positions,
+        (1..=log.len() as i64).collect::<Vec<_>>(),
+        "positions have no gaps"
+    );
     assert_eq!(responses.len(), log.len());
     for (response, event) in responses.iter().zip(&log) {
         assert_event_shape(event);
@@ -224,13 +331,23 @@ async fn every_command_succeeds_over_http_and_is_stored_as_documented_events() {
     // Each stream's versions count its events from 1.
     for stream in [&d, &c, &m, &p, &r] {
         let events = app.stream_events(stream).await;
-        let versions: Vec<i64> = events.iter().map(|e| e["version"].as_i64().unwrap_or(0)).collect();
-        assert_eq!(versions, (1..=events.len() as i64).collect::<Vec<_>>(), "{stream}");
+        let versions: Vec<i64> = events
+            .iter()
+            .map(|e| e["version"].as_i64().unwrap_or(0))
+            .collect();
+        assert_eq!(
+            versions,
+            (1..=events.len() as i64).collect::<Vec<_>>(),
+            "{stream}"
+        );
     }
 
     // The project's stream, read back.
     let stream = app.stream_events(&p).await;
-    let types: Vec<&str> = stream.iter().map(|e| e["type"].as_str().unwrap_or_default()).collect();
+    let types: Vec<&str> = stream
+        .iter()
+        .map(|e| e["type"].as_str().unwrap_or_default())
+        .collect();
     assert_eq!(
         types,
         [
@@ -250,7 +367,10 @@ async fn every_command_succeeds_over_http_and_is_stored_as_documented_events() {
     // The actor and whom it acted for come from the unit representative's token.
     assert_eq!(claimed["metadata"]["actor"]["name"], "罗俊");
     assert_eq!(claimed["metadata"]["actor"]["role"], "unit_rep");
-    assert_eq!(claimed["metadata"]["acting_for"], json!({"kind": "unit", "id": units[0]}));
+    assert_eq!(
+        claimed["metadata"]["acting_for"],
+        json!({"kind": "unit", "id": units[0]})
+    );
     assert_eq!(claimed["metadata"]["command"], "ClaimProject");
     assert_eq!(claimed["data"]["unit_id"], json!(units[0]));
     assert_eq!(claimed["data"]["meeting_id"], json!(meeting));
@@ -267,7 +387,10 @@ async fn every_command_succeeds_over_http_and_is_stored_as_documented_events() {
     assert_eq!(activity_event["data"]["participants"], 300);
     assert_eq!(activity_event["data"]["funds_yuan"], 1500);
     let secretary_event = &stream[1];
-    assert_eq!(secretary_event["metadata"]["actor"]["role"], "community_secretary");
+    assert_eq!(
+        secretary_event["metadata"]["actor"]["role"],
+        "community_secretary"
+    );
     assert_eq!(
         secretary_event["metadata"]["acting_for"],
         json!({"kind": "community", "id": community})
@@ -309,7 +432,12 @@ async fn a_creating_command_without_its_id_gets_one_made_by_the_server() {
     }
     for event in app.stream_events(&format!("project-{project}")).await {
         if event["type"] == "ActivityRecorded" {
-            ids.push(event["data"]["activity_id"].as_str().expect("an id").to_owned());
+            ids.push(
+                event["data"]["activity_id"]
+                    .as_str()
+                    .expect("an id")
+                    .to_owned(),
+            );
         }
     }
     assert_eq!(ids.len(), 2);
@@ -320,12 +448,22 @@ async fn a_creating_command_without_its_id_gets_one_made_by_the_server() {
 async fn an_admin_acts_for_the_narrowest_thing_its_command_concerns() {
     let app = spawn_app().await;
     let world = app.world(1).await;
-    let district_events = app.stream_events(&format!("district-{}", world.district)).await;
+    let district_events = app
+        .stream_events(&format!("district-{}", world.district))
+        .await;
     let registered = &district_events[0]["metadata"];
     assert_eq!(registered["actor"]["role"], "admin");
-    assert_eq!(registered["acting_for"], json!({"kind": "district", "id": world.district}));
-    let community_events = app.stream_events(&format!("community-{}", world.community)).await;
+    assert_eq!(
+        registered["acting_for"],
+        json!({"kind": "district", "id": world.district})
+    );
+    let community_events = app
+        .stream_events(&format!("community-{}", world.community))
+        .await;
     let admitted = &community_events[1]["metadata"];
     assert_eq!(admitted["command"], "AdmitMemberUnit");
-    assert_eq!(admitted["acting_for"], json!({"kind": "community", "id": world.community}));
+    assert_eq!(
+        admitted["acting_for"],
+        json!({"kind": "community", "id": world.community})
+    );
 }

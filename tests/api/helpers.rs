@@ -3,10 +3,9 @@
 //! [`spawn_app`] runs `lianxi serve --listen 127.0.0.1:0 --data-dir <tempdir>` with a random
 //! bootstrap admin token, learns the port from the `listening on http://ADDR` line it prints, and
 //! hands back a [`TestApp`] with typed helpers. The child is killed when the `TestApp` drops. The
-//! server's log (stderr) goes to a file beside the data directory and is printed when the server
-//! cannot start, so a failure says why.
-
-#![allow(dead_code)] // each test module uses its own part of the harness
+//! server's log (stderr) goes to a file beside the data directory: it is printed when the server
+//! cannot start, and a test fails at the end if the server logged a 500 or a panic during it,
+//! whether or not the test looked.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -213,9 +212,11 @@ impl TestApp {
         self.data_dir.path().join("lianxi.db")
     }
 
-    /// The server's log so far.
+    /// The server's log so far, without terminal colour codes.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.log_dir.path().join("server.log")).unwrap_or_default()
+        let raw =
+            std::fs::read_to_string(self.log_dir.path().join("server.log")).unwrap_or_default();
+        strip_ansi(&raw)
     }
 
     pub fn pid(&self) -> u32 {
@@ -254,7 +255,8 @@ impl TestApp {
         let mut all = vec![("authorization", format!("Bearer {token}"))];
         all.push(("content-type", "application/json".to_owned()));
         all.extend(headers.iter().map(|(k, v)| (*k, (*v).to_owned())));
-        self.post_raw(&format!("/v1/commands/{name}"), bytes, &all).await
+        self.post_raw(&format!("/v1/commands/{name}"), bytes, &all)
+            .await
     }
 
     /// Sends a command that must succeed; returns the response body.
@@ -265,11 +267,7 @@ impl TestApp {
     /// [`TestApp::ok`] with another token.
     pub async fn ok_as(&self, token: &str, name: &str, body: Value) -> Value {
         let (status, reply) = self.command_as(token, name, body.clone(), &[]).await;
-        assert_eq!(
-            status,
-            StatusCode::OK,
-            "{name} {body} was refused: {reply}"
-        );
+        assert_eq!(status, StatusCode::OK, "{name} {body} was refused: {reply}");
         reply
     }
 
@@ -280,7 +278,18 @@ impl TestApp {
         body: impl Into<reqwest::Body>,
         headers: &[(&str, String)],
     ) -> Reply {
-        let mut request = self.client.post(self.url(path)).body(body);
+        self.post_raw_with(&self.client, path, body, headers).await
+    }
+
+    /// [`TestApp::post_raw`] on a given client (its own connection pool).
+    pub async fn post_raw_with(
+        &self,
+        client: &reqwest::Client,
+        path: &str,
+        body: impl Into<reqwest::Body>,
+        headers: &[(&str, String)],
+    ) -> Reply {
+        let mut request = client.post(self.url(path)).body(body);
         for (name, value) in headers {
             request = request.header(
                 HeaderName::from_bytes(name.as_bytes()).expect("a header name"),
@@ -343,7 +352,12 @@ impl TestApp {
                 &[],
             )
             .await;
-        assert_eq!(reply.status, StatusCode::OK, "GET /v1/events: {}", reply.text());
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "GET /v1/events: {}",
+            reply.text()
+        );
         reply.json
     }
 
@@ -434,7 +448,11 @@ impl TestApp {
         );
         let stdout = String::from_utf8(output.stdout).expect("UTF-8 stdout");
         let lines: Vec<&str> = stdout.lines().collect();
-        assert_eq!(lines.len(), 1, "token issue prints the token alone: {stdout:?}");
+        assert_eq!(
+            lines.len(),
+            1,
+            "token issue prints the token alone: {stdout:?}"
+        );
         lines[0].trim().to_owned()
     }
 
@@ -493,7 +511,12 @@ impl TestApp {
         let mut child = self.child.take().expect("the server was running");
         tokio::time::timeout(deadline, child.wait())
             .await
-            .unwrap_or_else(|_| panic!("the server did not exit within {deadline:?}; log:\n{}", self.log()))
+            .unwrap_or_else(|_| {
+                panic!(
+                    "the server did not exit within {deadline:?}; log:\n{}",
+                    self.log()
+                )
+            })
             .expect("waiting for the server")
     }
 
@@ -529,8 +552,11 @@ impl TestApp {
 
     pub async fn register_district(&self, name: &str) -> Uuid {
         let id = Uuid::new_v4();
-        self.ok("RegisterDistrict", json!({ "district_id": id, "name": name }))
-            .await;
+        self.ok(
+            "RegisterDistrict",
+            json!({ "district_id": id, "name": name }),
+        )
+        .await;
         id
     }
 
@@ -618,6 +644,26 @@ impl TestApp {
     }
 }
 
+/// Fails the test when the server answered a 500 or panicked during it, even if the test did not
+/// look: "No input makes the server answer 500 or stop" (API.md, "Errors").
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let log = self.log();
+        let bad: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("internal error") || l.contains("panicked"))
+            .collect();
+        assert!(
+            bad.is_empty(),
+            "the server failed during the test:\n{}",
+            bad.join("\n")
+        );
+    }
+}
+
 /// What [`TestApp::world`] registered.
 #[derive(Debug, Clone)]
 pub struct World {
@@ -632,14 +678,30 @@ pub async fn cli(args: &[String]) -> std::process::Output {
     for var in LIANXI_ENV {
         command.env_remove(var);
     }
-    let output = command
-        .args(args)
-        .stdin(Stdio::null())
-        .output();
+    let output = command.args(args).stdin(Stdio::null()).output();
     tokio::time::timeout(Duration::from_secs(60), output)
         .await
         .expect("the lianxi CLI finishes within a minute")
         .expect("running the lianxi CLI")
+}
+
+/// `text` without ANSI escape sequences (`ESC [ … letter`).
+pub fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            chars.next();
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 pub fn project_stream(id: Uuid) -> String {
@@ -658,7 +720,10 @@ pub fn is_rfc3339(value: &str) -> bool {
 
 /// Whether `value` is 64 lowercase hex digits (a SHA-256).
 pub fn is_sha256_hex(value: &str) -> bool {
-    value.len() == 64 && value.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    value.len() == 64
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// The keys of a JSON object, sorted.
@@ -695,19 +760,35 @@ pub fn assert_command_response(body: &Value, stream: &str, types: &[&str]) {
         "command_id is a UUID: {body}"
     );
     assert_eq!(body["stream"], stream, "stream of {body}");
-    assert!(body["version"].as_i64().is_some_and(|v| v >= 1), "version: {body}");
+    assert!(
+        body["version"].as_i64().is_some_and(|v| v >= 1),
+        "version: {body}"
+    );
     let events = body["events"].as_array().expect("events is an array");
-    let got: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap_or_default()).collect();
+    let got: Vec<&str> = events
+        .iter()
+        .map(|e| e["type"].as_str().unwrap_or_default())
+        .collect();
     assert_eq!(got, types, "event types of {body}");
     let mut last = 0;
     for event in events {
-        assert_eq!(keys(event), sorted(&["id", "type", "position"]), "event ref: {event}");
-        assert!(is_uuid(event["id"].as_str().unwrap_or_default()), "event id: {event}");
+        assert_eq!(
+            keys(event),
+            sorted(&["id", "type", "position"]),
+            "event ref: {event}"
+        );
+        assert!(
+            is_uuid(event["id"].as_str().unwrap_or_default()),
+            "event id: {event}"
+        );
         let position = event["position"].as_i64().expect("an integer position");
         assert!(position > last, "positions increase: {body}");
         last = position;
     }
-    assert_eq!(body["position"], last, "position is the last event's: {body}");
+    assert_eq!(
+        body["position"], last,
+        "position is the last event's: {body}"
+    );
 }
 
 /// Asserts an event of API.md "Shapes" and its metadata.
@@ -729,18 +810,41 @@ pub fn assert_event_shape(event: &Value) {
         ]),
         "event shape: {event}"
     );
-    assert!(event["position"].as_i64().is_some_and(|p| p >= 1), "{event}");
+    assert!(
+        event["position"].as_i64().is_some_and(|p| p >= 1),
+        "{event}"
+    );
     assert!(event["version"].as_i64().is_some_and(|v| v >= 1), "{event}");
-    assert!(event["schema_version"].as_i64().is_some_and(|v| v >= 1), "{event}");
+    assert!(
+        event["schema_version"].as_i64().is_some_and(|v| v >= 1),
+        "{event}"
+    );
     assert!(is_uuid(event["id"].as_str().unwrap_or_default()), "{event}");
-    assert!(event["type"].as_str().is_some_and(|t| !t.is_empty()), "{event}");
+    assert!(
+        event["type"].as_str().is_some_and(|t| !t.is_empty()),
+        "{event}"
+    );
     assert!(event["data"].is_object(), "data is an object: {event}");
-    assert!(is_rfc3339(event["recorded_at"].as_str().unwrap_or_default()), "{event}");
-    assert!(is_sha256_hex(event["hash"].as_str().unwrap_or_default()), "{event}");
+    assert!(
+        is_rfc3339(event["recorded_at"].as_str().unwrap_or_default()),
+        "{event}"
+    );
+    assert!(
+        is_sha256_hex(event["hash"].as_str().unwrap_or_default()),
+        "{event}"
+    );
     let stream = event["stream"].as_str().expect("a stream");
     let (kind, id) = stream.split_once('-').expect("<kind>-<uuid>");
     assert!(
-        ["district", "community", "unit", "meeting", "project", "request"].contains(&kind)
+        [
+            "district",
+            "community",
+            "unit",
+            "meeting",
+            "project",
+            "request"
+        ]
+        .contains(&kind)
             && is_uuid(id),
         "stream name {stream:?}"
     );
@@ -759,9 +863,21 @@ pub fn assert_event_shape(event: &Value) {
         ]),
         "metadata shape: {event}"
     );
-    assert_eq!(keys(&metadata["actor"]), sorted(&["id", "name", "role"]), "{event}");
-    assert!(is_uuid(metadata["actor"]["id"].as_str().unwrap_or_default()), "{event}");
-    assert!(metadata["actor"]["name"].as_str().is_some_and(|n| !n.is_empty()), "{event}");
+    assert_eq!(
+        keys(&metadata["actor"]),
+        sorted(&["id", "name", "role"]),
+        "{event}"
+    );
+    assert!(
+        is_uuid(metadata["actor"]["id"].as_str().unwrap_or_default()),
+        "{event}"
+    );
+    assert!(
+        metadata["actor"]["name"]
+            .as_str()
+            .is_some_and(|n| !n.is_empty()),
+        "{event}"
+    );
     assert!(
         [
             "admin",
@@ -774,11 +890,21 @@ pub fn assert_event_shape(event: &Value) {
         .contains(&metadata["actor"]["role"].as_str().unwrap_or_default()),
         "{event}"
     );
-    assert_eq!(keys(&metadata["acting_for"]), sorted(&["kind", "id"]), "{event}");
+    assert_eq!(
+        keys(&metadata["acting_for"]),
+        sorted(&["kind", "id"]),
+        "{event}"
+    );
     for id in ["command_id", "correlation_id", "causation_id"] {
-        assert!(is_uuid(metadata[id].as_str().unwrap_or_default()), "{id}: {event}");
+        assert!(
+            is_uuid(metadata[id].as_str().unwrap_or_default()),
+            "{id}: {event}"
+        );
     }
-    assert!(is_rfc3339(metadata["occurred_at"].as_str().unwrap_or_default()), "{event}");
+    assert!(
+        is_rfc3339(metadata["occurred_at"].as_str().unwrap_or_default()),
+        "{event}"
+    );
 }
 
 /// insta settings that hide what changes from run to run, after checking each value's shape:
@@ -806,7 +932,10 @@ pub fn redacted() -> insta::Settings {
     settings
 }
 
-fn redact_uuid(value: insta::internals::Content, path: insta::internals::ContentPath<'_>) -> insta::internals::Content {
+fn redact_uuid(
+    value: insta::internals::Content,
+    path: insta::internals::ContentPath<'_>,
+) -> insta::internals::Content {
     match value.as_str() {
         Some(s) => {
             assert!(is_uuid(s), "{path} should be a UUID, got {s:?}");
@@ -817,8 +946,13 @@ fn redact_uuid(value: insta::internals::Content, path: insta::internals::Content
     }
 }
 
-fn redact_stream(value: insta::internals::Content, path: insta::internals::ContentPath<'_>) -> insta::internals::Content {
-    let s = value.as_str().unwrap_or_else(|| panic!("{path} should be a string"));
+fn redact_stream(
+    value: insta::internals::Content,
+    path: insta::internals::ContentPath<'_>,
+) -> insta::internals::Content {
+    let s = value
+        .as_str()
+        .unwrap_or_else(|| panic!("{path} should be a string"));
     let (kind, id) = s
         .split_once('-')
         .unwrap_or_else(|| panic!("{path} should be <kind>-<uuid>, got {s:?}"));
@@ -826,14 +960,27 @@ fn redact_stream(value: insta::internals::Content, path: insta::internals::Conte
     format!("{kind}-[uuid]").into()
 }
 
-fn redact_time(value: insta::internals::Content, path: insta::internals::ContentPath<'_>) -> insta::internals::Content {
-    let s = value.as_str().unwrap_or_else(|| panic!("{path} should be a string"));
+fn redact_time(
+    value: insta::internals::Content,
+    path: insta::internals::ContentPath<'_>,
+) -> insta::internals::Content {
+    let s = value
+        .as_str()
+        .unwrap_or_else(|| panic!("{path} should be a string"));
     assert!(is_rfc3339(s), "{path} should be RFC 3339, got {s:?}");
     "[rfc3339]".into()
 }
 
-fn redact_hash(value: insta::internals::Content, path: insta::internals::ContentPath<'_>) -> insta::internals::Content {
-    let s = value.as_str().unwrap_or_else(|| panic!("{path} should be a string"));
-    assert!(is_sha256_hex(s), "{path} should be 64 hex digits, got {s:?}");
+fn redact_hash(
+    value: insta::internals::Content,
+    path: insta::internals::ContentPath<'_>,
+) -> insta::internals::Content {
+    let s = value
+        .as_str()
+        .unwrap_or_else(|| panic!("{path} should be a string"));
+    assert!(
+        is_sha256_hex(s),
+        "{path} should be 64 hex digits, got {s:?}"
+    );
     "[sha256]".into()
 }

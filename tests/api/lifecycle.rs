@@ -37,8 +37,11 @@ async fn a_project_goes_from_proposal_through_a_meeting_to_residents_feedback() 
     )
     .await;
     let project = app.propose(world.community).await;
-    app.ok("ApproveProject", json!({"project_id": project, "meeting_id": meeting}))
-        .await;
+    app.ok(
+        "ApproveProject",
+        json!({"project_id": project, "meeting_id": meeting}),
+    )
+    .await;
     app.ok(
         "ClaimProject",
         json!({"project_id": project, "unit_id": unit, "meeting_id": meeting}),
@@ -62,8 +65,11 @@ async fn a_project_goes_from_proposal_through_a_meeting_to_residents_feedback() 
     }
     app.ok_as(&rep, "CompleteProject", json!({"project_id": project}))
         .await;
-    app.ok("RecordFeedback", json!({"project_id": project, "rating": 5}))
-        .await;
+    app.ok(
+        "RecordFeedback",
+        json!({"project_id": project, "rating": 5}),
+    )
+    .await;
 
     assert_eq!(
         app.stream_types(&project_stream(project)).await,
@@ -91,7 +97,14 @@ async fn a_project_goes_from_proposal_through_a_meeting_to_residents_feedback() 
         "invalid_transition",
     )
     .await;
-    refused(&app, "CancelProject", json!({"project_id": project}), 409, "invalid_transition").await;
+    refused(
+        &app,
+        "CancelProject",
+        json!({"project_id": project}),
+        409,
+        "invalid_transition",
+    )
+    .await;
     let (code, out) = app.verify().await;
     assert_eq!(code, 0, "verify: {out}");
 }
@@ -103,21 +116,38 @@ async fn a_project_is_cancelled_from_any_state_before_completion_and_then_takes_
     let unit = world.units[0];
 
     let proposed = app.propose(world.community).await;
-    app.ok("CancelProject", json!({"project_id": proposed, "reason": "需求变化"}))
-        .await;
+    app.ok(
+        "CancelProject",
+        json!({"project_id": proposed, "reason": "需求变化"}),
+    )
+    .await;
 
     let claimed = app.propose(world.community).await;
     app.claim(claimed, unit).await;
-    app.ok("CancelProject", json!({"project_id": claimed})).await;
+    app.ok("CancelProject", json!({"project_id": claimed}))
+        .await;
 
     let launched = app.launched_project(world.community, unit).await;
-    app.ok("CancelProject", json!({"project_id": launched})).await;
+    app.ok("CancelProject", json!({"project_id": launched}))
+        .await;
     assert_eq!(
         app.stream_types(&project_stream(launched)).await,
-        ["ProjectProposed", "ProjectClaimed", "ProjectLaunched", "ProjectCancelled"]
+        [
+            "ProjectProposed",
+            "ProjectClaimed",
+            "ProjectLaunched",
+            "ProjectCancelled"
+        ]
     );
 
-    refused(&app, "CancelProject", json!({"project_id": proposed}), 409, "invalid_transition").await;
+    refused(
+        &app,
+        "CancelProject",
+        json!({"project_id": proposed}),
+        409,
+        "invalid_transition",
+    )
+    .await;
     refused(
         &app,
         "ClaimProject",
@@ -126,7 +156,14 @@ async fn a_project_is_cancelled_from_any_state_before_completion_and_then_takes_
         "invalid_transition",
     )
     .await;
-    refused(&app, "LaunchProject", json!({"project_id": launched}), 409, "invalid_transition").await;
+    refused(
+        &app,
+        "LaunchProject",
+        json!({"project_id": launched}),
+        409,
+        "invalid_transition",
+    )
+    .await;
     let meeting = app.convene(world.community).await;
     refused(
         &app,
@@ -147,8 +184,12 @@ async fn a_second_claim_is_refused_until_the_first_is_withdrawn_then_another_uni
     let first_rep = app.issue_token("unit_rep", Some(first), "第一单位").await;
     let second_rep = app.issue_token("unit_rep", Some(second), "第二单位").await;
 
-    app.ok_as(&first_rep, "ClaimProject", json!({"project_id": project, "unit_id": first}))
-        .await;
+    app.ok_as(
+        &first_rep,
+        "ClaimProject",
+        json!({"project_id": project, "unit_id": first}),
+    )
+    .await;
     refused_as(
         &app,
         &second_rep,
@@ -170,18 +211,43 @@ async fn a_second_claim_is_refused_until_the_first_is_withdrawn_then_another_uni
     .await;
     // Only the claimant gives the claim back.
     let reply = app
-        .command_reply(&second_rep, "WithdrawClaim", json!({"project_id": project}), &[])
+        .command_reply(
+            &second_rep,
+            "WithdrawClaim",
+            json!({"project_id": project}),
+            &[],
+        )
         .await;
     reply.assert_problem(403, "forbidden");
 
-    app.ok_as(&first_rep, "WithdrawClaim", json!({"project_id": project, "reason": "力量不足"}))
-        .await;
-    refused(&app, "WithdrawClaim", json!({"project_id": project}), 409, "invalid_transition").await;
-    app.ok_as(&second_rep, "ClaimProject", json!({"project_id": project, "unit_id": second}))
-        .await;
+    app.ok_as(
+        &first_rep,
+        "WithdrawClaim",
+        json!({"project_id": project, "reason": "力量不足"}),
+    )
+    .await;
+    refused(
+        &app,
+        "WithdrawClaim",
+        json!({"project_id": project}),
+        409,
+        "invalid_transition",
+    )
+    .await;
+    app.ok_as(
+        &second_rep,
+        "ClaimProject",
+        json!({"project_id": project, "unit_id": second}),
+    )
+    .await;
     // Now the first unit's representative may no longer launch it; the second's may.
     let reply = app
-        .command_reply(&first_rep, "LaunchProject", json!({"project_id": project}), &[])
+        .command_reply(
+            &first_rep,
+            "LaunchProject",
+            json!({"project_id": project}),
+            &[],
+        )
         .await;
     reply.assert_problem(403, "forbidden");
     app.ok_as(&second_rep, "LaunchProject", json!({"project_id": project}))
@@ -190,7 +256,12 @@ async fn a_second_claim_is_refused_until_the_first_is_withdrawn_then_another_uni
     let events = app.stream_events(&project_stream(project)).await;
     let summary: Vec<(String, Value)> = events
         .iter()
-        .map(|e| (e["type"].as_str().unwrap_or_default().to_owned(), e["data"]["unit_id"].clone()))
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap_or_default().to_owned(),
+                e["data"]["unit_id"].clone(),
+            )
+        })
         .collect();
     assert_eq!(
         summary,
@@ -210,16 +281,57 @@ async fn activities_wait_for_launch_and_feedback_waits_for_completion() {
     let world = app.world(1).await;
     let project = app.propose(world.community).await;
     let activity = json!({"project_id": project, "title": "宣传", "participants": 3});
-    refused(&app, "RecordActivity", activity.clone(), 409, "invalid_transition").await;
-    refused(&app, "LaunchProject", json!({"project_id": project}), 409, "invalid_transition").await;
+    refused(
+        &app,
+        "RecordActivity",
+        activity.clone(),
+        409,
+        "invalid_transition",
+    )
+    .await;
+    refused(
+        &app,
+        "LaunchProject",
+        json!({"project_id": project}),
+        409,
+        "invalid_transition",
+    )
+    .await;
     app.claim(project, world.units[0]).await;
-    refused(&app, "RecordActivity", activity.clone(), 409, "invalid_transition").await;
-    refused(&app, "CompleteProject", json!({"project_id": project}), 409, "invalid_transition").await;
-    app.ok("LaunchProject", json!({"project_id": project})).await;
-    refused(&app, "RecordFeedback", json!({"project_id": project, "rating": 4}), 409, "invalid_transition").await;
+    refused(
+        &app,
+        "RecordActivity",
+        activity.clone(),
+        409,
+        "invalid_transition",
+    )
+    .await;
+    refused(
+        &app,
+        "CompleteProject",
+        json!({"project_id": project}),
+        409,
+        "invalid_transition",
+    )
+    .await;
+    app.ok("LaunchProject", json!({"project_id": project}))
+        .await;
+    refused(
+        &app,
+        "RecordFeedback",
+        json!({"project_id": project, "rating": 4}),
+        409,
+        "invalid_transition",
+    )
+    .await;
     app.ok("RecordActivity", activity).await;
-    app.ok("CompleteProject", json!({"project_id": project})).await;
-    app.ok("RecordFeedback", json!({"project_id": project, "rating": 4})).await;
+    app.ok("CompleteProject", json!({"project_id": project}))
+        .await;
+    app.ok(
+        "RecordFeedback",
+        json!({"project_id": project, "rating": 4}),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -344,7 +456,14 @@ async fn references_to_unregistered_things_are_422_and_missing_targets_are_404()
     )
     .await;
     // The command's own target does not exist.
-    refused(&app, "LaunchProject", json!({"project_id": nowhere}), 404, "not_found").await;
+    refused(
+        &app,
+        "LaunchProject",
+        json!({"project_id": nowhere}),
+        404,
+        "not_found",
+    )
+    .await;
     refused(
         &app,
         "ClaimProject",
@@ -369,7 +488,14 @@ async fn references_to_unregistered_things_are_422_and_missing_targets_are_404()
         "not_found",
     )
     .await;
-    refused(&app, "ResolveRequest", json!({"request_id": nowhere}), 404, "not_found").await;
+    refused(
+        &app,
+        "ResolveRequest",
+        json!({"request_id": nowhere}),
+        404,
+        "not_found",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -396,8 +522,11 @@ async fn a_project_is_approved_and_claimed_only_at_a_meeting_of_its_own_communit
     )
     .await;
     let own_meeting = app.convene(world.community).await;
-    app.ok("ApproveProject", json!({"project_id": project, "meeting_id": own_meeting}))
-        .await;
+    app.ok(
+        "ApproveProject",
+        json!({"project_id": project, "meeting_id": own_meeting}),
+    )
+    .await;
     refused(
         &app,
         "ApproveProject",
@@ -413,7 +542,8 @@ async fn a_meeting_closes_once_and_takes_attendance_only_while_open() {
     let app = spawn_app().await;
     let world = app.world(1).await;
     let meeting = app.convene(world.community).await;
-    let close = json!({"meeting_id": meeting, "resolutions": ["决议一", "决议二"], "minutes": "纪要"});
+    let close =
+        json!({"meeting_id": meeting, "resolutions": ["决议一", "决议二"], "minutes": "纪要"});
     app.ok("CloseMeeting", close.clone()).await;
     refused(&app, "CloseMeeting", close, 409, "meeting_already_closed").await;
     refused(
@@ -437,10 +567,24 @@ async fn a_request_is_raised_by_a_member_and_resolved_once() {
         )
         .await;
     let stream = body["stream"].as_str().expect("a stream").to_owned();
-    let request = stream.strip_prefix("request-").expect("a request stream").to_owned();
-    app.ok("ResolveRequest", json!({"request_id": request})).await;
-    refused(&app, "ResolveRequest", json!({"request_id": request}), 409, "invalid_transition").await;
-    assert_eq!(app.stream_types(&stream).await, ["RequestRaised", "RequestResolved"]);
+    let request = stream
+        .strip_prefix("request-")
+        .expect("a request stream")
+        .to_owned();
+    app.ok("ResolveRequest", json!({"request_id": request}))
+        .await;
+    refused(
+        &app,
+        "ResolveRequest",
+        json!({"request_id": request}),
+        409,
+        "invalid_transition",
+    )
+    .await;
+    assert_eq!(
+        app.stream_types(&stream).await,
+        ["RequestRaised", "RequestResolved"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -458,7 +602,8 @@ async fn a_creating_command_with_a_taken_id_is_refused() {
     // API.md names no code for this refusal; the server's is `already_exists`.
     reply.assert_problem(409, "already_exists");
     assert_eq!(
-        app.stream_types(&format!("district-{}", world.district)).await,
+        app.stream_types(&format!("district-{}", world.district))
+            .await,
         ["DistrictRegistered"]
     );
 }

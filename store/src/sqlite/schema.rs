@@ -27,6 +27,10 @@ pub(super) fn connect_options(path: &Path) -> SqliteConnectOptions {
         .synchronous(SqliteSynchronous::Full)
         .busy_timeout(BUSY_TIMEOUT)
         .foreign_keys(true)
+        // Savepoint and statement journals in memory, not in temporary files.
+        .pragma("temp_store", "memory")
+        // Room for every multi-row INSERT variant the writer uses (2 × 64) plus the reads.
+        .statement_cache_capacity(256)
 }
 
 /// Applies pending migrations on `conn`.

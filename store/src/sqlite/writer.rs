@@ -5,39 +5,46 @@
 //! to [`MAX_BATCH_REQUESTS`] requests / [`MAX_BATCH_EVENTS`] events) and writes them all in one
 //! `BEGIN IMMEDIATE … COMMIT`: one fsync for the whole batch.
 //!
+//! Inside that transaction a batch costs a handful of statements, however many requests it holds:
+//! one query loads the stream heads, one the earlier commands ([`super::plan`] then decides every
+//! request in memory), and multi-row `INSERT`s write all accepted events and command rows. Should
+//! the database refuse that bulk write (say an event id already in the log), the writer rolls the
+//! transaction back and redoes the batch in a new one, request by request, each under its own
+//! savepoint, so only the offending request is refused.
+//!
 //! Guarantees:
-//! - **Each request stands alone.** A request that is refused (version conflict, reused
-//!   idempotency key) or whose write fails is rolled back to its own savepoint; the others in the
-//!   batch still commit.
-//! - **Nothing is acknowledged before it is durable.** Replies go out only after `COMMIT`
+//! - **Each request stands alone**: a refused request (version conflict, reused idempotency key,
+//!   a write the database rejects) changes nothing; the others in the batch still commit.
+//! - **Nothing is acknowledged before it is durable**: replies go out only after `COMMIT`
 //!   returned; if the batch fails, every request in it gets [`StoreError::Unavailable`] and
 //!   nothing of it was written.
-//! - **Other processes are respected.** Stream versions, last hashes and the last position are
+//! - **Other processes are respected**: the last position, stream heads and earlier commands are
 //!   read inside the `BEGIN IMMEDIATE` transaction, which holds the file's write lock, and are
-//!   cached only for the rest of that transaction. A second process appending to the same file
-//!   therefore never causes a duplicate version or a broken chain.
-//! - **Positions are gap-free** and assigned in commit order: max(position) + 1, … within the
-//!   write lock, and a rolled-back request gives its positions back to the next one.
+//!   kept only for that transaction. A second process writing the same file therefore never
+//!   causes a duplicate version, a broken chain or a doubled idempotent command.
+//! - **Positions are gap-free** and follow commit order: the batch continues from max(position)
+//!   under the write lock, and a refused request takes no position.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::OnceLock;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use chrono::Utc;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
-use sqlx::{ConnectOptions, Connection};
+use sqlx::sqlite::{Sqlite, SqliteConnectOptions, SqliteConnection};
+use sqlx::{ConnectOptions, Connection, Transaction};
 use tokio::sync::{mpsc, oneshot, watch};
+use tracing::Instrument;
 
+use super::plan::{BatchState, Decision, EarlierCommand, EarlierEvents, Staged, StreamHead};
 use super::rows::{decode_all, select_events, EventRow};
-use crate::hash::{event_hash, format_recorded_at, to_stored_precision, HashInput};
-use crate::{telemetry, AppendOutcome, AppendRequest, Position, RecordedEvent, StoreError};
+use crate::hash::to_stored_precision;
+use crate::{telemetry, AppendOutcome, AppendRequest, Position, StoreError};
 
 /// The most requests one group commit takes.
 pub(super) const MAX_BATCH_REQUESTS: usize = 512;
 /// A batch stops taking further requests once it holds this many events.
 pub(super) const MAX_BATCH_EVENTS: usize = 4096;
-/// Rows per multi-row `INSERT INTO events` (11 parameters each, well under SQLite's limit).
+/// Rows per multi-row `INSERT` (at most 11 parameters a row: far below SQLite's limit).
 const ROWS_PER_INSERT: usize = 64;
 
 /// One append waiting for the writer, with the channel its outcome goes back on.
@@ -67,6 +74,26 @@ impl Writer {
             jobs,
             head,
         }
+    }
+
+    /// Starts the writer on a thread of its own, with its own single-threaded runtime.
+    ///
+    /// The writer is the bottleneck of every append: each of its statements is a round trip to
+    /// SQLite's worker thread, and on a shared runtime each wake-up would wait behind whatever
+    /// request tasks are queued (with many concurrent writers, dozens of them). On its own thread
+    /// it resumes as soon as SQLite answers. The thread ends when every `SqliteStore` clone is
+    /// gone; if it cannot start, or dies, appends get [`StoreError::Unavailable`].
+    pub fn spawn(self) -> Result<(), StoreError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|error| StoreError::Unavailable(format!("writer runtime: {error}")))?;
+        let span = tracing::Span::current();
+        std::thread::Builder::new()
+            .name("lianxi-store-writer".into())
+            .spawn(move || runtime.block_on(self.run().instrument(span)))
+            .map_err(|error| StoreError::Unavailable(format!("writer thread: {error}")))?;
+        Ok(())
     }
 
     /// Serves appends until every sender (every `SqliteStore` clone) is gone.
@@ -146,147 +173,181 @@ struct Committed {
     head: Option<Position>,
 }
 
-/// A stream's last version and hash, as of the current point in the batch.
-#[derive(Debug, Clone)]
-struct StreamHead {
-    version: i64,
-    hash: Option<String>,
-}
-
-/// What the batch knows for the duration of its one transaction.
-struct BatchState {
-    /// The last position written, in this transaction or before it.
-    last_position: Position,
-    /// Streams touched or read in this batch, so later requests see earlier ones.
-    heads: HashMap<String, StreamHead>,
-    recorded_at: chrono::DateTime<Utc>,
-    appended_any: bool,
-}
-
 /// Runs all `requests` in one `BEGIN IMMEDIATE` transaction. An `Err` means the whole batch
 /// failed and was rolled back.
 async fn group_commit(
     conn: &mut SqliteConnection,
     requests: &[&AppendRequest],
 ) -> Result<Committed, sqlx::Error> {
-    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-    let last_position: Position =
-        sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
-            .fetch_one(&mut *tx)
-            .await?;
-    let mut state = BatchState {
-        last_position,
-        heads: HashMap::new(),
-        recorded_at: to_stored_precision(Utc::now()),
-        appended_any: false,
-    };
-    let mut results = Vec::with_capacity(requests.len());
-    for request in requests {
-        results.push(apply(&mut tx, &mut state, request).await?);
+    match write_together(conn, requests).await? {
+        Some(committed) => Ok(committed),
+        None => write_one_by_one(conn, requests).await,
     }
+}
+
+/// The fast path: decides the whole batch in memory, then writes every accepted request in a
+/// few multi-row statements and commits. `None` when the database refused the bulk write: the
+/// transaction was rolled back and nothing was written.
+async fn write_together(
+    conn: &mut SqliteConnection,
+    requests: &[&AppendRequest],
+) -> Result<Option<Committed>, sqlx::Error> {
+    let t0 = Instant::now();
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    let t1 = t0.elapsed();
+    let mut state = load_state(&mut tx, requests).await?;
+    let t2 = t0.elapsed();
+    let decisions: Vec<Decision> = requests
+        .iter()
+        .map(|request| {
+            let decision = state.decide(request);
+            if let Decision::Append(staged) = &decision {
+                state.accept(request, staged);
+            }
+            decision
+        })
+        .collect();
+    let appends: Vec<(&AppendRequest, &[Staged])> = requests
+        .iter()
+        .zip(&decisions)
+        .filter_map(|(request, decision)| match decision {
+            Decision::Append(staged) => Some((*request, staged.as_slice())),
+            _ => None,
+        })
+        .collect();
+    let t3 = t0.elapsed();
+    let r = insert(&mut tx, &appends).await;
+    let t4 = t0.elapsed();
+    match r {
+        Ok(()) => {
+            let x = finish(tx, decisions, &state).await.map(Some);
+            if std::env::var("TMP_TRACE").is_ok() {
+                eprintln!(
+                    "n={} begin {t1:?} load {t2:?} decide {t3:?} insert {t4:?} commit {:?}",
+                    requests.len(),
+                    t0.elapsed()
+                );
+            }
+            x
+        }
+        Err(sqlx::Error::Database(error)) => {
+            tracing::debug!(%error, "the bulk write was refused; writing request by request");
+            tx.rollback().await?;
+            Ok(None)
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// The slow path, after a refused bulk write: a fresh transaction (another process may have
+/// written in between, so everything is loaded again) in which each request is written under
+/// its own savepoint, so the database refusing one request's write refuses that request alone.
+async fn write_one_by_one(
+    conn: &mut SqliteConnection,
+    requests: &[&AppendRequest],
+) -> Result<Committed, sqlx::Error> {
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    let mut state = load_state(&mut tx, requests).await?;
+    let mut decisions = Vec::with_capacity(requests.len());
+    for request in requests {
+        let decision = match state.decide(request) {
+            Decision::Append(staged) => {
+                let mut savepoint = tx.begin().await?;
+                match insert(&mut savepoint, &[(*request, staged.as_slice())]).await {
+                    Ok(()) => {
+                        savepoint.commit().await?;
+                        state.accept(request, &staged);
+                        Decision::Append(staged)
+                    }
+                    Err(sqlx::Error::Database(error)) => {
+                        savepoint.rollback().await?;
+                        let actual = staged.first().map_or(0, |s| s.event.version - 1);
+                        Decision::Refuse(refusal(error.as_ref(), request, actual))
+                    }
+                    Err(error) => return Err(error),
+                }
+            }
+            other => other,
+        };
+        decisions.push(decision);
+    }
+    finish(tx, decisions, &state).await
+}
+
+/// Reads back what duplicates refer to, commits, and pairs every request with its reply.
+async fn finish(
+    mut tx: Transaction<'_, Sqlite>,
+    decisions: Vec<Decision>,
+    state: &BatchState,
+) -> Result<Committed, sqlx::Error> {
+    let appended_any = decisions
+        .iter()
+        .any(|decision| matches!(decision, Decision::Append(_)));
+    let results = resolve(&mut tx, decisions).await?;
     tx.commit().await?;
     Ok(Committed {
         results,
-        head: state.appended_any.then_some(state.last_position),
+        head: appended_any.then(|| state.last_position()),
     })
 }
 
-/// Applies one request inside the batch's transaction. The outer `Err` is a failure of the
-/// whole batch; the inner one is this request's own refusal.
-async fn apply(
+/// Loads what the batch's decisions depend on: the last position, the heads of the streams it
+/// touches and the earlier commands sharing a command id or idempotency key with it.
+async fn load_state(
     conn: &mut SqliteConnection,
-    state: &mut BatchState,
-    request: &AppendRequest,
-) -> Result<Result<AppendOutcome, StoreError>, sqlx::Error> {
-    // 1. A command or idempotency key seen before answers with what it did then.
-    if let Some(earlier) = earlier_outcome(conn, request).await? {
-        return Ok(earlier);
-    }
+    requests: &[&AppendRequest],
+) -> Result<BatchState, sqlx::Error> {
+    let last_position: Position =
+        sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+            .fetch_one(&mut *conn)
+            .await?;
 
-    // 2. The expected version, against the stream as of this point of the batch.
-    let head = stream_head(conn, state, &request.stream).await?;
-    if !request.expected.admits(head.version) {
-        return Ok(Err(StoreError::VersionConflict {
-            stream: request.stream.clone(),
-            expected: request.expected,
-            actual: head.version,
-        }));
-    }
-
-    // 3. Number, time-stamp and chain the events.
-    let events = match record(state, &head, request) {
-        Ok(events) => events,
-        Err(refused) => return Ok(Err(refused)),
-    };
-
-    // 4. Write them and the command row under a savepoint of their own.
-    let mut savepoint = conn.begin().await?;
-    match write(&mut savepoint, request, &events).await {
-        Ok(()) => savepoint.commit().await?,
-        Err(sqlx::Error::Database(error)) => {
-            savepoint.rollback().await?;
-            return Ok(Err(refusal(error.as_ref(), request, head.version)));
-        }
-        Err(error) => return Err(error),
-    }
-    if let Some(last) = events.last() {
-        state.last_position = last.event.position;
-        state.heads.insert(
-            request.stream.clone(),
-            StreamHead {
-                version: last.event.version,
-                hash: Some(last.event.hash.clone()),
-            },
-        );
-        state.appended_any = true;
-    }
-    Ok(Ok(AppendOutcome::Appended(
-        events.into_iter().map(|staged| staged.event).collect(),
-    )))
-}
-
-/// The earlier outcome of this request's command id or idempotency key, if either was used.
-async fn earlier_outcome(
-    conn: &mut SqliteConnection,
-    request: &AppendRequest,
-) -> Result<Option<Result<AppendOutcome, StoreError>>, sqlx::Error> {
-    let command_id = request.command_id.to_string();
-    let key = request.idempotency.as_ref();
-    let rows: Vec<CommandRow> = sqlx::query_as(
-        "SELECT command_id, idem_scope, idem_key, request_hash, first_position, last_position \
-         FROM commands WHERE command_id = ?1 OR (idem_scope = ?2 AND idem_key = ?3)",
+    let streams: HashSet<&str> = requests.iter().map(|r| r.stream.as_str()).collect();
+    let heads: Vec<(String, i64, String)> = sqlx::query_as(
+        "SELECT e.stream_id, e.version, e.hash \
+         FROM json_each(?1) AS s \
+         JOIN events AS e ON e.position = ( \
+             SELECT latest.position FROM events AS latest \
+             WHERE latest.stream_id = s.value ORDER BY latest.version DESC LIMIT 1)",
     )
-    .bind(&command_id)
-    .bind(key.map(|key| key.scope.as_str()))
-    .bind(key.map(|key| key.key.as_str()))
+    .bind(json_array(&streams)?)
+    .fetch_all(&mut *conn)
+    .await?;
+    let heads: HashMap<String, StreamHead> = heads
+        .into_iter()
+        .map(|(stream, version, hash)| {
+            let hash = Some(hash);
+            (stream, StreamHead { version, hash })
+        })
+        .collect();
+
+    let command_ids: Vec<String> = requests.iter().map(|r| r.command_id.to_string()).collect();
+    let keys: Vec<[&str; 2]> = requests
+        .iter()
+        .filter_map(|r| r.idempotency.as_ref())
+        .map(|key| [key.scope.as_str(), key.key.as_str()])
+        .collect();
+    let earlier: Vec<CommandRow> = sqlx::query_as(
+        "SELECT command_id, idem_scope, idem_key, request_hash, first_position, last_position \
+         FROM commands WHERE command_id IN (SELECT value FROM json_each(?1)) \
+         UNION \
+         SELECT c.command_id, c.idem_scope, c.idem_key, c.request_hash, c.first_position, \
+                c.last_position \
+         FROM json_each(?2) AS k \
+         JOIN commands AS c ON c.idem_scope = json_extract(k.value, '$[0]') \
+                           AND c.idem_key = json_extract(k.value, '$[1]')",
+    )
+    .bind(json_array(&command_ids)?)
+    .bind(json_array(&keys)?)
     .fetch_all(&mut *conn)
     .await?;
 
-    let same_command = rows.iter().find(|row| row.command_id == command_id);
-    let same_key = key.and_then(|key| {
-        rows.iter().find(|row| {
-            row.idem_scope.as_deref() == Some(key.scope.as_str())
-                && row.idem_key.as_deref() == Some(key.key.as_str())
-        })
-    });
-    let Some(earlier) = same_command.or(same_key) else {
-        return Ok(None);
-    };
-    if let Some(key) = key {
-        if earlier.request_hash.as_deref() != Some(key.request_hash.as_str()) {
-            return Ok(Some(Err(StoreError::IdempotencyKeyReused {
-                key: key.key.clone(),
-            })));
-        }
-    }
-    let rows: Vec<EventRow> = sqlx::query_as(select_events!(
-        "WHERE position BETWEEN ?1 AND ?2 ORDER BY position"
+    Ok(BatchState::new(
+        last_position,
+        heads,
+        earlier.into_iter().map(CommandRow::into_earlier).collect(),
+        to_stored_precision(Utc::now()),
     ))
-    .bind(earlier.first_position)
-    .bind(earlier.last_position)
-    .fetch_all(&mut *conn)
-    .await?;
-    Ok(Some(decode_all(rows).map(AppendOutcome::Duplicate)))
 }
 
 /// A row of `commands`.
@@ -300,97 +361,45 @@ struct CommandRow {
     last_position: i64,
 }
 
-/// The stream's version and last hash: from this batch if it touched the stream already, else
-/// from the table (inside the write lock, so current).
-async fn stream_head(
-    conn: &mut SqliteConnection,
-    state: &mut BatchState,
-    stream: &str,
-) -> Result<StreamHead, sqlx::Error> {
-    if let Some(head) = state.heads.get(stream) {
-        return Ok(head.clone());
+impl CommandRow {
+    fn into_earlier(self) -> EarlierCommand {
+        EarlierCommand {
+            command_id: self.command_id,
+            key: self.idem_scope.zip(self.idem_key),
+            request_hash: self.request_hash,
+            events: EarlierEvents::InLog {
+                first: self.first_position,
+                last: self.last_position,
+            },
+        }
     }
-    let last: Option<(i64, String)> = sqlx::query_as(
-        "SELECT version, hash FROM events WHERE stream_id = ?1 ORDER BY version DESC LIMIT 1",
-    )
-    .bind(stream)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let head = match last {
-        Some((version, hash)) => StreamHead {
-            version,
-            hash: Some(hash),
-        },
-        None => StreamHead {
-            version: 0,
-            hash: None,
-        },
-    };
-    state.heads.insert(stream.to_owned(), head.clone());
-    Ok(head)
 }
 
-/// An event ready to insert, with its JSON already serialised.
-struct Staged {
-    event: RecordedEvent,
-    data: String,
-    metadata: String,
+/// A list as a JSON array text, for `json_each(?)`: one parameter whatever the batch size, so
+/// the statement text (and SQLite's prepared statement) is the same for every batch.
+fn json_array<T: serde::Serialize>(items: T) -> Result<String, sqlx::Error> {
+    serde_json::to_string(&items).map_err(|error| sqlx::Error::Encode(Box::new(error)))
 }
 
-/// Assigns positions, versions, the batch's timestamp and chained hashes to the request's
-/// events. Nothing is written yet.
-fn record(
-    state: &BatchState,
-    head: &StreamHead,
-    request: &AppendRequest,
-) -> Result<Vec<Staged>, StoreError> {
-    let mut staged = Vec::with_capacity(request.events.len());
-    let mut prev_hash = head.hash.clone();
-    for (offset, new) in (1i64..).zip(&request.events) {
-        let serialise = |value: &serde_json::Value| {
-            serde_json::to_string(value).map_err(|error| {
-                StoreError::Invalid(format!("event {} cannot be serialised: {error}", new.id))
-            })
-        };
-        let mut event = RecordedEvent {
-            position: state.last_position + offset,
-            id: new.id,
-            stream: request.stream.clone(),
-            version: head.version + offset,
-            event_type: new.event_type.clone(),
-            schema_version: new.schema_version,
-            data: new.data.clone(),
-            metadata: new.metadata.clone(),
-            recorded_at: state.recorded_at,
-            hash: String::new(),
-        };
-        event.hash = event_hash(prev_hash.as_deref(), &HashInput::from(&event));
-        prev_hash = Some(event.hash.clone());
-        staged.push(Staged {
-            data: serialise(&event.data)?,
-            metadata: serialise(&event.metadata)?,
-            event,
-        });
-    }
-    Ok(staged)
-}
-
-/// Inserts the events (a few multi-row statements) and the command row.
-async fn write(
+/// Inserts the events and command rows of `appends`, in multi-row statements.
+async fn insert(
     conn: &mut SqliteConnection,
-    request: &AppendRequest,
-    events: &[Staged],
+    appends: &[(&AppendRequest, &[Staged])],
 ) -> Result<(), sqlx::Error> {
-    let command_id = request.command_id.to_string();
-    let recorded_at = events
-        .first()
-        .map(|staged| format_recorded_at(staged.event.recorded_at))
-        .unwrap_or_default();
+    let command_ids: Vec<String> = appends
+        .iter()
+        .map(|(request, _)| request.command_id.to_string())
+        .collect();
+    let events: Vec<(&str, &Staged)> = command_ids
+        .iter()
+        .zip(appends)
+        .flat_map(|(command_id, (_, staged))| staged.iter().map(|s| (command_id.as_str(), s)))
+        .collect();
     for chunk in events.chunks(ROWS_PER_INSERT) {
-        let mut insert = sqlx::query(insert_events_sql(chunk.len()));
-        for staged in chunk {
+        let mut query = sqlx::query(insert_sql(Table::Events, chunk.len()));
+        for (command_id, staged) in chunk {
             let event = &staged.event;
-            insert = insert
+            query = query
                 .bind(event.position)
                 .bind(event.id.to_string())
                 .bind(&event.stream)
@@ -399,57 +408,111 @@ async fn write(
                 .bind(event.schema_version)
                 .bind(&staged.data)
                 .bind(&staged.metadata)
-                .bind(&recorded_at)
+                .bind(&staged.recorded_at)
                 .bind(&event.hash)
-                .bind(&command_id);
+                .bind(*command_id);
         }
-        insert.execute(&mut *conn).await?;
+        query.execute(&mut *conn).await?;
     }
-    let (Some(first), Some(last)) = (events.first(), events.last()) else {
-        return Ok(());
-    };
-    let key = request.idempotency.as_ref();
-    sqlx::query(
-        "INSERT INTO commands \
-         (command_id, idem_scope, idem_key, request_hash, stream_id, first_position, last_position) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )
-    .bind(&command_id)
-    .bind(key.map(|key| key.scope.as_str()))
-    .bind(key.map(|key| key.key.as_str()))
-    .bind(key.map(|key| key.request_hash.as_str()))
-    .bind(&request.stream)
-    .bind(first.event.position)
-    .bind(last.event.position)
-    .execute(&mut *conn)
-    .await?;
+
+    let commands: Vec<(&str, &AppendRequest, Position, Position)> = command_ids
+        .iter()
+        .zip(appends)
+        .filter_map(|(command_id, (request, staged))| {
+            let first = staged.first()?.event.position;
+            let last = staged.last()?.event.position;
+            Some((command_id.as_str(), *request, first, last))
+        })
+        .collect();
+    for chunk in commands.chunks(ROWS_PER_INSERT) {
+        let mut query = sqlx::query(insert_sql(Table::Commands, chunk.len()));
+        for (command_id, request, first, last) in chunk {
+            let key = request.idempotency.as_ref();
+            query = query
+                .bind(*command_id)
+                .bind(key.map(|key| key.scope.as_str()))
+                .bind(key.map(|key| key.key.as_str()))
+                .bind(key.map(|key| key.request_hash.as_str()))
+                .bind(&request.stream)
+                .bind(*first)
+                .bind(*last);
+        }
+        query.execute(&mut *conn).await?;
+    }
     Ok(())
 }
 
-/// `INSERT INTO events … VALUES (…), (…)` for `rows` rows (1..=ROWS_PER_INSERT), built once per
-/// row count so SQLite's statement cache sees the same text every time.
-fn insert_events_sql(rows: usize) -> &'static str {
-    static SQL: OnceLock<Vec<String>> = OnceLock::new();
-    let all = SQL.get_or_init(|| {
-        let row = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+/// The tables the writer inserts into.
+#[derive(Debug, Clone, Copy)]
+enum Table {
+    Events,
+    Commands,
+}
+
+/// `INSERT INTO <table> (…) VALUES (…), (…)` for `rows` rows (1..=ROWS_PER_INSERT), built once
+/// per row count so SQLite's statement cache sees the same text every time.
+fn insert_sql(table: Table, rows: usize) -> &'static str {
+    static EVENTS: OnceLock<Vec<String>> = OnceLock::new();
+    static COMMANDS: OnceLock<Vec<String>> = OnceLock::new();
+    let (cache, head, columns) = match table {
+        Table::Events => (
+            &EVENTS,
+            "INSERT INTO events (position, id, stream_id, version, event_type, schema_version, \
+             data, metadata, recorded_at, hash, command_id) VALUES ",
+            11,
+        ),
+        Table::Commands => (
+            &COMMANDS,
+            "INSERT INTO commands (command_id, idem_scope, idem_key, request_hash, stream_id, \
+             first_position, last_position) VALUES ",
+            7,
+        ),
+    };
+    let statements = cache.get_or_init(|| {
+        let row = format!("({})", vec!["?"; columns].join(", "));
         (1..=ROWS_PER_INSERT)
-            .map(|count| {
-                format!(
-                    "INSERT INTO events (position, id, stream_id, version, event_type, \
-                     schema_version, data, metadata, recorded_at, hash, command_id) VALUES {}",
-                    vec![row; count].join(", ")
-                )
-            })
+            .map(|count| format!("{head}{}", vec![row.as_str(); count].join(", ")))
             .collect()
     });
-    all.get(rows.clamp(1, ROWS_PER_INSERT) - 1)
+    statements
+        .get(rows.clamp(1, ROWS_PER_INSERT) - 1)
         .map(String::as_str)
         .unwrap_or_default()
 }
 
-/// What a refused write means for the caller. The writer checks versions and keys before
-/// writing, so these are the database's own guards firing: a unique (stream, version) still maps
-/// to a version conflict, as it will on any backend.
+/// Turns decisions into replies, reading back the events of duplicates of earlier batches.
+async fn resolve(
+    conn: &mut SqliteConnection,
+    decisions: Vec<Decision>,
+) -> Result<Vec<Result<AppendOutcome, StoreError>>, sqlx::Error> {
+    let mut results = Vec::with_capacity(decisions.len());
+    for decision in decisions {
+        results.push(match decision {
+            Decision::Append(staged) => Ok(AppendOutcome::Appended(
+                staged.into_iter().map(|staged| staged.event).collect(),
+            )),
+            Decision::Duplicate(EarlierEvents::InBatch(events)) => {
+                Ok(AppendOutcome::Duplicate(events))
+            }
+            Decision::Duplicate(EarlierEvents::InLog { first, last }) => {
+                let rows: Vec<EventRow> = sqlx::query_as(select_events!(
+                    "WHERE position BETWEEN ?1 AND ?2 ORDER BY position"
+                ))
+                .bind(first)
+                .bind(last)
+                .fetch_all(&mut *conn)
+                .await?;
+                decode_all(rows).map(AppendOutcome::Duplicate)
+            }
+            Decision::Refuse(refused) => Err(refused),
+        });
+    }
+    Ok(results)
+}
+
+/// What a refused write means for the caller. Versions and keys were checked before writing, so
+/// these are the database's own guards firing: a unique (stream, version) still maps to a
+/// version conflict, as it does on every backend.
 fn refusal(
     error: &(dyn sqlx::error::DatabaseError + 'static),
     request: &AppendRequest,
@@ -467,11 +530,6 @@ fn refusal(
             "an event id of command {} is already in the log",
             request.command_id
         ))
-    } else if message.contains("commands.") {
-        StoreError::Invalid(format!(
-            "command {} or its idempotency key was recorded concurrently: {message}",
-            request.command_id
-        ))
     } else {
         StoreError::Unavailable(format!("the append was refused: {message}"))
     }
@@ -483,10 +541,12 @@ mod tests {
 
     #[test]
     fn insert_statements_have_one_placeholder_group_per_row() {
-        for rows in [1, 2, ROWS_PER_INSERT] {
-            let sql = insert_events_sql(rows);
-            assert_eq!(sql.matches('(').count(), rows + 1, "{sql}");
-            assert_eq!(sql.matches('?').count(), rows * 11);
+        for (table, columns) in [(Table::Events, 11), (Table::Commands, 7)] {
+            for rows in [1, 2, ROWS_PER_INSERT] {
+                let sql = insert_sql(table, rows);
+                assert_eq!(sql.matches('(').count(), rows + 1, "{sql}");
+                assert_eq!(sql.matches('?').count(), rows * columns);
+            }
         }
     }
 }

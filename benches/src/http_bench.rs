@@ -1,0 +1,467 @@
+//! Commands/s over loopback HTTP against the real `lianxi serve` binary.
+//!
+//! Each run spawns the release binary on a free loopback port with a fresh data directory and a
+//! bootstrap admin token, registers a district, four communities and sixteen units (four member
+//! units per community), then drives each workload at each concurrency with one `reqwest` client
+//! (one connection pool) and N tasks in a closed loop:
+//!
+//! - `propose`: `ProposeProject` with a fresh project id (reads the community stream, appends one
+//!   event to a new project stream);
+//! - `propose-claim`: `ProposeProject`, then `ClaimProject` of that project by a member unit
+//!   (reads the project, community and unit streams; appends to the project stream). Each
+//!   command is one operation: the figures are commands/s and per-command latency.
+//!
+//! Every run measures the baseline first, while no server runs.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context, Result};
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use uuid::Uuid;
+
+use crate::load::{self, Op};
+use crate::procstat::CpuUse;
+use crate::prom::CommitStats;
+use crate::report::{Measurement, Point, Run, RunSet};
+use crate::{baseline, Settings, MAX_CONCURRENCY};
+
+/// How long the server may take to print its address.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the server may take to stop after SIGTERM.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+/// A single request's limit; a stuck request fails rather than stalling the run.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+const COMMUNITIES: usize = 4;
+const UNITS_PER_COMMUNITY: usize = 4;
+/// The six joint themes of DOMAIN.md, used in turn.
+const THEMES: [&str; 6] = [
+    "party_work",
+    "shared_resources",
+    "civility",
+    "service_problems",
+    "public_welfare",
+    "living_environment",
+];
+
+/// A command mix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Workload {
+    /// `ProposeProject` on fresh projects.
+    Propose,
+    /// `ProposeProject` then `ClaimProject` on fresh projects.
+    ProposeClaim,
+}
+
+impl Workload {
+    /// The name in the tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Propose => "propose",
+            Workload::ProposeClaim => "propose-claim",
+        }
+    }
+}
+
+/// `lianxi` next to this executable: both live in `target/release` after the two builds.
+pub fn default_binary() -> Result<PathBuf> {
+    let me = std::env::current_exe().context("locating this executable")?;
+    let dir = me
+        .parent()
+        .context("this executable has no parent directory")?;
+    let binary = dir.join(format!("lianxi{}", std::env::consts::EXE_SUFFIX));
+    ensure!(
+        binary.is_file(),
+        "{} not found: run `cargo build --release --bin lianxi` or pass --lianxi",
+        binary.display()
+    );
+    Ok(binary)
+}
+
+/// A spawned `lianxi serve`.
+struct Server {
+    child: Child,
+    pid: u32,
+    addr: SocketAddr,
+    log: PathBuf,
+    // Kept for its Drop: the data directory goes when the server does.
+    _scratch: tempfile::TempDir,
+}
+
+impl Server {
+    /// Starts `binary serve` on a free loopback port with a fresh data directory under `dir`.
+    async fn spawn(binary: &Path, dir: &Path, admin_token: &str) -> Result<Server> {
+        let scratch = tempfile::Builder::new()
+            .prefix("lianxi-bench-http-")
+            .tempdir_in(dir)
+            .context("creating the server's directory")?;
+        let log = scratch.path().join("server.log");
+        let stderr = std::fs::File::create(&log).context("creating the server log")?;
+        let mut child = Command::new(binary)
+            .arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(scratch.path().join("data"))
+            .env("LIANXI_ADMIN_TOKEN", admin_token)
+            .env_remove("LIANXI_DATABASE_URL")
+            .env_remove("LIANXI_NATS_URL")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(stderr))
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("spawning {}", binary.display()))?;
+        let pid = child.id().context("the server exited at once")?;
+        let stdout = child.stdout.take().context("the server's stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let first = tokio::time::timeout(STARTUP_TIMEOUT, lines.next_line())
+            .await
+            .context("the server did not print its address within 30 s")?
+            .context("reading the server's stdout")?;
+        let Some(line) = first else {
+            bail!("the server exited before listening:\n{}", log_tail(&log));
+        };
+        let addr: SocketAddr = line
+            .trim()
+            .strip_prefix("listening on http://")
+            .with_context(|| format!("unexpected first line from the server: {line:?}"))?
+            .parse()
+            .with_context(|| format!("no address in {line:?}"))?;
+        ensure!(
+            addr.ip().is_loopback(),
+            "the server listens on {addr}, not loopback"
+        );
+        // Keep draining stdout so the server never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Server {
+            child,
+            pid,
+            addr,
+            log,
+            _scratch: scratch,
+        })
+    }
+
+    /// Fails when the server has exited.
+    fn ensure_running(&mut self) -> Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            bail!(
+                "the server exited ({status}) during the benchmark:\n{}",
+                log_tail(&self.log)
+            );
+        }
+        Ok(())
+    }
+
+    /// SIGTERM, then SIGKILL if it does not stop in time.
+    async fn stop(mut self) -> Result<()> {
+        let terminated = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid.to_string())
+            .status()
+            .is_ok_and(|status| status.success());
+        if terminated
+            && tokio::time::timeout(SHUTDOWN_TIMEOUT, self.child.wait())
+                .await
+                .is_ok()
+        {
+            return Ok(());
+        }
+        self.child.kill().await.context("killing the server")
+    }
+}
+
+/// The last lines of the server's log, for error messages.
+fn log_tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+/// The HTTP API as the workers use it.
+#[derive(Clone)]
+struct Api {
+    client: reqwest::Client,
+    base: String,
+    bearer: String,
+}
+
+impl Api {
+    fn new(addr: SocketAddr, admin_token: &str) -> Result<Api> {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .pool_max_idle_per_host(MAX_CONCURRENCY)
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .context("building the HTTP client")?;
+        Ok(Api {
+            client,
+            base: format!("http://{addr}"),
+            bearer: format!("Bearer {admin_token}"),
+        })
+    }
+
+    /// Sends one command; `Err` is a failure label such as `409 project_already_claimed`.
+    async fn command(&self, name: &str, body: &Value) -> std::result::Result<(), String> {
+        let response = self
+            .client
+            .post(format!("{}/v1/commands/{name}", self.base))
+            .header(reqwest::header::AUTHORIZATION, &self.bearer)
+            .json(body)
+            .send()
+            .await
+            .map_err(|error| format!("transport: {}", transport_kind(&error)))?;
+        let status = response.status();
+        // Reading the whole body lets the connection go back to the pool.
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|error| format!("transport: {}", transport_kind(&error)))?;
+        if status.is_success() {
+            return Ok(());
+        }
+        let code = serde_json::from_slice::<Value>(&bytes)
+            .ok()
+            .and_then(|problem| problem.get("code")?.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        Err(format!("{} {name} {code}", status.as_u16()))
+    }
+
+    /// Like [`Api::command`], for set-up: any failure stops the benchmark.
+    async fn must(&self, name: &str, body: Value) -> Result<()> {
+        self.command(name, &body)
+            .await
+            .map_err(|label| anyhow::anyhow!("set-up command failed: {label}"))
+    }
+
+    /// The server's Prometheus text.
+    async fn metrics(&self) -> Result<String> {
+        let response = self
+            .client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .context("GET /metrics")?;
+        ensure!(
+            response.status().is_success(),
+            "GET /metrics answered {}",
+            response.status()
+        );
+        response.text().await.context("reading /metrics")
+    }
+}
+
+fn transport_kind(error: &reqwest::Error) -> &'static str {
+    if error.is_timeout() {
+        "timeout"
+    } else if error.is_connect() {
+        "connect"
+    } else if error.is_body() || error.is_decode() {
+        "body"
+    } else {
+        "request"
+    }
+}
+
+/// What the set-up registered.
+#[derive(Debug, Clone)]
+struct Community {
+    id: Uuid,
+    units: Vec<Uuid>,
+}
+
+/// Registers a district, its communities and units, and admits the units as members.
+async fn set_up(api: &Api) -> Result<Vec<Community>> {
+    let district = Uuid::now_v7();
+    api.must(
+        "RegisterDistrict",
+        json!({"district_id": district, "name": "Zhaozhen benchmark district"}),
+    )
+    .await?;
+    let mut communities = Vec::with_capacity(COMMUNITIES);
+    for c in 0..COMMUNITIES {
+        let community = Uuid::now_v7();
+        api.must(
+            "RegisterCommunity",
+            json!({
+                "community_id": community,
+                "district_id": district,
+                "name": format!("Benchmark community {c}"),
+                "committee": format!("Benchmark community {c} party committee"),
+            }),
+        )
+        .await?;
+        let mut units = Vec::with_capacity(UNITS_PER_COMMUNITY);
+        for u in 0..UNITS_PER_COMMUNITY {
+            let unit = Uuid::now_v7();
+            api.must(
+                "RegisterUnit",
+                json!({"unit_id": unit, "district_id": district, "name": format!("Unit {c}-{u}")}),
+            )
+            .await?;
+            api.must(
+                "AdmitMemberUnit",
+                json!({"community_id": community, "unit_id": unit, "kind": "jurisdiction"}),
+            )
+            .await?;
+            units.push(unit);
+        }
+        communities.push(Community {
+            id: community,
+            units,
+        });
+    }
+    Ok(communities)
+}
+
+/// The body of a `ProposeProject` for a fresh project.
+fn proposal(project: Uuid, community: Uuid, n: usize) -> Value {
+    json!({
+        "project_id": project,
+        "community_id": community,
+        "title": format!("Courtyard clean-up no. {n}"),
+        "theme": THEMES[n % THEMES.len()],
+        "need": "Twenty volunteers for two Saturdays, gloves, bags and a van for the rubbish.",
+    })
+}
+
+/// One client of the `propose` workload.
+struct Proposer {
+    api: Api,
+    community: Community,
+    sent: usize,
+}
+
+impl Op for Proposer {
+    async fn run(&mut self) -> std::result::Result<(), String> {
+        self.sent += 1;
+        let body = proposal(Uuid::now_v7(), self.community.id, self.sent);
+        self.api.command("ProposeProject", &body).await
+    }
+}
+
+/// One client of the `propose-claim` workload: proposes, then claims what it proposed.
+struct ProposerClaimer {
+    api: Api,
+    community: Community,
+    sent: usize,
+    proposed: Option<Uuid>,
+}
+
+impl Op for ProposerClaimer {
+    async fn run(&mut self) -> std::result::Result<(), String> {
+        self.sent += 1;
+        if let Some(project) = self.proposed.take() {
+            let unit = self.community.units[self.sent % self.community.units.len()];
+            let body = json!({
+                "project_id": project,
+                "unit_id": unit,
+                "commitment": "Two staff every Saturday and the van.",
+            });
+            return self.api.command("ClaimProject", &body).await;
+        }
+        let project = Uuid::now_v7();
+        let body = proposal(project, self.community.id, self.sent);
+        self.api.command("ProposeProject", &body).await?;
+        self.proposed = Some(project);
+        Ok(())
+    }
+}
+
+/// Runs every run: the baseline, then one fresh server for all workloads and concurrencies.
+pub async fn run(settings: &Settings, binary: &Path, workloads: &[Workload]) -> Result<RunSet> {
+    ensure!(!workloads.is_empty(), "no workload to run");
+    let mut runs = Vec::with_capacity(settings.runs);
+    for index in 1..=settings.runs {
+        eprintln!("http run {index}/{}: baseline", settings.runs);
+        let baseline = baseline::measure(&settings.dir, settings.window).await?;
+        eprintln!("  baseline: {:.0} commits/s", baseline.load.rate());
+        let admin_token = format!("bench-{}", Uuid::new_v4().simple());
+        let mut server = Server::spawn(binary, &settings.dir, &admin_token).await?;
+        let api = Api::new(server.addr, &admin_token)?;
+        let communities = set_up(&api).await?;
+        let mut points = Vec::new();
+        for &workload in workloads {
+            for &concurrency in &settings.concurrency {
+                let measurement = measure_http(
+                    settings,
+                    &api,
+                    server.pid,
+                    &communities,
+                    workload,
+                    concurrency,
+                )
+                .await?;
+                server.ensure_running()?;
+                eprintln!(
+                    "  {:<13} {concurrency:>3} clients: {:.0} commands/s, p50 {:.1} ms, p99 {:.1} ms, {} failed",
+                    workload.name(),
+                    measurement.load.rate(),
+                    measurement.load.latency_ms(0.5),
+                    measurement.load.latency_ms(0.99),
+                    measurement.load.failed(),
+                );
+                points.push(Point {
+                    workload: workload.name().to_owned(),
+                    concurrency,
+                    measurement,
+                });
+            }
+        }
+        server.stop().await?;
+        runs.push(Run { baseline, points });
+    }
+    Ok(RunSet { runs })
+}
+
+/// One measurement of `workload` with `concurrency` clients.
+async fn measure_http(
+    settings: &Settings,
+    api: &Api,
+    server_pid: u32,
+    communities: &[Community],
+    workload: Workload,
+    concurrency: usize,
+) -> Result<Measurement> {
+    let community = |worker: usize| communities[worker % communities.len()].clone();
+    let probe = || {
+        let api = api.clone();
+        async move {
+            let text = api.metrics().await?;
+            Ok((CpuUse::now(Some(server_pid)), CommitStats::parse(&text)))
+        }
+    };
+    let (load, before, after) = match workload {
+        Workload::Propose => {
+            let ops = (0..concurrency)
+                .map(|worker| Proposer {
+                    api: api.clone(),
+                    community: community(worker),
+                    sent: 0,
+                })
+                .collect();
+            load::measure(ops, settings.window, probe).await?
+        }
+        Workload::ProposeClaim => {
+            let ops = (0..concurrency)
+                .map(|worker| ProposerClaimer {
+                    api: api.clone(),
+                    community: community(worker),
+                    sent: 0,
+                    proposed: None,
+                })
+                .collect();
+            load::measure(ops, settings.window, probe).await?
+        }
+    };
+    Ok(Measurement {
+        load,
+        cpu: after.0.since(&before.0),
+        commits: Some(after.1.since(&before.1)),
+    })
+}

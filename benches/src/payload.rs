@@ -1,0 +1,61 @@
+//! The one event both the store benchmark and the baseline write: a `ProjectProposed`-like event
+//! of about 300 bytes of JSON data, with metadata shaped like the command handler's.
+
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+/// The event type written.
+pub const EVENT_TYPE: &str = "ProjectProposed";
+
+/// An event's data and metadata.
+#[derive(Debug, Clone)]
+pub struct Payload {
+    pub data: Value,
+    pub metadata: Value,
+}
+
+impl Payload {
+    /// A fresh event for project `project_id` sent by `command_id`.
+    pub fn new(project_id: Uuid, command_id: Uuid) -> Payload {
+        let data = json!({
+            "project_id": project_id,
+            "community_id": "0190d6c4-7a4e-7c2e-9d1a-3f6b2c8e5a01",
+            "title": "Spring clean-up of the Shili courtyard and its bicycle shed",
+            "theme": "living_environment",
+            "need": "Twenty volunteers for two Saturdays, gloves, bags and a van for the \
+                     rubbish; the property office lends ladders.",
+        });
+        let metadata = json!({
+            "command": "ProposeProject",
+            "command_id": command_id,
+            "actor": {"id": "6c69616e-7869-0000-0000-000000000001", "role": "admin"},
+        });
+        Payload { data, metadata }
+    }
+
+    /// The serialised data's length in bytes.
+    pub fn data_bytes(&self) -> usize {
+        self.data.to_string().len()
+    }
+
+    /// The serialised metadata's length in bytes.
+    pub fn metadata_bytes(&self) -> usize {
+        self.metadata.to_string().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_data_is_about_three_hundred_bytes() {
+        let payload = Payload::new(Uuid::new_v4(), Uuid::new_v4());
+        assert!(
+            (250..=350).contains(&payload.data_bytes()),
+            "{}",
+            payload.data_bytes()
+        );
+        assert!(payload.metadata_bytes() < 200);
+    }
+}

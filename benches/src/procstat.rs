@@ -1,0 +1,225 @@
+//! CPU time of a process and of its threads grouped by name, from `/proc` (Linux only; elsewhere
+//! every snapshot is empty and the tables leave the CPU columns blank).
+//!
+//! Thread names say where the time goes without a profiler: `tokio-rt-worker` (async tasks:
+//! HTTP, JSON, hashing, the store's writer task), `sqlx-sqlite-wor` (the SQLite worker threads
+//! that execute statements), the main thread.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::OnceLock;
+
+/// Clock ticks per second of `/proc/*/stat` times.
+fn ticks_per_second() -> f64 {
+    static TICKS: OnceLock<f64> = OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|out| String::from_utf8(out.stdout).ok())
+            .and_then(|text| text.trim().parse::<f64>().ok())
+            .filter(|ticks| *ticks > 0.0)
+            .unwrap_or(100.0)
+    })
+}
+
+/// Seconds of CPU (user + system) per thread group, and for the whole process (which keeps the
+/// time of threads that have exited).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CpuSnapshot {
+    pub process: f64,
+    pub threads: BTreeMap<String, f64>,
+}
+
+impl CpuSnapshot {
+    /// Reads the current CPU times of process `pid`.
+    pub fn of(pid: u32) -> CpuSnapshot {
+        let root = Path::new("/proc").join(pid.to_string());
+        let process = read_stat(&root.join("stat")).map_or(0.0, |(_, seconds)| seconds);
+        let mut threads = BTreeMap::new();
+        if let Ok(entries) = std::fs::read_dir(root.join("task")) {
+            for entry in entries.flatten() {
+                if let Some((name, seconds)) = read_stat(&entry.path().join("stat")) {
+                    *threads.entry(group_name(&name)).or_default() += seconds;
+                }
+            }
+        }
+        CpuSnapshot { process, threads }
+    }
+
+    /// Reads this process's CPU times.
+    pub fn own() -> CpuSnapshot {
+        Self::of(std::process::id())
+    }
+
+    /// The CPU spent between `earlier` and `self`.
+    pub fn since(&self, earlier: &CpuSnapshot) -> CpuSnapshot {
+        let threads = self
+            .threads
+            .iter()
+            .map(|(name, seconds)| {
+                let before = earlier.threads.get(name).copied().unwrap_or(0.0);
+                (name.clone(), (seconds - before).max(0.0))
+            })
+            .collect();
+        CpuSnapshot {
+            process: (self.process - earlier.process).max(0.0),
+            threads,
+        }
+    }
+}
+
+/// Machine-wide CPU seconds from `/proc/stat`: busy (all processes, all cores) and stolen by
+/// the hypervisor.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SystemCpu {
+    pub busy: f64,
+    pub steal: f64,
+}
+
+impl SystemCpu {
+    /// The machine's CPU seconds so far (zero when `/proc/stat` cannot be read).
+    pub fn now() -> SystemCpu {
+        std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|text| parse_system(&text))
+            .unwrap_or_default()
+    }
+
+    /// The CPU seconds between `earlier` and `self`.
+    pub fn since(&self, earlier: &SystemCpu) -> SystemCpu {
+        SystemCpu {
+            busy: (self.busy - earlier.busy).max(0.0),
+            steal: (self.steal - earlier.steal).max(0.0),
+        }
+    }
+}
+
+fn parse_system(text: &str) -> Option<SystemCpu> {
+    // `cpu  user nice system idle iowait irq softirq steal guest guest_nice` (guest time is
+    // already counted in user).
+    let line = text.lines().find(|line| line.starts_with("cpu "))?;
+    let ticks: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|field| field.parse::<f64>().ok())
+        .collect::<Option<_>>()?;
+    let field = |i: usize| ticks.get(i).copied().unwrap_or(0.0);
+    let busy = field(0) + field(1) + field(2) + field(5) + field(6);
+    Some(SystemCpu {
+        busy: busy / ticks_per_second(),
+        steal: field(7) / ticks_per_second(),
+    })
+}
+
+/// Where the CPU went during a measurement: the harness, the server (HTTP only), the machine.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CpuUse {
+    pub harness: CpuSnapshot,
+    pub server: Option<CpuSnapshot>,
+    pub system: SystemCpu,
+}
+
+impl CpuUse {
+    /// Snapshots this process, the server `server_pid` if any, and the machine.
+    pub fn now(server_pid: Option<u32>) -> CpuUse {
+        CpuUse {
+            harness: CpuSnapshot::own(),
+            server: server_pid.map(CpuSnapshot::of),
+            system: SystemCpu::now(),
+        }
+    }
+
+    /// The CPU used between `earlier` and `self`.
+    pub fn since(&self, earlier: &CpuUse) -> CpuUse {
+        CpuUse {
+            harness: self.harness.since(&earlier.harness),
+            server: match (&self.server, &earlier.server) {
+                (Some(now), Some(then)) => Some(now.since(then)),
+                _ => None,
+            },
+            system: self.system.since(&earlier.system),
+        }
+    }
+
+    /// CPU seconds of other processes: the machine's busy time less the harness's and server's.
+    pub fn others(&self) -> f64 {
+        let server = self.server.as_ref().map_or(0.0, |cpu| cpu.process);
+        (self.system.busy - self.harness.process - server).max(0.0)
+    }
+}
+
+/// `(comm, utime + stime in seconds)` from a `stat` file.
+fn read_stat(path: &Path) -> Option<(String, f64)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    parse_stat(&text)
+}
+
+fn parse_stat(text: &str) -> Option<(String, f64)> {
+    // `pid (comm) state ppid …`: comm may hold spaces and parentheses, so split at the last ')'.
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    let comm = text.get(open + 1..close)?.to_owned();
+    let fields: Vec<&str> = text.get(close + 1..)?.split_whitespace().collect();
+    // After the comm: state is field 3 of stat(5), so utime (14) and stime (15) are 11 and 12.
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((comm, (utime + stime) / ticks_per_second()))
+}
+
+/// Folds numbered threads into one group: `sqlx-sqlite-wor`, `tokio-rt-worker`, …
+fn group_name(comm: &str) -> String {
+    comm.trim_end_matches(|c: char| c.is_ascii_digit() || c == '-')
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_stat_line_with_an_awkward_name() {
+        let line = "1234 (a (b) c) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 5 0 0";
+        let (name, seconds) = parse_stat(line).expect("parsed");
+        assert_eq!(name, "a (b) c");
+        assert!((seconds - 300.0 / ticks_per_second()).abs() < 1e-9);
+    }
+
+    #[test]
+    fn groups_numbered_threads() {
+        assert_eq!(group_name("sqlx-sqlite-wor"), "sqlx-sqlite-wor");
+        assert_eq!(group_name("worker-12"), "worker");
+        assert_eq!(group_name("tokio-rt-worker"), "tokio-rt-worker");
+    }
+
+    #[test]
+    fn differences_are_never_negative() {
+        let before = CpuSnapshot {
+            process: 2.0,
+            threads: BTreeMap::from([("gone".to_owned(), 1.0)]),
+        };
+        let after = CpuSnapshot {
+            process: 3.5,
+            threads: BTreeMap::from([("new".to_owned(), 0.5)]),
+        };
+        let delta = after.since(&before);
+        assert!((delta.process - 1.5).abs() < 1e-9);
+        assert_eq!(delta.threads.get("new").copied(), Some(0.5));
+    }
+
+    #[test]
+    fn parses_the_machine_line() {
+        let text = "cpu  100 5 20 900 7 1 4 30 0 0\ncpu0 50 0 10 450 3 0 2 15 0 0\n";
+        let system = parse_system(text).expect("parsed");
+        assert!((system.busy - 130.0 / ticks_per_second()).abs() < 1e-9);
+        assert!((system.steal - 30.0 / ticks_per_second()).abs() < 1e-9);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn reads_its_own_process() {
+        let snapshot = CpuSnapshot::own();
+        assert!(!snapshot.threads.is_empty());
+    }
+}

@@ -1,0 +1,222 @@
+//! A typed, write-behind cache of one kind of read-model document.
+//!
+//! Projectors are synchronous: before a batch, they name the documents its events touch
+//! ([`Collection::want`]); the runner loads the missing ones in a few queries, the projector
+//! changes them in memory, and the runner writes back only the changed ones, in the same
+//! transaction as the checkpoint. A failed batch throws the cache away, so memory never runs
+//! ahead of the database.
+
+use std::collections::{HashMap, HashSet};
+
+use async_trait::async_trait;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+
+use crate::ProjectionError;
+
+/// How many documents one `IN (…)` load or one multi-row upsert carries.
+const CHUNK: usize = 400;
+
+/// Where a generation's documents live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Namespace {
+    pub projection: &'static str,
+    pub generation: i64,
+}
+
+struct Entry<T> {
+    doc: T,
+    parent: Option<String>,
+    dirty: bool,
+}
+
+/// The documents of one kind (`project`, `community`, …) of one projector.
+pub struct Collection<T> {
+    kind: &'static str,
+    cache: HashMap<String, Entry<T>>,
+    /// Keys known to have no document (so they are not asked for again).
+    absent: HashSet<String>,
+    wanted: HashSet<String>,
+}
+
+impl<T> Collection<T> {
+    pub fn new(kind: &'static str) -> Self {
+        Self {
+            kind,
+            cache: HashMap::new(),
+            absent: HashSet::new(),
+            wanted: HashSet::new(),
+        }
+    }
+
+    /// Asks for `key` to be loaded before the next batch is applied.
+    pub fn want(&mut self, key: impl Into<String>) {
+        let key = key.into();
+        if !self.cache.contains_key(&key) && !self.absent.contains(&key) {
+            self.wanted.insert(key);
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&T> {
+        self.cache.get(key).map(|e| &e.doc)
+    }
+
+    /// The document for `key`, marked changed.
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut T> {
+        self.cache.get_mut(key).map(|e| {
+            e.dirty = true;
+            &mut e.doc
+        })
+    }
+
+    /// Creates or replaces the document for `key`.
+    pub fn put(&mut self, key: impl Into<String>, parent: Option<String>, doc: T) {
+        let key = key.into();
+        self.absent.remove(&key);
+        self.cache.insert(
+            key,
+            Entry {
+                doc,
+                parent,
+                dirty: true,
+            },
+        );
+    }
+
+    /// All cached documents (for in-memory reports after a replay).
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &T)> {
+        self.cache.iter().map(|(k, e)| (k, &e.doc))
+    }
+}
+
+/// What the runner needs of every collection, whatever its document type.
+#[async_trait]
+pub trait Store: Send {
+    /// Loads the wanted documents that are not cached yet.
+    async fn load(
+        &mut self,
+        conn: &mut SqliteConnection,
+        ns: &Namespace,
+    ) -> Result<(), ProjectionError>;
+    /// Writes the changed documents.
+    async fn flush(
+        &mut self,
+        conn: &mut SqliteConnection,
+        ns: &Namespace,
+    ) -> Result<(), ProjectionError>;
+    /// After a commit: everything is clean; drop clean documents beyond `keep`.
+    fn committed(&mut self, keep: usize);
+    /// After a failed batch: forget everything, the database is the truth.
+    fn discard(&mut self);
+}
+
+#[async_trait]
+impl<T> Store for Collection<T>
+where
+    T: Serialize + DeserializeOwned + Send,
+{
+    async fn load(
+        &mut self,
+        conn: &mut SqliteConnection,
+        ns: &Namespace,
+    ) -> Result<(), ProjectionError> {
+        if self.wanted.is_empty() {
+            return Ok(());
+        }
+        let wanted: Vec<String> = self.wanted.drain().collect();
+        for chunk in wanted.chunks(CHUNK) {
+            let mut query = QueryBuilder::<Sqlite>::new(
+                "SELECT key, parent, doc FROM documents WHERE projection = ",
+            );
+            query
+                .push_bind(ns.projection)
+                .push(" AND generation = ")
+                .push_bind(ns.generation)
+                .push(" AND kind = ")
+                .push_bind(self.kind)
+                .push(" AND key IN (");
+            let mut separated = query.separated(", ");
+            for key in chunk {
+                separated.push_bind(key.as_str());
+            }
+            separated.push_unseparated(")");
+            let rows: Vec<(String, Option<String>, String)> =
+                query.build_query_as().fetch_all(&mut *conn).await?;
+            let mut found = HashSet::with_capacity(rows.len());
+            for (key, parent, doc) in rows {
+                let doc: T = serde_json::from_str(&doc).map_err(|e| {
+                    ProjectionError::Storage(format!("{} {key}: unreadable document: {e}", self.kind))
+                })?;
+                found.insert(key.clone());
+                self.cache.insert(
+                    key,
+                    Entry {
+                        doc,
+                        parent,
+                        dirty: false,
+                    },
+                );
+            }
+            for key in chunk {
+                if !found.contains(key) {
+                    self.absent.insert(key.clone());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn flush(
+        &mut self,
+        conn: &mut SqliteConnection,
+        ns: &Namespace,
+    ) -> Result<(), ProjectionError> {
+        let mut dirty = Vec::new();
+        for (key, entry) in &self.cache {
+            if entry.dirty {
+                let doc = serde_json::to_string(&entry.doc)
+                    .map_err(|e| ProjectionError::Storage(format!("serialising {key}: {e}")))?;
+                dirty.push((key.as_str(), entry.parent.as_deref(), doc));
+            }
+        }
+        for chunk in dirty.chunks(CHUNK) {
+            let mut query = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO documents (projection, generation, kind, key, parent, doc) ",
+            );
+            query.push_values(chunk, |mut row, (key, parent, doc)| {
+                row.push_bind(ns.projection)
+                    .push_bind(ns.generation)
+                    .push_bind(self.kind)
+                    .push_bind(*key)
+                    .push_bind(*parent)
+                    .push_bind(doc.as_str());
+            });
+            query.push(
+                " ON CONFLICT (projection, generation, kind, key) \
+                 DO UPDATE SET parent = excluded.parent, doc = excluded.doc",
+            );
+            query.build().execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+
+    fn committed(&mut self, keep: usize) {
+        for entry in self.cache.values_mut() {
+            entry.dirty = false;
+        }
+        if self.cache.len() > keep {
+            // A simple bound: start afresh; documents are loaded again when next touched.
+            self.cache.clear();
+        }
+        if self.absent.len() > keep {
+            self.absent.clear();
+        }
+    }
+
+    fn discard(&mut self) {
+        self.cache.clear();
+        self.absent.clear();
+        self.wanted.clear();
+    }
+}

@@ -1,0 +1,78 @@
+//! An event as projectors see it: the domain event (upcast to this build's shape) plus the
+//! envelope facts reports need — position, business time, recording time, actor.
+
+use chrono::{DateTime, FixedOffset, Utc};
+use domain::Event;
+use serde::Deserialize;
+use store::RecordedEvent;
+use uuid::Uuid;
+
+use crate::ProjectionError;
+
+/// Who recorded an event.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub struct Actor {
+    pub id: Uuid,
+    pub name: String,
+    pub role: String,
+}
+
+/// Whom the actor acted for.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub struct ActingFor {
+    pub kind: String,
+    pub id: Option<Uuid>,
+}
+
+#[derive(Deserialize)]
+struct Metadata {
+    actor: Actor,
+    acting_for: Option<ActingFor>,
+    command: String,
+    occurred_at: String,
+}
+
+/// One decoded event of the log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProjectedEvent {
+    pub position: i64,
+    pub stream: String,
+    pub event: Event,
+    /// The business time: when the meeting sat, when the activity happened.
+    pub occurred_at: DateTime<FixedOffset>,
+    pub recorded_at: DateTime<Utc>,
+    pub actor: Actor,
+    pub acting_for: Option<ActingFor>,
+    pub command: String,
+}
+
+impl TryFrom<&RecordedEvent> for ProjectedEvent {
+    type Error = ProjectionError;
+
+    fn try_from(recorded: &RecordedEvent) -> Result<Self, ProjectionError> {
+        let poison = |detail: String| ProjectionError::Poison {
+            position: recorded.position,
+            detail,
+        };
+        let event = domain::upcast::upcast(
+            &recorded.event_type,
+            recorded.schema_version,
+            recorded.data.clone(),
+        )
+        .map_err(|e| poison(e.to_string()))?;
+        let metadata: Metadata = serde_json::from_value(recorded.metadata.clone())
+            .map_err(|e| poison(format!("metadata: {e}")))?;
+        let occurred_at = DateTime::parse_from_rfc3339(&metadata.occurred_at)
+            .map_err(|e| poison(format!("occurred_at: {e}")))?;
+        Ok(Self {
+            position: recorded.position,
+            stream: recorded.stream.clone(),
+            event,
+            occurred_at,
+            recorded_at: recorded.recorded_at,
+            actor: metadata.actor,
+            acting_for: metadata.acting_for,
+            command: metadata.command,
+        })
+    }
+}

@@ -1,0 +1,287 @@
+//! The read-model database: documents and checkpoints, apart from the log.
+//!
+//! Embedded, it is its own SQLite file (`<data_dir>/readmodels.db`) so that projector writes
+//! never wait for the log's single writer, and the reverse. It holds nothing that cannot be
+//! rebuilt from the log, so it runs with `synchronous = NORMAL`: a power cut may lose the last
+//! batches, but documents and checkpoint always roll back together and are projected again.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::Utc;
+use serde::Serialize;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::SqliteConnection;
+
+use crate::collection::Namespace;
+use crate::ProjectionError;
+
+/// The read-model file's name inside the data directory.
+pub const READ_MODEL_FILE: &str = "readmodels.db";
+
+/// One generation's row in `projections`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct GenerationRow {
+    pub name: String,
+    pub generation: i64,
+    pub version: i64,
+    pub position: i64,
+    pub state: String,
+    pub active: bool,
+    pub error: Option<String>,
+    pub error_position: Option<i64>,
+    pub updated_at: String,
+}
+
+/// A pool on the read-model database.
+#[derive(Debug, Clone)]
+pub struct ReadDb {
+    pool: SqlitePool,
+}
+
+impl ReadDb {
+    /// Opens (creating) `<data_dir>/readmodels.db` and migrates it.
+    pub async fn open(data_dir: &Path) -> Result<Self, ProjectionError> {
+        let options = SqliteConnectOptions::new()
+            .filename(data_dir.join(READ_MODEL_FILE))
+            .create_if_missing(true);
+        Self::with_options(options, 8).await
+    }
+
+    /// A private in-memory database: replays and reports that must not touch the live tables.
+    pub async fn in_memory() -> Result<Self, ProjectionError> {
+        let options = SqliteConnectOptions::from_str("sqlite::memory:")
+            .map_err(|e| ProjectionError::Storage(e.to_string()))?;
+        // One connection: every connection to `:memory:` would be a different database.
+        Self::with_options(options, 1).await
+    }
+
+    async fn with_options(
+        options: SqliteConnectOptions,
+        connections: u32,
+    ) -> Result<Self, ProjectionError> {
+        let options = options
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .pragma("cache_size", "-32000");
+        let pool = SqlitePoolOptions::new()
+            .max_connections(connections)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&pool)
+            .await
+            .map_err(|e| ProjectionError::Storage(format!("migrating read models: {e}")))?;
+        Ok(Self { pool })
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Every generation of every projector.
+    pub async fn generations(&self) -> Result<Vec<GenerationRow>, ProjectionError> {
+        Ok(sqlx::query_as::<_, GenerationRow>(
+            "SELECT name, generation, version, position, state, active != 0 AS active, error, \
+             error_position, updated_at FROM projections ORDER BY name, generation",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The generation that answers reads for `name`, if any.
+    pub async fn active(&self, name: &str) -> Result<Option<GenerationRow>, ProjectionError> {
+        Ok(sqlx::query_as::<_, GenerationRow>(
+            "SELECT name, generation, version, position, state, active != 0 AS active, error, \
+             error_position, updated_at FROM projections WHERE name = ? AND active = 1",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Starts a new generation of `name` at position 0. It becomes active at once when no other
+    /// generation is; otherwise it takes over once caught up ([`ReadDb::promote`]).
+    pub async fn create_generation(
+        &self,
+        name: &str,
+        version: u32,
+    ) -> Result<GenerationRow, ProjectionError> {
+        let mut tx = self.pool.begin().await?;
+        let next: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(MAX(generation), 0) + 1 FROM projections WHERE name = ?",
+        )
+        .bind(name)
+        .fetch_one(&mut *tx)
+        .await?;
+        let has_active: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM projections WHERE name = ? AND active = 1)",
+        )
+        .bind(name)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO projections (name, generation, version, position, state, active, updated_at) \
+             VALUES (?, ?, ?, 0, 'building', ?, ?)",
+        )
+        .bind(name)
+        .bind(next)
+        .bind(i64::from(version))
+        .bind(!has_active)
+        .bind(Utc::now().to_rfc3339())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.generation(name, next).await?.ok_or_else(|| {
+            ProjectionError::Storage(format!("generation {next} of {name} vanished"))
+        })
+    }
+
+    pub async fn generation(
+        &self,
+        name: &str,
+        generation: i64,
+    ) -> Result<Option<GenerationRow>, ProjectionError> {
+        Ok(sqlx::query_as::<_, GenerationRow>(
+            "SELECT name, generation, version, position, state, active != 0 AS active, error, \
+             error_position, updated_at FROM projections WHERE name = ? AND generation = ?",
+        )
+        .bind(name)
+        .bind(generation)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Makes `generation` the one that answers, retires the others and drops their documents.
+    pub async fn promote(&self, name: &str, generation: i64) -> Result<(), ProjectionError> {
+        let mut tx = self.pool.begin().await?;
+        let now = Utc::now().to_rfc3339();
+        sqlx::query(
+            "UPDATE projections SET active = 0, state = 'retired', updated_at = ? \
+             WHERE name = ? AND generation != ?",
+        )
+        .bind(&now)
+        .bind(name)
+        .bind(generation)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE projections SET active = 1, state = 'live', updated_at = ? \
+             WHERE name = ? AND generation = ?",
+        )
+        .bind(&now)
+        .bind(name)
+        .bind(generation)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM documents WHERE projection = ? AND generation != ?")
+            .bind(name)
+            .bind(generation)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records the checkpoint of a batch, inside the batch's transaction. Fails with `Retired`
+    /// when another process promoted a newer generation meanwhile.
+    pub(crate) async fn checkpoint(
+        conn: &mut SqliteConnection,
+        ns: &Namespace,
+        position: i64,
+        state: &str,
+    ) -> Result<(), ProjectionError> {
+        let updated = sqlx::query(
+            "UPDATE projections SET position = ?, state = ?, error = NULL, error_position = NULL, \
+             updated_at = ? WHERE name = ? AND generation = ? AND state != 'retired'",
+        )
+        .bind(position)
+        .bind(state)
+        .bind(Utc::now().to_rfc3339())
+        .bind(ns.projection)
+        .bind(ns.generation)
+        .execute(&mut *conn)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Err(ProjectionError::Retired);
+        }
+        Ok(())
+    }
+
+    /// Marks a generation failed on the event at `position`; it stays at its checkpoint.
+    pub async fn fail(
+        &self,
+        ns: &Namespace,
+        position: i64,
+        error: &str,
+    ) -> Result<(), ProjectionError> {
+        sqlx::query(
+            "UPDATE projections SET state = 'failed', error = ?, error_position = ?, updated_at = ? \
+             WHERE name = ? AND generation = ?",
+        )
+        .bind(error)
+        .bind(position)
+        .bind(Utc::now().to_rfc3339())
+        .bind(ns.projection)
+        .bind(ns.generation)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Documents of one kind in the active generation of `projection`, by key.
+    pub async fn document(
+        &self,
+        projection: &str,
+        kind: &str,
+        key: &str,
+    ) -> Result<Option<String>, ProjectionError> {
+        Ok(sqlx::query_scalar(
+            "SELECT d.doc FROM documents d JOIN projections p \
+               ON p.name = d.projection AND p.generation = d.generation AND p.active = 1 \
+             WHERE d.projection = ? AND d.kind = ? AND d.key = ?",
+        )
+        .bind(projection)
+        .bind(kind)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Documents of one kind under `parent` in the active generation, in key order.
+    pub async fn children(
+        &self,
+        projection: &str,
+        kind: &str,
+        parent: &str,
+    ) -> Result<Vec<String>, ProjectionError> {
+        Ok(sqlx::query_scalar(
+            "SELECT d.doc FROM documents d JOIN projections p \
+               ON p.name = d.projection AND p.generation = d.generation AND p.active = 1 \
+             WHERE d.projection = ? AND d.kind = ? AND d.parent = ? ORDER BY d.key",
+        )
+        .bind(projection)
+        .bind(kind)
+        .bind(parent)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Every document of one kind in the active generation, in key order.
+    pub async fn all(&self, projection: &str, kind: &str) -> Result<Vec<String>, ProjectionError> {
+        Ok(sqlx::query_scalar(
+            "SELECT d.doc FROM documents d JOIN projections p \
+               ON p.name = d.projection AND p.generation = d.generation AND p.active = 1 \
+             WHERE d.projection = ? AND d.kind = ? ORDER BY d.key",
+        )
+        .bind(projection)
+        .bind(kind)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
