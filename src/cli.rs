@@ -7,7 +7,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use uuid::Uuid;
 
 #[derive(Debug, Parser)]
-#[command(name = "lianxi", version, about = "Event-sourced backend for community joint party-building conferences")]
+#[command(
+    name = "lianxi",
+    version,
+    about = "Event-sourced backend for community joint party-building conferences"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Commands,

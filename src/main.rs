@@ -17,7 +17,10 @@ use cli::{Cli, Commands, ExportFormat, ServeArgs, ServeRole, StoreArgs, TokenCom
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("lianxi: cannot start the async runtime: {error}");
@@ -38,6 +41,7 @@ fn init_tracing() {
     let filter = EnvFilter::try_from_env("LIANXI_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
 }

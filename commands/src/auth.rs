@@ -71,7 +71,10 @@ impl FromStr for Role {
             .find(|role| role.as_str() == value)
             .ok_or_else(|| {
                 let names: Vec<_> = Role::ALL.iter().map(|r| r.as_str()).collect();
-                format!("unknown role {value:?}; expected one of {}", names.join(", "))
+                format!(
+                    "unknown role {value:?}; expected one of {}",
+                    names.join(", ")
+                )
             })
     }
 }

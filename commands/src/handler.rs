@@ -18,9 +18,11 @@ use uuid::Uuid;
 
 use crate::auth::{self, Principal};
 use crate::metadata::{self, Actor, EventMetadata};
+use crate::stream_locks::StreamLocks;
 
-/// How often a decision is retried after losing a race for its stream.
-const MAX_ATTEMPTS: usize = 16;
+/// How often a decision is retried after losing a race for its stream to another process
+/// (within this process, [`StreamLocks`] queues deciders instead).
+const MAX_ATTEMPTS: u32 = 32;
 
 /// One command as the gateway hands it over, already parsed and authenticated.
 #[derive(Debug, Clone)]
@@ -134,11 +136,15 @@ impl CommandError {
 #[derive(Clone)]
 pub struct CommandHandler {
     store: Arc<dyn EventStore>,
+    locks: Arc<StreamLocks>,
 }
 
 impl CommandHandler {
     pub fn new(store: Arc<dyn EventStore>) -> Self {
-        Self { store }
+        Self {
+            store,
+            locks: Arc::default(),
+        }
     }
 
     /// The store this handler appends to.
@@ -200,6 +206,7 @@ impl CommandHandler {
             .target_stream()
             .ok_or_else(|| CommandError::Internal("command without a target stream".into()))?;
         let command_id = Uuid::now_v7();
+        let _turn = self.locks.lock(&stream).await;
 
         for attempt in 1..=MAX_ATTEMPTS {
             let (history, version) = self.load(&stream).await?;
@@ -279,6 +286,11 @@ impl CommandHandler {
                     }
                     metrics::counter!("lianxi_command_retries_total").increment(1);
                     tracing::debug!(attempt, "lost the race for the stream; deciding again");
+                    // Another process writes this stream too: step aside a little, with jitter,
+                    // so that the two do not keep colliding.
+                    let jitter = u64::from(command_id.as_bytes()[15] % 8);
+                    let pause = (1u64 << attempt.min(6)) + jitter;
+                    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
                 }
                 Err(StoreError::IdempotencyKeyReused { key }) => {
                     return Err(CommandError::IdempotencyKeyReused(key));

@@ -7,10 +7,9 @@
 pub mod auth;
 mod handler;
 mod metadata;
+mod stream_locks;
 pub mod tokens;
 
 pub use auth::{Principal, Role};
-pub use handler::{
-    CommandError, CommandHandler, CommandOutcome, CommandRequest, RecordedRef,
-};
+pub use handler::{CommandError, CommandHandler, CommandOutcome, CommandRequest, RecordedRef};
 pub use tokens::{TokenError, TokenService};

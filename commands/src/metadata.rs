@@ -42,13 +42,25 @@ pub(crate) fn acting_for(principal: &Principal, scope: &Scope) -> ActingFor {
         (Some(kind), Some(id)) => ActingFor { kind, id: Some(id) },
         _ => {
             if let Some(unit) = scope.unit {
-                ActingFor { kind: "unit", id: Some(unit.0) }
+                ActingFor {
+                    kind: "unit",
+                    id: Some(unit.0),
+                }
             } else if let Some(community) = scope.community {
-                ActingFor { kind: "community", id: Some(community.0) }
+                ActingFor {
+                    kind: "community",
+                    id: Some(community.0),
+                }
             } else if let Some(district) = scope.district {
-                ActingFor { kind: "district", id: Some(district.0) }
+                ActingFor {
+                    kind: "district",
+                    id: Some(district.0),
+                }
             } else {
-                ActingFor { kind: "system", id: None }
+                ActingFor {
+                    kind: "system",
+                    id: None,
+                }
             }
         }
     }

@@ -30,7 +30,10 @@ pub enum TokenError {
     Forbidden(String),
     /// The role and scope do not fit together, or the scope does not exist (422).
     #[error("{field}: {message}")]
-    Invalid { field: &'static str, message: String },
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -67,9 +70,11 @@ impl TokenService {
 
     /// The principal behind an `Authorization` header value (`Bearer <token>`).
     pub async fn authenticate(&self, header: Option<&str>) -> Result<Principal, TokenError> {
+        // The scheme is case-insensitive (RFC 9110 §11.1).
         let token = header
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
+            .and_then(|h| h.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
             .filter(|t| !t.is_empty() && t.len() <= 256)
             .ok_or(TokenError::Unauthorized)?;
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
@@ -147,7 +152,11 @@ impl TokenService {
     }
 
     /// Checks that `scope` fits `role` and names something registered; returns its district.
-    async fn check_scope(&self, role: Role, scope: Option<Uuid>) -> Result<Option<Uuid>, TokenError> {
+    async fn check_scope(
+        &self,
+        role: Role,
+        scope: Option<Uuid>,
+    ) -> Result<Option<Uuid>, TokenError> {
         let (kind, id) = match (role.scope_kind(), scope) {
             (None, None) => return Ok(None),
             (None, Some(_)) => {

@@ -345,7 +345,7 @@ fn parse_as<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ParseError
             match inner.classify() {
                 serde_json::error::Category::Data => {
                     let message = strip_position(&inner.to_string());
-                    // A missing field is reported at its parent; name the field itself.
+                    // A missing or doubled field is reported at its parent; name the field itself.
                     let field = match (path.as_str(), missing_field(&message)) {
                         (".", Some(missing)) => missing.to_owned(),
                         (".", None) => String::new(),
@@ -360,10 +360,11 @@ fn parse_as<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ParseError
     }
 }
 
-/// The field named by serde's "missing field `name`" message.
+/// The field named by serde's "missing field `name`" or "duplicate field `name`" message.
 fn missing_field(message: &str) -> Option<&str> {
     message
         .strip_prefix("missing field `")
+        .or_else(|| message.strip_prefix("duplicate field `"))
         .and_then(|rest| rest.split_once('`'))
         .map(|(field, _)| field)
 }

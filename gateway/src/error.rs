@@ -54,6 +54,15 @@ pub enum ApiError {
     /// 404 `unknown_command`
     #[error("there is no command called {0:?}")]
     UnknownCommand(String),
+    /// 405 `method_not_allowed`
+    #[error("{0} is not allowed on this path")]
+    MethodNotAllowed(String),
+    /// 400 `invalid_query`: a query-string parameter is malformed.
+    #[error("{0}")]
+    InvalidQuery(String),
+    /// 503 `timeout`: the request took longer than the server allows.
+    #[error("the request took longer than {0:?}")]
+    Timeout(std::time::Duration),
     /// 404 `not_found`: a path that names nothing.
     #[error("{0}")]
     NotFound(String),
@@ -83,7 +92,11 @@ pub enum ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::InvalidBody(_) | ApiError::InvalidHeader(_) => StatusCode::BAD_REQUEST,
+            ApiError::InvalidBody(_) | ApiError::InvalidHeader(_) | ApiError::InvalidQuery(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::InvalidField(_) | ApiError::IdempotencyKeyReused(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
@@ -108,6 +121,9 @@ impl ApiError {
             ApiError::InvalidBody(_) => "invalid_body",
             ApiError::InvalidField(_) => "invalid_field",
             ApiError::InvalidHeader(_) => "invalid_header",
+            ApiError::InvalidQuery(_) => "invalid_query",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
+            ApiError::Timeout(_) => "timeout",
             ApiError::Unauthorized => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::UnknownCommand(_) => "unknown_command",
@@ -154,10 +170,20 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if let ApiError::StoreUnavailable = self {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        let headers = response.headers_mut();
+        match &self {
+            ApiError::StoreUnavailable | ApiError::Timeout(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            ApiError::Unauthorized => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            // The rest of an over-long body is not read, so the connection cannot be reused:
+            // say so, rather than leave the client to find out on its next request.
+            ApiError::PayloadTooLarge(_) => {
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            _ => {}
         }
         if let ApiError::Internal(detail) = &self {
             // The client sees a generic body; the cause stays in the server log.

@@ -8,14 +8,15 @@ pub mod error;
 mod extract;
 pub mod openapi;
 pub mod routes;
+mod scope;
+mod server;
 pub mod telemetry;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderName, StatusCode};
+use axum::http::HeaderName;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -23,11 +24,11 @@ use commands::{CommandHandler, TokenService};
 use metrics_exporter_prometheus::PrometheusHandle;
 use store::EventStore;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 
 pub use extract::BODY_LIMIT;
+pub use server::serve;
 
 /// Everything a request handler may reach.
 #[derive(Clone)]
@@ -36,12 +37,14 @@ pub struct AppState {
     pub handler: CommandHandler,
     pub tokens: TokenService,
     pub metrics: Option<PrometheusHandle>,
+    districts: scope::DistrictResolver,
 }
 
 impl AppState {
     pub fn new(store: Arc<dyn EventStore>, tokens: TokenService) -> Self {
         Self {
             handler: CommandHandler::new(store.clone()),
+            districts: scope::DistrictResolver::new(store.clone()),
             store,
             tokens,
             metrics: telemetry::prometheus(),
@@ -50,26 +53,29 @@ impl AppState {
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// The log position a read answers as of (API.md, "Queries").
+pub const PROJECTION_POSITION: HeaderName = HeaderName::from_static("x-projection-position");
 
 /// The whole HTTP API.
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/v1/commands/{name}", post(routes::commands::send_command))
         .route("/v1/tokens", post(routes::tokens::issue_token))
-        .route("/v1/streams/{stream}/events", get(routes::events::stream_events))
+        .route(
+            "/v1/streams/{stream}/events",
+            get(routes::events::stream_events),
+        )
         .route("/v1/events", get(routes::events::all_events))
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
         .route("/metrics", get(routes::health::metrics))
         .route("/openapi.json", get(openapi_json))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);
 
     api.layer(axum::middleware::from_fn(telemetry::track))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            Duration::from_secs(30),
-        ))
+        .layer(axum::middleware::from_fn(deadline))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request| {
                 let route = request
@@ -101,17 +107,25 @@ async fn openapi_json() -> impl IntoResponse {
     Json(openapi::ApiDoc::openapi())
 }
 
-async fn not_found(request: Request) -> error::ApiError {
-    error::ApiError::NotFound(format!("no route for {} {}", request.method(), request.uri().path()))
+/// Every request gets [`REQUEST_TIMEOUT`]; past it the client gets a problem+json 503.
+async fn deadline(request: Request, next: axum::middleware::Next) -> axum::response::Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => error::ApiError::Timeout(REQUEST_TIMEOUT).into_response(),
+    }
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves; requests already in flight finish.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+/// How long one request may take; a read waiting for `X-Min-Position` waits at most 5 s of it.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+async fn method_not_allowed(request: Request) -> error::ApiError {
+    error::ApiError::MethodNotAllowed(request.method().to_string())
+}
+
+async fn not_found(request: Request) -> error::ApiError {
+    error::ApiError::NotFound(format!(
+        "no route for {} {}",
+        request.method(),
+        request.uri().path()
+    ))
 }

@@ -19,15 +19,17 @@ pub fn prometheus() -> Option<PrometheusHandle> {
                 .set_buckets_for_metric(
                     Matcher::Suffix("_seconds".to_owned()),
                     &[
-                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-                        2.5, 5.0, 10.0,
+                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                        5.0, 10.0,
                     ],
                 )
                 .ok()?
                 // Sizes (requests or events per group commit) rather than durations.
                 .set_buckets_for_metric(
                     Matcher::Prefix("lianxi_store_batch".to_owned()),
-                    &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0],
+                    &[
+                        1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+                    ],
                 )
                 .ok()?
                 .build_recorder();

@@ -146,7 +146,10 @@ where
             let mut found = HashSet::with_capacity(rows.len());
             for (key, parent, doc) in rows {
                 let doc: T = serde_json::from_str(&doc).map_err(|e| {
-                    ProjectionError::Storage(format!("{} {key}: unreadable document: {e}", self.kind))
+                    ProjectionError::Storage(format!(
+                        "{} {key}: unreadable document: {e}",
+                        self.kind
+                    ))
                 })?;
                 found.insert(key.clone());
                 self.cache.insert(

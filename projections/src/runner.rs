@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use crate::collection::Namespace;
 use crate::event::ProjectedEvent;
 use crate::readdb::ReadDb;
-use crate::{Projector, ProjectionError};
+use crate::{ProjectionError, Projector};
 
 /// Events read and applied per transaction.
 pub const BATCH: usize = 2_000;
@@ -95,10 +95,12 @@ pub(crate) async fn apply_batch(
             collection.load(&mut tx, ns).await?;
         }
         for event in &events {
-            projector.apply(event).map_err(|detail| ProjectionError::Poison {
-                position: event.position,
-                detail,
-            })?;
+            projector
+                .apply(event)
+                .map_err(|detail| ProjectionError::Poison {
+                    position: event.position,
+                    detail,
+                })?;
         }
         for collection in projector.collections() {
             collection.flush(&mut tx, ns).await?;
@@ -217,7 +219,10 @@ impl Runner {
                     return;
                 }
                 Err(ProjectionError::Retired) => {
-                    tracing::info!(projection = name, "a newer generation took over; following it");
+                    tracing::info!(
+                        projection = name,
+                        "a newer generation took over; following it"
+                    );
                     backoff = Duration::from_millis(100);
                 }
                 Err(error) => {
@@ -244,7 +249,12 @@ impl Runner {
             Some(active) if active.version == i64::from(version) => active,
             Some(old) => {
                 // New code: build a new generation from 0 while the old one keeps answering.
-                tracing::info!(projection = name, old = old.version, new = version, "projector version changed; rebuilding");
+                tracing::info!(
+                    projection = name,
+                    old = old.version,
+                    new = version,
+                    "projector version changed; rebuilding"
+                );
                 let fresh = self.db.create_generation(name, version).await?;
                 self.build(projector, &fresh, progress).await?;
                 self.db.promote(name, fresh.generation).await?;
@@ -283,9 +293,14 @@ impl Runner {
             position = apply_batch(&self.db, projector, &ns, &events, state).await?;
             progress.send_modify(|p| {
                 p.position = position;
-                p.state = if full { RunState::Building } else { RunState::Live };
+                p.state = if full {
+                    RunState::Building
+                } else {
+                    RunState::Live
+                };
             });
-            metrics::gauge!("lianxi_projection_position", "projection" => name).set(position as f64);
+            metrics::gauge!("lianxi_projection_position", "projection" => name)
+                .set(position as f64);
         }
     }
 

@@ -85,7 +85,7 @@ impl SqliteStore {
             .await?;
         let head = Arc::new(watch::Sender::new(head));
         let (jobs, queue) = mpsc::channel(MAX_BATCH_REQUESTS * 4);
-        tokio::spawn(Writer::new(write_conn, options, queue, Arc::clone(&head)).run());
+        Writer::new(write_conn, options, queue, Arc::clone(&head)).spawn()?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 path: path.to_owned(),

@@ -1,8 +1,7 @@
 //! Reading the raw log: one stream's events, or everything after a position (JSON or NDJSON).
 
-use std::sync::Arc;
-
 use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -10,7 +9,7 @@ use axum::Json;
 use commands::{Principal, Role};
 use futures::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
-use store::{EventStore, RecordedEvent};
+use store::RecordedEvent;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, Result};
@@ -104,11 +103,12 @@ pub async fn stream_events(
     if stream.len() > 200 {
         return Err(ApiError::NotFound(format!("no stream {stream:?}")));
     }
+    let log_head = state.store.head().await?;
     let events = state.store.read_stream(&stream, 0).await?;
     if events.is_empty() {
         return Err(ApiError::NotFound(format!("no stream {stream:?}")));
     }
-    if !may_read_stream(&principal, &stream, &events) {
+    if !may_read_stream(&state, &principal, &stream, &events).await? {
         return Err(ApiError::Forbidden(
             "this stream is outside the token's scope".to_owned(),
         ));
@@ -125,6 +125,10 @@ pub async fn stream_events(
     response
         .headers_mut()
         .insert("x-stream-position", HeaderValue::from(head));
+    response.headers_mut().insert(
+        crate::PROJECTION_POSITION,
+        HeaderValue::from(log_head.max(head)),
+    );
     Ok(response)
 }
 
@@ -132,18 +136,28 @@ fn quoted(version: i64) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{version}\"")).unwrap_or(HeaderValue::from_static("\"0\""))
 }
 
-/// District-wide roles read any stream; a secretary or unit representative reads the streams
-/// of its own community or unit, and those whose events name it.
-fn may_read_stream(principal: &Principal, stream: &str, events: &[RecordedEvent]) -> bool {
-    match principal.role {
-        Role::Admin | Role::DistrictAdmin | Role::Analyst | Role::Auditor => true,
+/// An admin reads every stream; district-wide roles the streams of their district; a secretary
+/// or unit representative the streams of its own community or unit, and those whose events
+/// name it.
+async fn may_read_stream(
+    state: &AppState,
+    principal: &Principal,
+    stream: &str,
+    events: &[RecordedEvent],
+) -> Result<bool> {
+    Ok(match principal.role {
+        Role::Admin => true,
+        Role::DistrictAdmin | Role::Analyst | Role::Auditor => {
+            principal.scope.is_some()
+                && state.districts.district_of(stream).await? == principal.scope
+        }
         Role::CommunitySecretary | Role::UnitRep => {
             let Some(scope) = principal.scope else {
-                return false;
+                return Ok(false);
             };
             let scope = scope.to_string();
             if stream.ends_with(&scope) {
-                return true;
+                return Ok(true);
             }
             let field = if principal.role == Role::UnitRep {
                 "unit_id"
@@ -154,7 +168,7 @@ fn may_read_stream(principal: &Principal, stream: &str, events: &[RecordedEvent]
                 .iter()
                 .any(|e| e.data.get(field).and_then(|v| v.as_str()) == Some(scope.as_str()))
         }
-    }
+    })
 }
 
 /// The log from a position, for analysts and auditors; NDJSON with `Accept: application/x-ndjson`.
@@ -172,9 +186,10 @@ fn may_read_stream(principal: &Principal, stream: &str, events: &[RecordedEvent]
 pub async fn all_events(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
-    Query(query): Query<EventsQuery>,
+    query: std::result::Result<Query<EventsQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response> {
+    let Query(query) = query.map_err(|e| ApiError::InvalidQuery(e.body_text()))?;
     if !matches!(
         principal.role,
         Role::Admin | Role::Analyst | Role::Auditor | Role::DistrictAdmin
@@ -185,37 +200,91 @@ pub async fn all_events(
         )));
     }
     let after = query.after.unwrap_or(0).max(0);
+    // District-wide roles see their district's events only.
+    let district = match principal.role {
+        Role::Admin => None,
+        _ => Some(principal.scope.ok_or_else(|| {
+            ApiError::Forbidden("a district role needs a district scope".to_owned())
+        })?),
+    };
+    let log_head = state.store.head().await?;
     let wants_ndjson = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("application/x-ndjson"));
-    if wants_ndjson {
-        return Ok(ndjson(state.store.clone(), after, query.limit));
+    let mut response = if wants_ndjson {
+        ndjson(state.clone(), district, after, query.limit)
+    } else {
+        let limit = query.limit.unwrap_or(100).min(MAX_PAGE);
+        let events = if limit == 0 {
+            Vec::new()
+        } else {
+            state.store.read_all(after, limit).await?
+        };
+        // Paging continues after the last event read, shown or not.
+        let next_after = events.last().map_or(after, |e| e.position);
+        let events = visible(&state, district, events).await?;
+        Json(EventPage {
+            events: events.into_iter().map(EventView::from).collect(),
+            next_after,
+        })
+        .into_response()
+    };
+    response
+        .headers_mut()
+        .insert(crate::PROJECTION_POSITION, HeaderValue::from(log_head));
+    Ok(response)
+}
+
+/// The events of `district` among `events` (all of them for `None`).
+async fn visible(
+    state: &AppState,
+    district: Option<uuid::Uuid>,
+    events: Vec<RecordedEvent>,
+) -> std::result::Result<Vec<RecordedEvent>, store::StoreError> {
+    let Some(district) = district else {
+        return Ok(events);
+    };
+    let mut shown = Vec::with_capacity(events.len());
+    for event in events {
+        if state.districts.district_of(&event.stream).await? == Some(district) {
+            shown.push(event);
+        }
     }
-    let limit = query.limit.unwrap_or(100).clamp(1, MAX_PAGE);
-    let events = state.store.read_all(after, limit).await?;
-    let next_after = events.last().map_or(after, |e| e.position);
-    Ok(Json(EventPage {
-        events: events.into_iter().map(EventView::from).collect(),
-        next_after,
-    })
-    .into_response())
+    Ok(shown)
 }
 
 /// Streams events as NDJSON in chunks, so a large export never sits in memory whole.
-fn ndjson(store: Arc<dyn EventStore>, after: i64, limit: Option<usize>) -> Response {
+fn ndjson(
+    state: AppState,
+    district: Option<uuid::Uuid>,
+    after: i64,
+    limit: Option<usize>,
+) -> Response {
     let remaining = limit.unwrap_or(usize::MAX);
     let chunks = stream::unfold(
-        (store, after, remaining, false),
-        |(store, after, remaining, done)| async move {
+        (state, after, remaining, false),
+        move |(state, after, remaining, done)| async move {
             if done || remaining == 0 {
                 return None;
             }
-            match store.read_all(after, remaining.min(NDJSON_CHUNK)).await {
-                Ok(events) if events.is_empty() => None,
+            let read = match state
+                .store
+                .read_all(after, remaining.min(NDJSON_CHUNK))
+                .await
+            {
                 Ok(events) => {
                     let next = events.last().map_or(after, |e| e.position);
                     let count = events.len();
+                    visible(&state, district, events)
+                        .await
+                        .map(|events| (events, next, count))
+                }
+                Err(error) => Err(error),
+            };
+            match read {
+                Ok((_, _, 0)) => None,
+                Ok((events, next, count)) => {
                     let mut lines = Vec::with_capacity(count * 512);
                     for event in events {
                         if serde_json::to_writer(&mut lines, &EventView::from(event)).is_ok() {
@@ -224,12 +293,12 @@ fn ndjson(store: Arc<dyn EventStore>, after: i64, limit: Option<usize>) -> Respo
                     }
                     Some((
                         Ok::<_, std::io::Error>(lines),
-                        (store, next, remaining - count, count < NDJSON_CHUNK),
+                        (state, next, remaining - count, count < NDJSON_CHUNK),
                     ))
                 }
                 Err(error) => Some((
                     Err(std::io::Error::other(error.to_string())),
-                    (store, after, 0, true),
+                    (state, after, 0, true),
                 )),
             }
         },

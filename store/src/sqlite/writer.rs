@@ -97,7 +97,7 @@ impl Writer {
     }
 
     /// Serves appends until every sender (every `SqliteStore` clone) is gone.
-    pub async fn run(mut self) {
+    async fn run(mut self) {
         let mut batch = Vec::with_capacity(MAX_BATCH_REQUESTS);
         while let Some(first) = self.jobs.recv().await {
             let mut events = first.request.events.len();
