@@ -93,7 +93,12 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let sqlite = open(&args.store).await?;
     let store: Arc<dyn EventStore> = Arc::new(sqlite.clone());
     let tokens = TokenService::new(Arc::new(sqlite), store.clone(), args.admin_token.as_deref());
-    let state = gateway::AppState::new(store, tokens);
+    let read_db = projections::readdb::ReadDb::open(&args.store.data_dir).await?;
+    let runner = projections::runner::Runner::new(store.clone(), read_db);
+    for projector in projections::projectors::all() {
+        runner.spawn(projector);
+    }
+    let state = gateway::AppState::new(store, tokens, runner);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;

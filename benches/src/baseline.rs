@@ -13,10 +13,9 @@ use anyhow::{Context, Result};
 use chrono::Utc;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection};
-use uuid::Uuid;
 
 use crate::load::{self, Op, Window};
-use crate::payload::{Payload, EVENT_TYPE};
+use crate::payload::{Ids, Payload, EVENT_TYPE};
 use crate::procstat::CpuUse;
 use crate::report::Measurement;
 
@@ -44,15 +43,17 @@ const HASH: &str = "5d41402abc4b2a76b9719d911017c5925d41402abc4b2a76b9719d911017
 /// The single writer: one connection, one event per transaction.
 struct Committer {
     conn: SqliteConnection,
+    ids: Ids,
 }
 
 impl Op for Committer {
     async fn run(&mut self) -> std::result::Result<(), String> {
-        let event_id = Uuid::new_v4();
-        let payload = Payload::new(Uuid::new_v4(), Uuid::new_v4());
+        let event_id = self.ids.next_id();
+        let project_id = self.ids.next_id();
+        let payload = Payload::new(project_id, self.ids.next_id());
         sqlx::query(INSERT)
             .bind(event_id.to_string())
-            .bind(format!("project-{}", Uuid::new_v4()))
+            .bind(format!("project-{project_id}"))
             .bind(EVENT_TYPE)
             .bind(payload.data.to_string())
             .bind(payload.metadata.to_string())
@@ -89,9 +90,14 @@ pub async fn measure(dir: &Path, window: Window) -> Result<Measurement> {
         .await
         .context("creating the baseline table")?;
     check_durability(&mut conn).await?;
-    let (load, before, after) = load::measure(vec![Committer { conn }], window, || async {
-        Ok(CpuUse::now(None))
-    })
+    let (load, before, after) = load::measure(
+        vec![Committer {
+            conn,
+            ids: Ids::new(),
+        }],
+        window,
+        || async { Ok(CpuUse::now(None)) },
+    )
     .await?;
     Ok(Measurement {
         load,

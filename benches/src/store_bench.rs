@@ -8,10 +8,9 @@
 use anyhow::{ensure, Context, Result};
 use store::sqlite::SqliteStore;
 use store::{AppendOutcome, AppendRequest, EventStore, ExpectedVersion, NewEvent, StoreError};
-use uuid::Uuid;
 
 use crate::load::{self, Op};
-use crate::payload::{Payload, EVENT_TYPE};
+use crate::payload::{Ids, Payload, EVENT_TYPE};
 use crate::procstat::CpuUse;
 use crate::prom::{self, CommitStats};
 use crate::report::{Measurement, Point, Run, RunSet};
@@ -23,12 +22,13 @@ pub const WORKLOAD: &str = "append";
 /// One writer: appends to a fresh stream per request.
 struct Appender {
     store: SqliteStore,
+    ids: Ids,
 }
 
 impl Op for Appender {
     async fn run(&mut self) -> std::result::Result<(), String> {
-        let project_id = Uuid::now_v7();
-        let command_id = Uuid::now_v7();
+        let project_id = self.ids.next_id();
+        let command_id = self.ids.next_id();
         let payload = Payload::new(project_id, command_id);
         let request = AppendRequest {
             stream: format!("project-{project_id}"),
@@ -36,7 +36,7 @@ impl Op for Appender {
             command_id,
             idempotency: None,
             events: vec![NewEvent {
-                id: Uuid::now_v7(),
+                id: self.ids.next_id(),
                 event_type: EVENT_TYPE.to_owned(),
                 schema_version: 1,
                 data: payload.data,
@@ -107,6 +107,7 @@ async fn measure_store(
     let ops = (0..concurrency)
         .map(|_| Appender {
             store: store.clone(),
+            ids: Ids::new(),
         })
         .collect();
     let (load, before, after) = load::measure(ops, settings.window, || {

@@ -63,6 +63,13 @@ pub enum ApiError {
     /// 503 `timeout`: the request took longer than the server allows.
     #[error("the request took longer than {0:?}")]
     Timeout(std::time::Duration),
+    /// 503 `projection_behind`: the read model did not reach `X-Min-Position` within 5 s.
+    #[error("{projection} has reached position {reached}, not yet {wanted}")]
+    ProjectionBehind {
+        projection: String,
+        reached: i64,
+        wanted: i64,
+    },
     /// 404 `not_found`: a path that names nothing.
     #[error("{0}")]
     NotFound(String),
@@ -96,7 +103,9 @@ impl ApiError {
                 StatusCode::BAD_REQUEST
             }
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Timeout(_) | ApiError::ProjectionBehind { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::InvalidField(_) | ApiError::IdempotencyKeyReused(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
@@ -124,6 +133,7 @@ impl ApiError {
             ApiError::InvalidQuery(_) => "invalid_query",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::Timeout(_) => "timeout",
+            ApiError::ProjectionBehind { .. } => "projection_behind",
             ApiError::Unauthorized => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::UnknownCommand(_) => "unknown_command",
@@ -172,7 +182,9 @@ impl IntoResponse for ApiError {
         );
         let headers = response.headers_mut();
         match &self {
-            ApiError::StoreUnavailable | ApiError::Timeout(_) => {
+            ApiError::StoreUnavailable
+            | ApiError::Timeout(_)
+            | ApiError::ProjectionBehind { .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             ApiError::Unauthorized => {

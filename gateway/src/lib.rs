@@ -37,12 +37,19 @@ pub struct AppState {
     pub handler: CommandHandler,
     pub tokens: TokenService,
     pub metrics: Option<PrometheusHandle>,
+    /// The projectors of this process and their read models.
+    pub runner: projections::runner::Runner,
     districts: scope::DistrictResolver,
 }
 
 impl AppState {
-    pub fn new(store: Arc<dyn EventStore>, tokens: TokenService) -> Self {
+    pub fn new(
+        store: Arc<dyn EventStore>,
+        tokens: TokenService,
+        runner: projections::runner::Runner,
+    ) -> Self {
         Self {
+            runner,
             handler: CommandHandler::new(store.clone()),
             districts: scope::DistrictResolver::new(store.clone()),
             store,
@@ -66,6 +73,11 @@ pub fn router(state: AppState) -> Router {
             get(routes::events::stream_events),
         )
         .route("/v1/events", get(routes::events::all_events))
+        .route(
+            "/v1/communities/{id}/board",
+            get(routes::reads::community_board),
+        )
+        .route("/v1/projections", get(routes::reads::projections))
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
         .route("/metrics", get(routes::health::metrics))

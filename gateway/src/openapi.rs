@@ -73,6 +73,8 @@ impl Modify for BearerAuth {
         crate::routes::tokens::issue_token,
         crate::routes::events::stream_events,
         crate::routes::events::all_events,
+        crate::routes::reads::community_board,
+        crate::routes::reads::projections,
         crate::routes::health::healthz,
         crate::routes::health::readyz,
         crate::routes::health::metrics,

@@ -11,6 +11,7 @@ pub mod event;
 pub mod projectors;
 pub mod readdb;
 pub mod runner;
+pub mod summary;
 
 use collection::Store;
 use event::ProjectedEvent;
@@ -43,7 +44,9 @@ pub trait Projector: Send + 'static {
     fn name(&self) -> &'static str;
     /// Bump to rebuild the read model from the whole log with new code.
     fn version(&self) -> u32;
-    /// Names the documents `event` will touch, so they are loaded before the batch.
+    /// Names the documents `event` will touch, so they are loaded before the batch. Called
+    /// twice per batch: the second time, documents named the first time are loaded, so the
+    /// projector can follow references in them (a meeting document naming its community).
     fn want(&mut self, event: &ProjectedEvent);
     /// Every collection the projector keeps, for the runner to load and flush.
     fn collections(&mut self) -> Vec<&mut dyn Store>;

@@ -86,13 +86,17 @@ pub(crate) async fn apply_batch(
     for r in recorded {
         events.push(ProjectedEvent::try_from(r)?);
     }
-    for event in &events {
-        projector.want(event);
-    }
     let result = async {
         let mut tx = db.pool().begin().await?;
-        for collection in projector.collections() {
-            collection.load(&mut tx, ns).await?;
+        // Two rounds: the second may follow references found in documents the first loaded
+        // (a meeting's community, a project's claimant).
+        for _ in 0..2 {
+            for event in &events {
+                projector.want(event);
+            }
+            for collection in projector.collections() {
+                collection.load(&mut tx, ns).await?;
+            }
         }
         for event in &events {
             projector

@@ -1,8 +1,9 @@
 //! The embedded backend: the whole log in one SQLite file (`<data_dir>/lianxi.db`).
 //!
-//! Appends go to one writer task ([`writer`]) that group-commits them on its own connection;
-//! reads, `verify` and tokens use a small pool of other connections, which WAL lets run while the
-//! writer writes. An acknowledged append has been fsynced (`synchronous = FULL`).
+//! Appends go to one writer task (`writer`, on a thread of its own) that group-commits them on
+//! its own connection; reads, `verify` and tokens use a small pool of other connections, which
+//! WAL lets run while the writer writes. An acknowledged append has been fsynced
+//! (`synchronous = FULL`).
 //!
 //! Several processes may open the same file (`lianxi serve` and `lianxi demo`, say): SQLite's
 //! file lock serialises their writers and each writer re-reads versions inside its transaction,
@@ -69,8 +70,8 @@ impl SqliteStore {
     }
 
     /// Opens (creating if needed) the database file at `path`, applies migrations and starts the
-    /// writer task. Must be called inside a Tokio runtime; the writer stops when the last clone
-    /// of the returned store is dropped.
+    /// writer. Must be called inside a Tokio runtime; the writer stops when the last clone of the
+    /// returned store is dropped.
     #[tracing::instrument(skip_all, fields(path = %path.display()), err)]
     pub async fn open_file(path: &Path) -> Result<SqliteStore, StoreError> {
         let options = schema::connect_options(path);

@@ -3,4 +3,5 @@
 pub mod commands;
 pub mod events;
 pub mod health;
+pub mod reads;
 pub mod tokens;

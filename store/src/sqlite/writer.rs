@@ -3,7 +3,9 @@
 //! SQLite admits one writer at a time, and each commit costs an fsync. So every `append` is sent
 //! to this task, which takes the first waiting request plus whatever else is already queued (up
 //! to [`MAX_BATCH_REQUESTS`] requests / [`MAX_BATCH_EVENTS`] events) and writes them all in one
-//! `BEGIN IMMEDIATE … COMMIT`: one fsync for the whole batch.
+//! `BEGIN IMMEDIATE … COMMIT`: one fsync for the whole batch. While a batch is being written, the
+//! next one queues up, so the busier the store, the larger the batches. The task runs on a thread
+//! of its own (see [`Writer::spawn`]).
 //!
 //! Inside that transaction a batch costs a handful of statements, however many requests it holds:
 //! one query loads the stream heads, one the earlier commands ([`super::plan`] then decides every
@@ -16,8 +18,8 @@
 //! - **Each request stands alone**: a refused request (version conflict, reused idempotency key,
 //!   a write the database rejects) changes nothing; the others in the batch still commit.
 //! - **Nothing is acknowledged before it is durable**: replies go out only after `COMMIT`
-//!   returned; if the batch fails, every request in it gets [`StoreError::Unavailable`] and
-//!   nothing of it was written.
+//!   returned; if the batch fails, every request in it gets [`StoreError::Unavailable`] (and the
+//!   transaction is rolled back).
 //! - **Other processes are respected**: the last position, stream heads and earlier commands are
 //!   read inside the `BEGIN IMMEDIATE` transaction, which holds the file's write lock, and are
 //!   kept only for that transaction. A second process writing the same file therefore never
@@ -88,7 +90,8 @@ impl Writer {
             .enable_all()
             .build()
             .map_err(|error| StoreError::Unavailable(format!("writer runtime: {error}")))?;
-        let span = tracing::Span::current();
+        // Not a child of whatever span opened the store: the writer outlives it.
+        let span = tracing::info_span!(parent: None, "sqlite_writer");
         std::thread::Builder::new()
             .name("lianxi-store-writer".into())
             .spawn(move || runtime.block_on(self.run().instrument(span)))
@@ -117,9 +120,8 @@ impl Writer {
     }
 
     /// Writes one batch and answers every request in it. Leaves `jobs` empty.
-    #[tracing::instrument(name = "group_commit", skip_all, fields(requests = jobs.len(), events))]
+    #[tracing::instrument(name = "group_commit", skip_all, fields(requests = jobs.len(), events = events))]
     async fn commit(&mut self, jobs: &mut Vec<AppendJob>, events: usize) {
-        tracing::Span::current().record("events", events);
         let started = Instant::now();
         let requests: Vec<&AppendRequest> = jobs.iter().map(|job| &job.request).collect();
         match group_commit(&mut self.conn, &requests).await {
@@ -142,7 +144,7 @@ impl Writer {
                 }
             }
             Err(error) => {
-                tracing::error!(%error, "group commit failed; nothing of the batch was written");
+                tracing::error!(%error, "the group commit failed; none of its requests is acknowledged");
                 let reason = format!("the group commit failed: {error}");
                 for job in jobs.drain(..) {
                     let _ = job.reply.send(Err(StoreError::Unavailable(reason.clone())));
@@ -192,11 +194,8 @@ async fn write_together(
     conn: &mut SqliteConnection,
     requests: &[&AppendRequest],
 ) -> Result<Option<Committed>, sqlx::Error> {
-    let t0 = Instant::now();
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-    let t1 = t0.elapsed();
     let mut state = load_state(&mut tx, requests).await?;
-    let t2 = t0.elapsed();
     let decisions: Vec<Decision> = requests
         .iter()
         .map(|request| {
@@ -215,21 +214,8 @@ async fn write_together(
             _ => None,
         })
         .collect();
-    let t3 = t0.elapsed();
-    let r = insert(&mut tx, &appends).await;
-    let t4 = t0.elapsed();
-    match r {
-        Ok(()) => {
-            let x = finish(tx, decisions, &state).await.map(Some);
-            if std::env::var("TMP_TRACE").is_ok() {
-                eprintln!(
-                    "n={} begin {t1:?} load {t2:?} decide {t3:?} insert {t4:?} commit {:?}",
-                    requests.len(),
-                    t0.elapsed()
-                );
-            }
-            x
-        }
+    match insert(&mut tx, &appends).await {
+        Ok(()) => finish(tx, decisions, &state).await.map(Some),
         Err(sqlx::Error::Database(error)) => {
             tracing::debug!(%error, "the bulk write was refused; writing request by request");
             tx.rollback().await?;
@@ -547,6 +533,57 @@ mod tests {
                 assert_eq!(sql.matches('(').count(), rows + 1, "{sql}");
                 assert_eq!(sql.matches('?').count(), rows * columns);
             }
+        }
+    }
+
+    /// The writer never lets it come to this, but the database's own guard must still read as
+    /// a version conflict: another writer of the same version, say.
+    #[tokio::test]
+    async fn a_duplicate_stream_version_refused_by_the_database_is_a_version_conflict() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let options = super::super::schema::connect_options(&dir.path().join("t.db"));
+        let mut conn = options.connect().await.expect("connect");
+        super::super::schema::migrate(&mut conn)
+            .await
+            .expect("migrate");
+
+        let request = |expected| AppendRequest {
+            stream: "s".into(),
+            expected,
+            command_id: uuid::Uuid::new_v4(),
+            idempotency: None,
+            events: vec![crate::NewEvent {
+                id: uuid::Uuid::new_v4(),
+                event_type: "A".into(),
+                schema_version: 1,
+                data: serde_json::json!({}),
+                metadata: serde_json::json!({}),
+            }],
+        };
+        // Two writers that both believe the stream is empty, at different positions.
+        let first = request(crate::ExpectedVersion::NoStream);
+        let second = request(crate::ExpectedVersion::NoStream);
+        let staged = |last_position, request: &AppendRequest| {
+            let state = BatchState::new(last_position, HashMap::new(), Vec::new(), Utc::now());
+            match state.decide(request) {
+                Decision::Append(staged) => staged,
+                other => panic!("expected Append, got {other:?}"),
+            }
+        };
+        let first_staged = staged(0, &first);
+        insert(&mut conn, &[(&first, first_staged.as_slice())])
+            .await
+            .expect("the first insert");
+        let second_staged = staged(1, &second);
+        let error = match insert(&mut conn, &[(&second, second_staged.as_slice())]).await {
+            Err(sqlx::Error::Database(error)) => error,
+            other => panic!("expected a database error, got {other:?}"),
+        };
+        match refusal(error.as_ref(), &second, 1) {
+            StoreError::VersionConflict { stream, actual, .. } => {
+                assert_eq!((stream.as_str(), actual), ("s", 1));
+            }
+            other => panic!("expected a version conflict, got {other:?}"),
         }
     }
 }

@@ -1,0 +1,560 @@
+//! The community board: per community, its committee, member units, meetings, projects by
+//! status, open requests both ways, totals and a recent-activity feed (DOMAIN.md).
+//!
+//! Documents: `community` (the board's summary), `project` (one row of the board's project list,
+//! parent = its community), `unit` and `meeting` (names and owners, to resolve references).
+
+use std::collections::{BTreeMap, VecDeque};
+
+use domain::values::{MeetingKind, MemberKind, Quarter, Theme};
+use domain::Event;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::collection::{Collection, Store};
+use crate::event::ProjectedEvent;
+use crate::readdb::ReadDb;
+use crate::summary::{summarize, Names};
+use crate::{ProjectionError, Projector};
+
+pub const NAME: &str = "board";
+/// How many entries the recent-activity feed keeps.
+const RECENT: usize = 20;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CommunityDoc {
+    id: Uuid,
+    name: String,
+    committee: Option<String>,
+    district_id: Uuid,
+    members: BTreeMap<Uuid, MemberDoc>,
+    meetings: BTreeMap<Uuid, MeetingRef>,
+    open_requests: BTreeMap<Uuid, OpenRequest>,
+    resolved_requests: u64,
+    totals: Totals,
+    recent: VecDeque<Recent>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct MemberDoc {
+    name: String,
+    kind: MemberKind,
+    current: bool,
+    projects_claimed: u64,
+    activities: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct MeetingRef {
+    kind: MeetingKind,
+    sits_at: String,
+    closed: bool,
+}
+
+/// A request waiting for the community, as the board lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct OpenRequest {
+    pub request_id: Uuid,
+    pub unit_id: Uuid,
+    pub unit_name: Option<String>,
+    pub title: String,
+    pub raised_at: String,
+}
+
+/// What the community's units have done, summed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Totals {
+    pub activities: u64,
+    pub participants: u64,
+    pub volunteers: u64,
+    pub volunteer_hours: u64,
+    pub beneficiaries: u64,
+    pub funds_yuan: u64,
+}
+
+/// One line of the recent-activity feed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Recent {
+    pub position: i64,
+    pub occurred_at: String,
+    pub summary: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ProjectDoc {
+    project_id: Uuid,
+    community_id: Uuid,
+    title: String,
+    theme: Theme,
+    status: String,
+    claimant: Option<Uuid>,
+    claimed_at: Option<String>,
+    meeting_id: Option<Uuid>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct NameDoc {
+    name: String,
+    /// For meetings and requests: the community they belong to.
+    community_id: Option<Uuid>,
+}
+
+/// Builds the community boards.
+pub struct BoardProjector {
+    communities: Collection<CommunityDoc>,
+    projects: Collection<ProjectDoc>,
+    /// Units, meetings and requests: names and owning community.
+    refs: Collection<NameDoc>,
+}
+
+impl Default for BoardProjector {
+    fn default() -> Self {
+        Self {
+            communities: Collection::new("community"),
+            projects: Collection::new("project"),
+            refs: Collection::new("ref"),
+        }
+    }
+}
+
+fn time(event: &ProjectedEvent) -> String {
+    event
+        .occurred_at
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+impl BoardProjector {
+    /// The community an event concerns, from its data or from documents already loaded.
+    fn community_of(&self, event: &Event) -> Option<Uuid> {
+        let via_ref = |stream: String| self.refs.get(&stream).and_then(|r| r.community_id);
+        let via_project = |id: domain::ids::ProjectId| {
+            self.projects.get(&id.0.to_string()).map(|p| p.community_id)
+        };
+        match event {
+            Event::CommunityRegistered(e) => Some(e.community_id.0),
+            Event::MemberUnitAdmitted(e) => Some(e.community_id.0),
+            Event::MemberUnitWithdrawn(e) => Some(e.community_id.0),
+            Event::MeetingConvened(e) => Some(e.community_id.0),
+            Event::AttendanceRecorded(e) => via_ref(e.meeting_id.stream()),
+            Event::MeetingClosed(e) => via_ref(e.meeting_id.stream()),
+            Event::ProjectProposed(e) => Some(e.community_id.0),
+            Event::ProjectApproved(e) => via_project(e.project_id),
+            Event::ProjectClaimed(e) => via_project(e.project_id),
+            Event::ClaimWithdrawn(e) => via_project(e.project_id),
+            Event::ProjectLaunched(e) => via_project(e.project_id),
+            Event::ActivityRecorded(e) => via_project(e.project_id),
+            Event::ProjectCompleted(e) => via_project(e.project_id),
+            Event::FeedbackRecorded(e) => via_project(e.project_id),
+            Event::ProjectCancelled(e) => via_project(e.project_id),
+            Event::RequestRaised(e) => Some(e.community_id.0),
+            Event::RequestResolved(e) => via_ref(e.request_id.stream()),
+            Event::DistrictRegistered(_) | Event::UnitRegistered(_) => None,
+        }
+    }
+
+    fn set_status(&mut self, project: Uuid, status: &str) {
+        if let Some(p) = self.projects.get_mut(&project.to_string()) {
+            p.status = status.to_owned();
+        }
+    }
+}
+
+struct BoardNames<'a>(&'a BoardProjector);
+
+impl Names for BoardNames<'_> {
+    fn name_of(&self, stream: &str) -> Option<String> {
+        let (kind, id) = stream.split_once('-')?;
+        match kind {
+            "project" => self.0.projects.get(id).map(|p| p.title.clone()),
+            "community" => self.0.communities.get(id).map(|c| c.name.clone()),
+            _ => self.0.refs.get(stream).map(|r| r.name.clone()),
+        }
+    }
+}
+
+impl Projector for BoardProjector {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn version(&self) -> u32 {
+        1
+    }
+
+    fn want(&mut self, event: &ProjectedEvent) {
+        use Event::*;
+        match &event.event {
+            MemberUnitAdmitted(e) => self.refs.want(e.unit_id.stream()),
+            AttendanceRecorded(e) => self.refs.want(e.meeting_id.stream()),
+            MeetingClosed(e) => self.refs.want(e.meeting_id.stream()),
+            ProjectApproved(e) => self.projects.want(e.project_id.0.to_string()),
+            ProjectClaimed(e) => {
+                self.projects.want(e.project_id.0.to_string());
+                self.refs.want(e.unit_id.stream());
+            }
+            ClaimWithdrawn(e) => self.projects.want(e.project_id.0.to_string()),
+            ProjectLaunched(e) => self.projects.want(e.project_id.0.to_string()),
+            ActivityRecorded(e) => self.projects.want(e.project_id.0.to_string()),
+            ProjectCompleted(e) => self.projects.want(e.project_id.0.to_string()),
+            FeedbackRecorded(e) => self.projects.want(e.project_id.0.to_string()),
+            ProjectCancelled(e) => self.projects.want(e.project_id.0.to_string()),
+            RequestRaised(e) => self.refs.want(e.unit_id.stream()),
+            RequestResolved(e) => self.refs.want(e.request_id.stream()),
+            _ => {}
+        }
+        if let Some(community) = self.community_of(&event.event) {
+            self.communities.want(community.to_string());
+        }
+    }
+
+    fn collections(&mut self) -> Vec<&mut dyn Store> {
+        vec![&mut self.communities, &mut self.projects, &mut self.refs]
+    }
+
+    fn apply(&mut self, event: &ProjectedEvent) -> Result<(), String> {
+        use Event::*;
+        let at = time(event);
+        let community = self.community_of(&event.event);
+        let summary = summarize(&event.event, &BoardNames(self));
+        match &event.event {
+            CommunityRegistered(e) => self.communities.put(
+                e.community_id.0.to_string(),
+                None,
+                CommunityDoc {
+                    id: e.community_id.0,
+                    name: e.name.to_string(),
+                    committee: e.committee.as_ref().map(|c| c.to_string()),
+                    district_id: e.district_id.0,
+                    members: BTreeMap::new(),
+                    meetings: BTreeMap::new(),
+                    open_requests: BTreeMap::new(),
+                    resolved_requests: 0,
+                    totals: Totals::default(),
+                    recent: VecDeque::new(),
+                },
+            ),
+            UnitRegistered(e) => self.refs.put(
+                e.unit_id.stream(),
+                None,
+                NameDoc {
+                    name: e.name.to_string(),
+                    community_id: None,
+                },
+            ),
+            MemberUnitAdmitted(e) => {
+                let name = self
+                    .refs
+                    .get(&e.unit_id.stream())
+                    .map(|r| r.name.clone())
+                    .unwrap_or_default();
+                if let Some(c) = self.communities.get_mut(&e.community_id.0.to_string()) {
+                    let member = c.members.entry(e.unit_id.0).or_insert(MemberDoc {
+                        name,
+                        kind: e.kind,
+                        current: true,
+                        projects_claimed: 0,
+                        activities: 0,
+                    });
+                    member.kind = e.kind;
+                    member.current = true;
+                }
+            }
+            MemberUnitWithdrawn(e) => {
+                if let Some(c) = self.communities.get_mut(&e.community_id.0.to_string()) {
+                    if let Some(m) = c.members.get_mut(&e.unit_id.0) {
+                        m.current = false;
+                    }
+                }
+            }
+            MeetingConvened(e) => {
+                self.refs.put(
+                    e.meeting_id.stream(),
+                    None,
+                    NameDoc {
+                        name: e.title.to_string(),
+                        community_id: Some(e.community_id.0),
+                    },
+                );
+                if let Some(c) = self.communities.get_mut(&e.community_id.0.to_string()) {
+                    c.meetings.insert(
+                        e.meeting_id.0,
+                        MeetingRef {
+                            kind: e.kind,
+                            sits_at: at.clone(),
+                            closed: false,
+                        },
+                    );
+                }
+            }
+            MeetingClosed(e) => {
+                if let Some(c) = community.and_then(|c| self.communities.get_mut(&c.to_string())) {
+                    if let Some(m) = c.meetings.get_mut(&e.meeting_id.0) {
+                        m.closed = true;
+                    }
+                }
+            }
+            ProjectProposed(e) => self.projects.put(
+                e.project_id.0.to_string(),
+                Some(e.community_id.0.to_string()),
+                ProjectDoc {
+                    project_id: e.project_id.0,
+                    community_id: e.community_id.0,
+                    title: e.title.to_string(),
+                    theme: e.theme,
+                    status: "proposed".to_owned(),
+                    claimant: None,
+                    claimed_at: None,
+                    meeting_id: None,
+                },
+            ),
+            ProjectApproved(e) => {
+                if let Some(p) = self.projects.get_mut(&e.project_id.0.to_string()) {
+                    p.status = "approved".to_owned();
+                    p.meeting_id = Some(e.meeting_id.0);
+                }
+            }
+            ProjectClaimed(e) => {
+                if let Some(p) = self.projects.get_mut(&e.project_id.0.to_string()) {
+                    p.status = "claimed".to_owned();
+                    p.claimant = Some(e.unit_id.0);
+                    p.claimed_at = Some(at.clone());
+                    if e.meeting_id.is_some() {
+                        p.meeting_id = e.meeting_id.map(|m| m.0);
+                    }
+                }
+                if let Some(c) = community.and_then(|c| self.communities.get_mut(&c.to_string())) {
+                    if let Some(m) = c.members.get_mut(&e.unit_id.0) {
+                        m.projects_claimed += 1;
+                    }
+                }
+            }
+            ClaimWithdrawn(e) => {
+                if let Some(p) = self.projects.get_mut(&e.project_id.0.to_string()) {
+                    p.status = if p.meeting_id.is_some() {
+                        "approved"
+                    } else {
+                        "proposed"
+                    }
+                    .to_owned();
+                    p.claimant = None;
+                    p.claimed_at = None;
+                }
+                if let Some(c) = community.and_then(|c| self.communities.get_mut(&c.to_string())) {
+                    if let Some(m) = c.members.get_mut(&e.unit_id.0) {
+                        m.projects_claimed = m.projects_claimed.saturating_sub(1);
+                    }
+                }
+            }
+            ProjectLaunched(e) => self.set_status(e.project_id.0, "launched"),
+            ProjectCompleted(e) => self.set_status(e.project_id.0, "completed"),
+            ProjectCancelled(e) => self.set_status(e.project_id.0, "cancelled"),
+            ActivityRecorded(e) => {
+                if let Some(c) = community.and_then(|c| self.communities.get_mut(&c.to_string())) {
+                    let t = &mut c.totals;
+                    t.activities += 1;
+                    t.participants += u64::from(e.participants.get());
+                    t.volunteers += u64::from(e.volunteers.get());
+                    t.volunteer_hours += u64::from(e.volunteer_hours.get());
+                    t.beneficiaries += u64::from(e.beneficiaries.get());
+                    t.funds_yuan += e.funds_yuan.get();
+                    if let Some(m) = c.members.get_mut(&e.unit_id.0) {
+                        m.activities += 1;
+                    }
+                }
+            }
+            RequestRaised(e) => {
+                let unit_name = self.refs.get(&e.unit_id.stream()).map(|r| r.name.clone());
+                self.refs.put(
+                    e.request_id.stream(),
+                    None,
+                    NameDoc {
+                        name: e.title.to_string(),
+                        community_id: Some(e.community_id.0),
+                    },
+                );
+                if let Some(c) = self.communities.get_mut(&e.community_id.0.to_string()) {
+                    c.open_requests.insert(
+                        e.request_id.0,
+                        OpenRequest {
+                            request_id: e.request_id.0,
+                            unit_id: e.unit_id.0,
+                            unit_name,
+                            title: e.title.to_string(),
+                            raised_at: at.clone(),
+                        },
+                    );
+                }
+            }
+            RequestResolved(e) => {
+                if let Some(c) = community.and_then(|c| self.communities.get_mut(&c.to_string())) {
+                    if c.open_requests.remove(&e.request_id.0).is_some() {
+                        c.resolved_requests += 1;
+                    }
+                }
+            }
+            DistrictRegistered(_) | AttendanceRecorded(_) | FeedbackRecorded(_) => {}
+        }
+        if let Some(c) = community.and_then(|c| self.communities.get_mut(&c.to_string())) {
+            c.recent.push_front(Recent {
+                position: event.position,
+                occurred_at: at,
+                summary,
+            });
+            c.recent.truncate(RECENT);
+        }
+        Ok(())
+    }
+}
+
+// ---- The query ---------------------------------------------------------------------------
+
+/// The board as `GET /v1/communities/{id}/board` answers it (API.md, "Shapes").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Board {
+    pub community: CommunityView,
+    pub members: Vec<MemberView>,
+    pub meetings: MeetingsView,
+    pub projects: Vec<ProjectRow>,
+    pub requests: RequestsView,
+    pub totals: Totals,
+    pub recent: Vec<Recent>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct CommunityView {
+    pub id: Uuid,
+    pub name: String,
+    pub committee: Option<String>,
+    pub district_id: Uuid,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct MemberView {
+    pub unit_id: Uuid,
+    pub name: String,
+    pub kind: MemberKind,
+    pub projects_claimed: u64,
+    pub activities: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct MeetingsView {
+    /// When the last meeting that has sat (by `as_of`) sat.
+    pub last_held: Option<String>,
+    /// The next meeting convened to sit after `as_of`.
+    pub next_scheduled: Option<String>,
+    /// Whether a regular meeting sits in `as_of`'s quarter (China Standard Time).
+    pub regular_this_quarter: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ProjectRow {
+    pub project_id: Uuid,
+    pub title: String,
+    pub theme: Theme,
+    pub status: String,
+    pub claimant: Option<Claimant>,
+    pub claimed_at: Option<String>,
+    pub meeting_id: Option<Uuid>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Claimant {
+    pub unit_id: Uuid,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct RequestsView {
+    pub open: Vec<OpenRequest>,
+    pub resolved: u64,
+}
+
+/// The board of `community` as of the business time `as_of` (which decides "last held", "next
+/// scheduled" and "this quarter"); `None` when the community is unknown.
+pub async fn board(
+    db: &ReadDb,
+    community: Uuid,
+    as_of: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<Board>, ProjectionError> {
+    let Some(doc) = db
+        .document(NAME, "community", &community.to_string())
+        .await?
+    else {
+        return Ok(None);
+    };
+    let doc: CommunityDoc = serde_json::from_str(&doc)
+        .map_err(|e| ProjectionError::Storage(format!("board document: {e}")))?;
+    let mut projects = Vec::new();
+    for raw in db.children(NAME, "project", &community.to_string()).await? {
+        let p: ProjectDoc = serde_json::from_str(&raw)
+            .map_err(|e| ProjectionError::Storage(format!("board project: {e}")))?;
+        let claimant = p.claimant.map(|unit_id| Claimant {
+            unit_id,
+            name: doc
+                .members
+                .get(&unit_id)
+                .map(|m| m.name.clone())
+                .unwrap_or_default(),
+        });
+        projects.push(ProjectRow {
+            project_id: p.project_id,
+            title: p.title,
+            theme: p.theme,
+            status: p.status,
+            claimant,
+            claimed_at: p.claimed_at,
+            meeting_id: p.meeting_id,
+        });
+    }
+    let now = as_of.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let quarter = Quarter::of(as_of);
+    let sits = |m: &MeetingRef| chrono::DateTime::parse_from_rfc3339(&m.sits_at).ok();
+    let last_held = doc
+        .meetings
+        .values()
+        .filter(|m| m.sits_at <= now)
+        .map(|m| m.sits_at.clone())
+        .max();
+    let next_scheduled = doc
+        .meetings
+        .values()
+        .filter(|m| m.sits_at > now)
+        .map(|m| m.sits_at.clone())
+        .min();
+    let regular_this_quarter = doc.meetings.values().any(|m| {
+        m.kind == MeetingKind::Regular && sits(m).is_some_and(|t| Quarter::of(t) == quarter)
+    });
+    Ok(Some(Board {
+        community: CommunityView {
+            id: doc.id,
+            name: doc.name,
+            committee: doc.committee,
+            district_id: doc.district_id,
+        },
+        members: doc
+            .members
+            .iter()
+            .filter(|(_, m)| m.current)
+            .map(|(id, m)| MemberView {
+                unit_id: *id,
+                name: m.name.clone(),
+                kind: m.kind,
+                projects_claimed: m.projects_claimed,
+                activities: m.activities,
+            })
+            .collect(),
+        meetings: MeetingsView {
+            last_held,
+            next_scheduled,
+            regular_this_quarter,
+        },
+        projects,
+        requests: RequestsView {
+            open: doc.open_requests.into_values().collect(),
+            resolved: doc.resolved_requests,
+        },
+        totals: doc.totals,
+        recent: doc.recent.into_iter().collect(),
+    }))
+}
