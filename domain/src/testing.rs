@@ -7,6 +7,7 @@
 //! `testing` feature, for other crates' tests; [`fixtures`] holds fixed ids and sample events.
 
 pub mod fixtures;
+pub mod generator;
 
 use crate::commands::Command;
 use crate::error::DomainError;
