@@ -162,6 +162,60 @@ impl ReadDb {
     /// Makes `generation` the one that answers, retires the others and drops their documents.
     pub async fn promote(&self, name: &str, generation: i64) -> Result<(), ProjectionError> {
         let mut tx = self.pool.begin().await?;
+        Self::swap_active(&mut tx, name, generation).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Promotes `generation` only if it has reached the checkpoint of the generation that
+    /// answers now; returns whether it did. Check and swap are one write transaction, so a
+    /// runner following the old generation (here or in another process) cannot move past the
+    /// new one in between: once promoted, the old runner's next checkpoint fails with
+    /// [`ProjectionError::Retired`] and it follows the new generation. Readers therefore never
+    /// see a generation behind a position already announced in `X-Projection-Position`.
+    pub async fn promote_if_caught_up(
+        &self,
+        name: &str,
+        generation: i64,
+    ) -> Result<bool, ProjectionError> {
+        let mut tx = self.pool.begin().await?;
+        // A write first: it takes the database's write lock, so what is read next stays true
+        // until the commit.
+        let touched = sqlx::query(
+            "UPDATE projections SET updated_at = ? WHERE name = ? AND generation = ? \
+             AND state != 'retired'",
+        )
+        .bind(Utc::now().to_rfc3339())
+        .bind(name)
+        .bind(generation)
+        .execute(&mut *tx)
+        .await?;
+        if touched.rows_affected() == 0 {
+            return Err(ProjectionError::Retired);
+        }
+        let behind: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM projections a, projections f \
+             WHERE a.name = ? AND a.active = 1 AND f.name = a.name AND f.generation = ? \
+             AND a.generation != f.generation AND a.position > f.position)",
+        )
+        .bind(name)
+        .bind(generation)
+        .fetch_one(&mut *tx)
+        .await?;
+        if behind {
+            return Ok(false);
+        }
+        Self::swap_active(&mut tx, name, generation).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Makes `generation` the active one and drops the others, inside the caller's transaction.
+    async fn swap_active(
+        conn: &mut SqliteConnection,
+        name: &str,
+        generation: i64,
+    ) -> Result<(), ProjectionError> {
         let now = Utc::now().to_rfc3339();
         sqlx::query(
             "UPDATE projections SET active = 0, state = 'retired', updated_at = ? \
@@ -170,7 +224,7 @@ impl ReadDb {
         .bind(&now)
         .bind(name)
         .bind(generation)
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await?;
         sqlx::query(
             "UPDATE projections SET active = 1, state = 'live', updated_at = ? \
@@ -179,14 +233,13 @@ impl ReadDb {
         .bind(&now)
         .bind(name)
         .bind(generation)
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await?;
         sqlx::query("DELETE FROM documents WHERE projection = ? AND generation != ?")
             .bind(name)
             .bind(generation)
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await?;
-        tx.commit().await?;
         Ok(())
     }
 

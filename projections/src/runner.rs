@@ -211,15 +211,6 @@ impl Runner {
                             error: detail.clone(),
                         }
                     });
-                    if let Ok(Some(active)) = self.db.active(name).await {
-                        let ns = Namespace {
-                            projection: name,
-                            generation: active.generation,
-                        };
-                        if let Err(error) = self.db.fail(&ns, position, &detail).await {
-                            tracing::warn!(projection = name, %error, "could not record the failure");
-                        }
-                    }
                     return;
                 }
                 Err(ProjectionError::Retired) => {
@@ -294,7 +285,10 @@ impl Runner {
             }
             let full = events.len() == BATCH;
             let state = if full { "building" } else { "live" };
-            position = apply_batch(&self.db, projector, &ns, &events, state).await?;
+            position = match apply_batch(&self.db, projector, &ns, &events, state).await {
+                Ok(position) => position,
+                Err(error) => return Err(self.record_failure(&ns, error).await),
+            };
             progress.send_modify(|p| {
                 p.position = position;
                 p.state = if full {
@@ -306,6 +300,17 @@ impl Runner {
             metrics::gauge!("lianxi_projection_position", "projection" => name)
                 .set(position as f64);
         }
+    }
+
+    /// Writes a poison failure on the generation's row, so that `/v1/projections` and
+    /// `projections status` show it from any process; other errors pass through.
+    async fn record_failure(&self, ns: &Namespace, error: ProjectionError) -> ProjectionError {
+        if let ProjectionError::Poison { position, detail } = &error {
+            if let Err(write) = self.db.fail(ns, *position, detail).await {
+                tracing::warn!(projection = ns.projection, error = %write, "could not record the failure");
+            }
+        }
+        error
     }
 
     /// Builds a fresh generation up to the head, reporting progress as it goes.
@@ -320,7 +325,7 @@ impl Runner {
             generation: fresh.generation,
         };
         let started = Instant::now();
-        let reached = catch_up(
+        let reached = match catch_up(
             self.store.as_ref(),
             &self.db,
             projector,
@@ -329,7 +334,11 @@ impl Runner {
             None,
             |_| {},
         )
-        .await?;
+        .await
+        {
+            Ok(reached) => reached,
+            Err(error) => return Err(self.record_failure(&ns, error).await),
+        };
         tracing::info!(projection = ns.projection, reached, elapsed = ?started.elapsed(), "generation built");
         let _ = progress;
         Ok(())

@@ -1,0 +1,168 @@
+//! A poison event stops its projector visibly — state, error and position recorded — while other
+//! projectors and the write side go on; after a fix and a restart it resumes from its checkpoint.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use projections::collection::{Collection, Store};
+use projections::event::ProjectedEvent;
+use projections::readdb::ReadDb;
+use projections::runner::{RunState, Runner};
+use projections::Projector;
+use serde_json::json;
+use store::sqlite::SqliteStore;
+use store::{AppendRequest, EventStore, ExpectedVersion, NewEvent};
+use uuid::Uuid;
+
+/// Counts events; refuses the event at `poison` (0: none), as a buggy projector would.
+struct Counter {
+    name: &'static str,
+    poison: Arc<AtomicI64>,
+    counts: Collection<u64>,
+}
+
+impl Counter {
+    fn new(name: &'static str, poison: Arc<AtomicI64>) -> Self {
+        Self {
+            name,
+            poison,
+            counts: Collection::new("count"),
+        }
+    }
+}
+
+impl Projector for Counter {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn want(&mut self, _event: &ProjectedEvent) {
+        self.counts.want("all");
+    }
+    fn collections(&mut self) -> Vec<&mut dyn Store> {
+        vec![&mut self.counts]
+    }
+    fn apply(&mut self, event: &ProjectedEvent) -> Result<(), String> {
+        if event.position == self.poison.load(Ordering::SeqCst) {
+            return Err(format!("cannot make sense of event {}", event.position));
+        }
+        let next = self.counts.get("all").copied().unwrap_or(0) + 1;
+        self.counts.put("all", None, next);
+        Ok(())
+    }
+}
+
+async fn append_district(store: &dyn EventStore, n: u128) {
+    let id = Uuid::from_u128(n);
+    store
+        .append(AppendRequest {
+            stream: format!("district-{id}"),
+            expected: ExpectedVersion::NoStream,
+            command_id: Uuid::from_u128(1_000 + n),
+            idempotency: None,
+            events: vec![NewEvent {
+                id: Uuid::from_u128(2_000 + n),
+                event_type: "DistrictRegistered".into(),
+                schema_version: 1,
+                data: json!({"district_id": id, "name": format!("District {n}")}),
+                metadata: json!({
+                    "actor": {"id": Uuid::from_u128(9), "name": "test", "role": "admin"},
+                    "acting_for": {"kind": "system", "id": null},
+                    "command": "RegisterDistrict",
+                    "command_id": Uuid::from_u128(1_000 + n),
+                    "correlation_id": Uuid::from_u128(1_000 + n),
+                    "causation_id": Uuid::from_u128(1_000 + n),
+                    "occurred_at": "2018-04-24T14:30:00+08:00"
+                }),
+            }],
+        })
+        .await
+        .expect("append");
+}
+
+async fn count(db: &ReadDb, name: &str) -> Option<u64> {
+    db.document(name, "count", "all")
+        .await
+        .expect("readable")
+        .map(|doc| doc.parse().expect("a number"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_event_stops_only_its_projector_which_resumes_after_a_fix() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn EventStore> = Arc::new(SqliteStore::open(dir.path()).await.expect("store"));
+    for n in 1..=10 {
+        append_district(store.as_ref(), n).await;
+    }
+    let db = ReadDb::open(dir.path()).await.expect("read db");
+    let poison = Arc::new(AtomicI64::new(7));
+    let healthy = Arc::new(AtomicI64::new(0));
+
+    let runner = Runner::new(store.clone(), db.clone());
+    let broken_task = runner.spawn(Box::new(Counter::new("fragile", poison.clone())));
+    runner.spawn(Box::new(Counter::new("sturdy", healthy)));
+
+    // The fragile projector stops at 7, with everything before it committed (the batch holding
+    // 7 rolled back whole), and says so; the sturdy one reaches the head.
+    tokio::time::timeout(Duration::from_secs(10), broken_task)
+        .await
+        .expect("the failed projector's task ends")
+        .expect("no panic");
+    let progress = runner
+        .progress("fragile")
+        .expect("running here")
+        .borrow()
+        .clone();
+    assert_eq!(
+        progress.state,
+        RunState::Failed {
+            position: 7,
+            error: "cannot make sense of event 7".into()
+        }
+    );
+    assert_eq!(
+        runner.wait_for("sturdy", 10, Duration::from_secs(10)).await,
+        Some(10)
+    );
+    assert_eq!(count(&db, "sturdy").await, Some(10));
+    let row = db
+        .active("fragile")
+        .await
+        .expect("readable")
+        .expect("a generation");
+    assert_eq!(row.state, "failed");
+    assert_eq!(row.error_position, Some(7));
+    assert_eq!(row.error.as_deref(), Some("cannot make sense of event 7"));
+    // Nothing of the failed batch was kept.
+    assert_eq!(count(&db, "fragile").await, None);
+    assert_eq!(row.position, 0);
+
+    // The write side goes on.
+    append_district(store.as_ref(), 11).await;
+    assert_eq!(
+        runner.wait_for("sturdy", 11, Duration::from_secs(10)).await,
+        Some(11)
+    );
+
+    // A fixed projector, restarted, resumes from its checkpoint and catches up.
+    poison.store(0, Ordering::SeqCst);
+    let restarted = Runner::new(store.clone(), db.clone());
+    restarted.spawn(Box::new(Counter::new("fragile", poison)));
+    assert_eq!(
+        restarted
+            .wait_for("fragile", 11, Duration::from_secs(10))
+            .await,
+        Some(11)
+    );
+    assert_eq!(count(&db, "fragile").await, Some(11));
+    let row = db
+        .active("fragile")
+        .await
+        .expect("readable")
+        .expect("a generation");
+    assert_eq!(row.state, "live");
+    assert_eq!(row.error, None);
+}
