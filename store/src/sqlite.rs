@@ -28,7 +28,7 @@ use self::writer::{AppendJob, Writer, MAX_BATCH_REQUESTS};
 use crate::hash::ChainVerifier;
 use crate::{
     telemetry, AppendOutcome, AppendRequest, EventStore, Position, RecordedEvent, StoreError,
-    VerifyReport,
+    VerifyFailure, VerifyReport,
 };
 
 /// The database file's name inside the data directory.
@@ -235,21 +235,40 @@ impl EventStore for SqliteStore {
             let Some(last) = rows.last() else {
                 break;
             };
-            after = last.position;
+            let page_end = last.position;
             for row in rows {
-                let failure = match row.parse() {
-                    Ok(parsed) => verifier.check(&row.into_event(parsed)),
-                    Err(error) => Some(row.undecodable(error.to_string())),
+                // One writer assigns positions without gaps here: a gap is a deleted event.
+                let failure = if row.position != after + 1 {
+                    Some(missing(after + 1, "no event at this position: deleted"))
+                } else {
+                    match row.parse() {
+                        Ok(parsed) => verifier.check(&row.into_event(parsed)),
+                        Err(error) => Some(row.undecodable(error.to_string())),
+                    }
                 };
                 if let Some(failure) = failure {
-                    tracing::warn!(
-                        position = failure.position,
-                        reason = %failure.reason,
-                        "the log does not verify"
-                    );
-                    return Ok(verifier.report(head, Some(failure)));
+                    return Ok(report_failure(&verifier, head, failure));
                 }
+                after += 1;
             }
+            after = page_end;
+        }
+        // The last events of the log leave no gap when deleted; the commands that wrote them
+        // still name their positions.
+        let dangling: Option<(String, i64)> = sqlx::query_as(
+            "SELECT c.command_id, c.last_position FROM commands c \
+             LEFT JOIN events e ON e.position = c.last_position \
+             WHERE e.position IS NULL OR e.command_id != c.command_id \
+             ORDER BY c.last_position LIMIT 1",
+        )
+        .fetch_optional(&self.inner.pool)
+        .await?;
+        if let Some((command_id, position)) = dangling {
+            let failure = missing(
+                position,
+                &format!("command {command_id} wrote an event here that is gone"),
+            );
+            return Ok(report_failure(&verifier, head, failure));
         }
         Ok(verifier.report(head, None))
     }
@@ -324,4 +343,30 @@ mod tests {
             other => panic!("expected Unavailable, got {other:?}"),
         }
     }
+}
+
+/// A failure for an event that is not there at all.
+fn missing(position: Position, reason: &str) -> VerifyFailure {
+    VerifyFailure {
+        position,
+        event_id: uuid::Uuid::nil(),
+        stream: String::new(),
+        version: 0,
+        expected_hash: String::new(),
+        stored_hash: String::new(),
+        reason: reason.to_owned(),
+    }
+}
+
+fn report_failure(
+    verifier: &ChainVerifier,
+    head: Position,
+    failure: VerifyFailure,
+) -> VerifyReport {
+    tracing::warn!(
+        position = failure.position,
+        reason = %failure.reason,
+        "the log does not verify"
+    );
+    verifier.report(head, Some(failure))
 }
