@@ -36,6 +36,16 @@ pub struct GenerationRow {
     pub updated_at: String,
 }
 
+/// One stored document, with where it belongs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct DocumentRow {
+    pub projection: String,
+    pub kind: String,
+    pub key: String,
+    pub parent: Option<String>,
+    pub doc: String,
+}
+
 /// A pool on the read-model database.
 #[derive(Debug, Clone)]
 pub struct ReadDb {
@@ -287,6 +297,18 @@ impl ReadDb {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Every document of every active generation, in a stable order: what "rebuild equals live"
+    /// compares byte for byte.
+    pub async fn dump_active(&self) -> Result<Vec<DocumentRow>, ProjectionError> {
+        Ok(sqlx::query_as::<_, DocumentRow>(
+            "SELECT d.projection, d.kind, d.key, d.parent, d.doc FROM documents d \
+             JOIN projections p ON p.name = d.projection AND p.generation = d.generation \
+             AND p.active = 1 ORDER BY d.projection, d.kind, d.key",
+        )
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// Documents of one kind in the active generation of `projection`, by key.

@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use commands::{CommandHandler, CommandRequest, Principal, Role};
 use domain::testing::generator::Generator;
-use projections::collection::Namespace;
 use projections::readdb::ReadDb;
-use projections::runner::{catch_up, Runner};
+use projections::runner::{build_in_memory, Runner};
 use store::sqlite::SqliteStore;
 use store::EventStore;
 use uuid::Uuid;
@@ -47,57 +46,14 @@ async fn write_history(store: Arc<dyn EventStore>, seed: u64, commands: usize) {
     }
 }
 
-/// Every document of the active generations, in a stable order, as text.
-async fn dump(db: &ReadDb) -> Vec<(String, String, String, Option<String>, String)> {
-    sqlx::query_as(
-        "SELECT d.projection, d.kind, d.key, d.parent, d.doc FROM documents d \
-         JOIN projections p ON p.name = d.projection AND p.generation = d.generation AND p.active = 1 \
-         ORDER BY d.projection, d.kind, d.key",
-    )
-    .fetch_all(db.pool())
-    .await
-    .expect("documents readable")
+async fn dump(db: &ReadDb) -> Vec<projections::readdb::DocumentRow> {
+    db.dump_active().await.expect("documents readable")
 }
 
 async fn build_from_scratch(store: &dyn EventStore, until: Option<i64>, step: usize) -> ReadDb {
-    let db = ReadDb::in_memory().await.expect("in-memory db");
-    for mut projector in projections::projectors::all() {
-        let row = db
-            .create_generation(projector.name(), projector.version())
-            .await
-            .expect("generation");
-        let ns = Namespace {
-            projection: projector.name(),
-            generation: row.generation,
-        };
-        let target = match until {
-            Some(until) => until,
-            None => store.head().await.expect("head"),
-        };
-        // Build in steps of `step` events, as a live projector meets them.
-        let mut position = 0;
-        while position < target {
-            let next = (position + step as i64).min(target);
-            position = catch_up(
-                store,
-                &db,
-                projector.as_mut(),
-                &ns,
-                position,
-                Some(next),
-                |_| {},
-            )
-            .await
-            .expect("catch up");
-            if position < next {
-                break;
-            }
-        }
-        db.promote(projector.name(), row.generation)
-            .await
-            .expect("promote");
-    }
-    db
+    build_in_memory(store, until, step)
+        .await
+        .expect("a fresh build")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
