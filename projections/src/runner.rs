@@ -87,7 +87,9 @@ pub(crate) async fn apply_batch(
         events.push(ProjectedEvent::try_from(r)?);
     }
     let result = async {
-        let mut tx = db.pool().begin().await?;
+        // IMMEDIATE: take the write lock before reading, so that several projectors sharing the
+        // file queue for it instead of failing with "database is locked" on upgrade.
+        let mut tx = db.pool().begin_with("BEGIN IMMEDIATE").await?;
         // Two rounds: the second may follow references found in documents the first loaded
         // (a meeting's community, a project's claimant).
         for _ in 0..2 {

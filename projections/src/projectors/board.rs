@@ -183,24 +183,40 @@ impl Projector for BoardProjector {
 
     fn want(&mut self, event: &ProjectedEvent) {
         use Event::*;
+        // Everything `apply` reads, including every name the summary shows: a summary must not
+        // depend on what happened to be cached, or a rebuild would differ from the live board.
         match &event.event {
             MemberUnitAdmitted(e) => self.refs.want(e.unit_id.stream()),
+            MemberUnitWithdrawn(e) => self.refs.want(e.unit_id.stream()),
             AttendanceRecorded(e) => self.refs.want(e.meeting_id.stream()),
             MeetingClosed(e) => self.refs.want(e.meeting_id.stream()),
-            ProjectApproved(e) => self.projects.want(e.project_id.0.to_string()),
+            ProjectApproved(e) => {
+                self.projects.want(e.project_id.0.to_string());
+                self.refs.want(e.meeting_id.stream());
+            }
             ProjectClaimed(e) => {
                 self.projects.want(e.project_id.0.to_string());
                 self.refs.want(e.unit_id.stream());
             }
-            ClaimWithdrawn(e) => self.projects.want(e.project_id.0.to_string()),
-            ProjectLaunched(e) => self.projects.want(e.project_id.0.to_string()),
+            ClaimWithdrawn(e) => {
+                self.projects.want(e.project_id.0.to_string());
+                self.refs.want(e.unit_id.stream());
+            }
+            ProjectLaunched(e) => {
+                self.projects.want(e.project_id.0.to_string());
+                self.refs.want(e.unit_id.stream());
+            }
             ActivityRecorded(e) => self.projects.want(e.project_id.0.to_string()),
             ProjectCompleted(e) => self.projects.want(e.project_id.0.to_string()),
             FeedbackRecorded(e) => self.projects.want(e.project_id.0.to_string()),
             ProjectCancelled(e) => self.projects.want(e.project_id.0.to_string()),
             RequestRaised(e) => self.refs.want(e.unit_id.stream()),
             RequestResolved(e) => self.refs.want(e.request_id.stream()),
-            _ => {}
+            DistrictRegistered(_)
+            | CommunityRegistered(_)
+            | UnitRegistered(_)
+            | MeetingConvened(_)
+            | ProjectProposed(_) => {}
         }
         if let Some(community) = self.community_of(&event.event) {
             self.communities.want(community.to_string());
