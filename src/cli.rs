@@ -52,6 +52,21 @@ pub enum Commands {
         #[arg(long, value_enum, default_value_t = ExportFormat::Ndjson)]
         format: ExportFormat,
     },
+    /// Loads the seed report's story (Zhaozhen's four communities, their units, meetings,
+    /// claims and activities) as real commands; idempotent, works beside a running server.
+    Demo {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Builds a report from history in memory, without touching the live read models.
+    Replay(crate::replay::ReplayArgs),
+    /// Projection positions, lag and versions; rebuilds.
+    Projections {
+        #[command(subcommand)]
+        command: crate::projections_cmd::ProjectionsCommand,
+    },
+    /// Who did what, when, in log order: a project's, unit's, actor's or community's trace.
+    Trace(crate::trace_cmd::TraceArgs),
 }
 
 #[derive(Debug, Args)]

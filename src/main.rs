@@ -1,6 +1,11 @@
 //! The `lianxi` binary: wires the crates together behind the command line of API.md.
 
 mod cli;
+mod demo;
+mod progress;
+mod projections_cmd;
+mod replay;
+mod trace_cmd;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -73,6 +78,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         } => export(&store, after, format)
             .await
             .map(|()| ExitCode::SUCCESS),
+        Commands::Demo { store } => {
+            let sqlite = open(&store).await?;
+            let summary = demo::run(Arc::new(sqlite)).await?;
+            println!("{}", demo::report(&summary, &store.data_dir));
+            Ok(ExitCode::SUCCESS)
+        }
+        Commands::Replay(args) => replay::command(args).await,
+        Commands::Projections { command } => projections_cmd::command(command).await,
+        Commands::Trace(args) => trace_cmd::command(args).await,
     }
 }
 
@@ -107,7 +121,12 @@ async fn serve(args: ServeArgs) -> Result<()> {
     // Scripts and tests read this line to learn the port when listening on port 0.
     println!("listening on http://{local}");
     std::io::stdout().flush().ok();
-    gateway::serve(listener, gateway::router(state), shutdown_signal()).await?;
+    let stopping = state.clone();
+    let shutdown = async move {
+        shutdown_signal().await;
+        stopping.begin_shutdown();
+    };
+    gateway::serve(listener, gateway::router(state), shutdown).await?;
     tracing::info!("lianxi stopped");
     Ok(())
 }

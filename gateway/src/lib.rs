@@ -40,6 +40,9 @@ pub struct AppState {
     /// The projectors of this process and their read models.
     pub runner: projections::runner::Runner,
     districts: scope::DistrictResolver,
+    /// Flips to `true` when the server begins to stop: long-lived responses (the live feed)
+    /// end then, so they do not hold up a graceful shutdown.
+    stopping: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl AppState {
@@ -52,9 +55,23 @@ impl AppState {
             runner,
             handler: CommandHandler::new(store.clone()),
             districts: scope::DistrictResolver::new(store.clone()),
+            stopping: Arc::new(tokio::sync::watch::channel(false).0),
             store,
             tokens,
             metrics: telemetry::prometheus(),
+        }
+    }
+
+    /// Tells long-lived responses that the server is stopping.
+    pub fn begin_shutdown(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// Resolves once [`AppState::begin_shutdown`] has been called.
+    pub fn stopping(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.stopping.subscribe();
+        async move {
+            let _ = rx.wait_for(|stopping| *stopping).await;
         }
     }
 }
@@ -73,11 +90,22 @@ pub fn router(state: AppState) -> Router {
             get(routes::events::stream_events),
         )
         .route("/v1/events", get(routes::events::all_events))
+        .route("/v1/events/live", get(routes::live::live_events))
+        .route("/v1/trace", get(routes::trace::trace))
         .route(
             "/v1/communities/{id}/board",
             get(routes::reads::community_board),
         )
+        .route("/v1/units/{id}", get(routes::items::unit))
+        .route("/v1/projects/{id}", get(routes::items::project))
+        .route("/v1/meetings/{id}", get(routes::items::meeting))
+        .route("/v1/requests/{id}", get(routes::items::request))
+        .route("/v1/districts/{id}/stats", get(routes::stats::district_stats))
         .route("/v1/projections", get(routes::reads::projections))
+        .route(
+            "/v1/projections/{name}/rebuild",
+            post(routes::rebuild::rebuild_projection),
+        )
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
         .route("/metrics", get(routes::health::metrics))

@@ -10,6 +10,8 @@ pub mod collection;
 pub mod event;
 pub mod projectors;
 pub mod readdb;
+pub mod rebuild;
+pub mod reports;
 pub mod runner;
 pub mod summary;
 

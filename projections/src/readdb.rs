@@ -124,7 +124,9 @@ impl ReadDb {
         name: &str,
         version: u32,
     ) -> Result<GenerationRow, ProjectionError> {
-        let mut tx = self.pool.begin().await?;
+        // IMMEDIATE: it reads, then writes; a deferred transaction would fail at once ("database
+        // is locked") when a runner commits between the two, instead of waiting its turn.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let next: i64 = sqlx::query_scalar(
             "SELECT COALESCE(MAX(generation), 0) + 1 FROM projections WHERE name = ?",
         )

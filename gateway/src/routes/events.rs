@@ -237,7 +237,7 @@ pub async fn all_events(
 }
 
 /// The events of `district` among `events` (all of them for `None`).
-async fn visible(
+pub(crate) async fn visible(
     state: &AppState,
     district: Option<uuid::Uuid>,
     events: Vec<RecordedEvent>,

@@ -25,7 +25,11 @@ pub const MAX_WAIT: Duration = Duration::from_secs(5);
 
 /// Waits (up to [`MAX_WAIT`]) for `projection` to reach the client's `X-Min-Position`, and
 /// returns the position the answer will be as of.
-async fn reached(state: &AppState, projection: &str, headers: &HeaderMap) -> Result<i64> {
+pub(crate) async fn reached(
+    state: &AppState,
+    projection: &str,
+    headers: &HeaderMap,
+) -> Result<i64> {
     let wanted = match headers.get("x-min-position") {
         None => None,
         Some(value) => Some(
@@ -54,7 +58,7 @@ async fn reached(state: &AppState, projection: &str, headers: &HeaderMap) -> Res
     }
 }
 
-fn with_position(body: impl IntoResponse, position: i64) -> Response {
+pub(crate) fn with_position(body: impl IntoResponse, position: i64) -> Response {
     let mut response = body.into_response();
     response
         .headers_mut()
@@ -71,7 +75,7 @@ pub struct AsOf {
 }
 
 /// Whether `principal` may read things of `community` (in `district`).
-fn may_read_community(
+pub(crate) fn may_read_community(
     principal: &Principal,
     community: Uuid,
     district: Uuid,

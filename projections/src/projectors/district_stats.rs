@@ -10,12 +10,17 @@
 //! A withdrawn claim is taken back out of the quarter it was counted in (its count, its theme's
 //! `claimed`, its days-to-claim): a project counts as claimed only while a claim stands, and is
 //! counted again, in the new claim's quarter, when it is claimed anew. A cancelled project keeps
-//! what it reached before (proposed, claimed, launched) and also counts as cancelled.
+//! what it reached before (proposed, claimed, launched) and also counts as cancelled. A meeting
+//! counts once convened, closed or not; one convened for a future date counts in that quarter
+//! (and, like any business time, moves the district's latest quarter forward).
 //!
 //! Documents, all small, so that a rebuild does its work in memory:
 //! - `district` (key: district id): name, and the latest quarter of its own events;
 //! - `community` (key: community id, parent: district id): name, registration quarter, latest
-//!   quarter of its events, and one [`Counters`] per quarter;
+//!   quarter of its events;
+//! - `quarter` (key: `<community id>/<quarter>`, parent: district id): the community's
+//!   [`Counters`] for one quarter — so a batch rewrites only the quarters it touched, however
+//!   long the history;
 //! - `project` (key: project id, parent: community id): theme, proposal day, the standing claim;
 //! - `ref` (key: `meeting-…` or `request-…`, parent: community id): the owning community.
 //!
@@ -24,8 +29,6 @@
 
 pub mod counters;
 pub mod query;
-
-use std::collections::BTreeMap;
 
 use domain::values::{MeetingKind, Theme};
 use domain::Event;
@@ -49,7 +52,7 @@ pub struct DistrictDoc {
     pub latest: QuarterKey,
 }
 
-/// A community's statistics, quarter by quarter.
+/// A community of a district.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CommunityDoc {
     pub id: Uuid,
@@ -59,17 +62,23 @@ pub struct CommunityDoc {
     pub registered: QuarterKey,
     /// The latest quarter any of its events reached, by business time.
     pub latest: QuarterKey,
-    pub quarters: BTreeMap<QuarterKey, Counters>,
 }
 
-impl CommunityDoc {
-    fn at(&mut self, quarter: QuarterKey) -> &mut Counters {
-        self.quarters.entry(quarter).or_default()
-    }
+/// What happened in one community in one quarter.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QuarterDoc {
+    pub community_id: Uuid,
+    pub quarter: QuarterKey,
+    pub counters: Counters,
+}
+
+/// The key of a community's quarter document.
+fn quarter_key(community: Uuid, quarter: QuarterKey) -> String {
+    format!("{community}/{quarter}")
 }
 
 /// What the statistics need to remember of a project between its events.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct ProjectDoc {
     pub community_id: Uuid,
     pub theme: Theme,
@@ -99,6 +108,7 @@ pub struct RefDoc {
 pub struct DistrictStatsProjector {
     districts: Collection<DistrictDoc>,
     communities: Collection<CommunityDoc>,
+    quarters: Collection<QuarterDoc>,
     projects: Collection<ProjectDoc>,
     refs: Collection<RefDoc>,
 }
@@ -108,6 +118,7 @@ impl Default for DistrictStatsProjector {
         Self {
             districts: Collection::new("district"),
             communities: Collection::new("community"),
+            quarters: Collection::new("quarter"),
             projects: Collection::new("project"),
             refs: Collection::new("ref"),
         }
@@ -164,97 +175,123 @@ impl DistrictStatsProjector {
         }
     }
 
+    /// Changes the counters of `community` (of `district`) in `quarter`, creating them.
+    fn bump(
+        &mut self,
+        community: Uuid,
+        district: Uuid,
+        quarter: QuarterKey,
+        change: impl FnOnce(&mut Counters),
+    ) {
+        let key = quarter_key(community, quarter);
+        match self.quarters.get_mut(&key) {
+            Some(doc) => change(&mut doc.counters),
+            None => {
+                let mut counters = Counters::default();
+                change(&mut counters);
+                self.quarters.put(
+                    key,
+                    Some(district.to_string()),
+                    QuarterDoc {
+                        community_id: community,
+                        quarter,
+                        counters,
+                    },
+                );
+            }
+        }
+    }
+
+    fn set_claim(&mut self, project: Uuid, claim: Option<ClaimDoc>) {
+        if let Some(p) = self.projects.get_mut(&project.to_string()) {
+            p.claim = claim;
+        }
+    }
+
     /// Applies an event that concerns `community` (whose document is loaded).
-    fn apply_to_community(&mut self, event: &ProjectedEvent, community: &str) {
+    fn apply_to_community(&mut self, event: &ProjectedEvent, community: Uuid) {
         use Event::*;
         let quarter = QuarterKey::of(event.occurred_at);
         let day = counters::day_number(event.occurred_at);
-        // What the event changes in its project's document, and what that tells the counters.
-        let mut theme = None;
-        let mut claim_days = None;
-        let mut withdrawn: Option<ClaimDoc> = None;
-        let mut launch_days = None;
-        if let Some(project) = Self::project_of(&event.event) {
-            if let Some(p) = self.projects.get_mut(&project.to_string()) {
-                theme = Some(p.theme);
-                match &event.event {
-                    ProjectClaimed(_) => {
-                        let days = days_between(p.proposed_day, day);
-                        p.claim = Some(ClaimDoc {
-                            quarter,
-                            day,
-                            days,
-                        });
-                        claim_days = Some(days);
-                    }
-                    ClaimWithdrawn(_) => withdrawn = p.claim.take(),
-                    ProjectLaunched(_) => {
-                        launch_days = p.claim.map(|c| days_between(c.day, day));
-                    }
-                    _ => {}
-                }
-            }
-        }
-        let Some(c) = self.communities.get_mut(community) else {
+        let key = community.to_string();
+        let Some(doc) = self.communities.get(&key) else {
             return;
         };
-        c.latest = c.latest.max(quarter);
-        match &event.event {
-            MemberUnitAdmitted(_) => c.at(quarter).member_delta += 1,
-            MemberUnitWithdrawn(_) => c.at(quarter).member_delta -= 1,
-            MeetingConvened(e) => match e.kind {
-                MeetingKind::Regular => c.at(quarter).meetings_regular += 1,
-                MeetingKind::Extraordinary => c.at(quarter).meetings_extraordinary += 1,
-            },
-            ProjectProposed(e) => {
-                let q = c.at(quarter);
-                q.projects_proposed += 1;
-                q.theme(e.theme).proposed += 1;
+        let (district, latest) = (doc.district_id, doc.latest);
+        if quarter > latest {
+            if let Some(doc) = self.communities.get_mut(&key) {
+                doc.latest = quarter;
             }
+        }
+        let project_id = Self::project_of(&event.event);
+        let project = project_id.and_then(|id| self.projects.get(&id.to_string()).copied());
+        let mut bump = |change: &dyn Fn(&mut Counters)| {
+            self.bump(community, district, quarter, |c| change(c));
+        };
+        match &event.event {
+            MemberUnitAdmitted(_) => bump(&|c| c.member_delta += 1),
+            MemberUnitWithdrawn(_) => bump(&|c| c.member_delta -= 1),
+            MeetingConvened(e) => match e.kind {
+                MeetingKind::Regular => bump(&|c| c.meetings_regular += 1),
+                MeetingKind::Extraordinary => bump(&|c| c.meetings_extraordinary += 1),
+            },
+            ProjectProposed(e) => bump(&|c| {
+                c.projects_proposed += 1;
+                c.theme(e.theme).proposed += 1;
+            }),
             ProjectClaimed(_) => {
-                if let (Some(theme), Some(days)) = (theme, claim_days) {
-                    let q = c.at(quarter);
-                    q.projects_claimed += 1;
-                    q.days_to_claim.add(days);
-                    q.theme(theme).claimed += 1;
+                if let (Some(id), Some(p)) = (project_id, project) {
+                    let days = days_between(p.proposed_day, day);
+                    bump(&|c| {
+                        c.projects_claimed += 1;
+                        c.days_to_claim.add(days);
+                        c.theme(p.theme).claimed += 1;
+                    });
+                    self.set_claim(id, Some(ClaimDoc { quarter, day, days }));
                 }
             }
             ClaimWithdrawn(_) => {
-                if let (Some(theme), Some(claim)) = (theme, withdrawn) {
-                    c.at(claim.quarter).withdraw_claim(theme, claim.days);
+                if let (Some(id), Some(p)) = (project_id, project) {
+                    if let Some(claim) = p.claim {
+                        self.bump(community, district, claim.quarter, |c| {
+                            c.withdraw_claim(p.theme, claim.days)
+                        });
+                        self.set_claim(id, None);
+                    }
                 }
             }
             ProjectLaunched(_) => {
-                let q = c.at(quarter);
-                q.projects_launched += 1;
-                if let Some(days) = launch_days {
-                    q.days_to_launch.add(days);
+                let days = project
+                    .and_then(|p| p.claim)
+                    .map(|c| days_between(c.day, day));
+                bump(&|c| {
+                    c.projects_launched += 1;
+                    if let Some(days) = days {
+                        c.days_to_launch.add(days);
+                    }
+                });
+            }
+            ActivityRecorded(e) => bump(&|c| {
+                c.activities += 1;
+                c.participants += u64::from(e.participants.get());
+                c.volunteers += u64::from(e.volunteers.get());
+                c.volunteer_hours += u64::from(e.volunteer_hours.get());
+                c.beneficiaries += u64::from(e.beneficiaries.get());
+                c.funds_yuan += e.funds_yuan.get();
+            }),
+            ProjectCompleted(_) => bump(&|c| {
+                c.projects_completed += 1;
+                if let Some(p) = project {
+                    c.theme(p.theme).completed += 1;
                 }
-            }
-            ActivityRecorded(e) => {
-                let q = c.at(quarter);
-                q.activities += 1;
-                q.participants += u64::from(e.participants.get());
-                q.volunteers += u64::from(e.volunteers.get());
-                q.volunteer_hours += u64::from(e.volunteer_hours.get());
-                q.beneficiaries += u64::from(e.beneficiaries.get());
-                q.funds_yuan += e.funds_yuan.get();
-            }
-            ProjectCompleted(_) => {
-                let q = c.at(quarter);
-                q.projects_completed += 1;
-                if let Some(theme) = theme {
-                    q.theme(theme).completed += 1;
-                }
-            }
-            FeedbackRecorded(e) => {
-                let q = c.at(quarter);
-                q.rating_sum += u64::from(e.rating.get());
-                q.ratings += 1;
-            }
-            ProjectCancelled(_) => c.at(quarter).projects_cancelled += 1,
-            RequestRaised(_) => c.at(quarter).requests_raised += 1,
-            RequestResolved(_) => c.at(quarter).requests_resolved += 1,
+            }),
+            FeedbackRecorded(e) => bump(&|c| {
+                c.rating_sum += u64::from(e.rating.get());
+                c.ratings += 1;
+            }),
+            ProjectCancelled(_) => bump(&|c| c.projects_cancelled += 1),
+            RequestRaised(_) => bump(&|c| c.requests_raised += 1),
+            RequestResolved(_) => bump(&|c| c.requests_resolved += 1),
             CommunityRegistered(_)
             | AttendanceRecorded(_)
             | MeetingClosed(_)
@@ -288,8 +325,21 @@ impl Projector for DistrictStatsProjector {
             }
         }
         // On the second round, this follows the references loaded by the first.
-        if let Some(community) = self.community_of(&event.event) {
-            self.communities.want(community.to_string());
+        let Some(community) = self.community_of(&event.event) else {
+            return;
+        };
+        self.communities.want(community.to_string());
+        let quarter = QuarterKey::of(event.occurred_at);
+        self.quarters.want(quarter_key(community, quarter));
+        if let ClaimWithdrawn(e) = &event.event {
+            // The withdrawn claim is taken out of the quarter it was counted in.
+            let claimed = self
+                .projects
+                .get(&e.project_id.0.to_string())
+                .and_then(|p| p.claim);
+            if let Some(claim) = claimed {
+                self.quarters.want(quarter_key(community, claim.quarter));
+            }
         }
     }
 
@@ -297,6 +347,7 @@ impl Projector for DistrictStatsProjector {
         vec![
             &mut self.districts,
             &mut self.communities,
+            &mut self.quarters,
             &mut self.projects,
             &mut self.refs,
         ]
@@ -319,8 +370,11 @@ impl Projector for DistrictStatsProjector {
                 return Ok(());
             }
             UnitRegistered(e) => {
-                if let Some(d) = self.districts.get_mut(&e.district_id.0.to_string()) {
-                    d.latest = d.latest.max(quarter);
+                let key = e.district_id.0.to_string();
+                if self.districts.get(&key).is_some_and(|d| quarter > d.latest) {
+                    if let Some(d) = self.districts.get_mut(&key) {
+                        d.latest = quarter;
+                    }
                 }
                 return Ok(());
             }
@@ -333,7 +387,6 @@ impl Projector for DistrictStatsProjector {
                     district_id: e.district_id.0,
                     registered: quarter,
                     latest: quarter,
-                    quarters: BTreeMap::new(),
                 },
             ),
             MeetingConvened(e) => self.refs.put(
@@ -363,7 +416,7 @@ impl Projector for DistrictStatsProjector {
             _ => {}
         }
         if let Some(community) = self.community_of(&event.event) {
-            self.apply_to_community(event, &community.to_string());
+            self.apply_to_community(event, community);
         }
         Ok(())
     }

@@ -235,25 +235,18 @@ impl ItemsProjector {
             .unwrap_or_default()
     }
 
-    fn project_mut(&mut self, project: Uuid) -> Option<&mut ProjectView> {
-        self.projects.get_mut(&key(project))
+    /// The project an event of its own stream changes, with that event counted in its version.
+    fn on_project(&mut self, project: Uuid) -> Option<&mut ProjectView> {
+        let p = self.projects.get_mut(&key(project))?;
+        p.version += 1;
+        Some(p)
     }
 
-    /// Counts `event` in the version of the item whose stream it belongs to.
-    fn count_version(&mut self, event: &ProjectedEvent) {
-        let Some((kind, id)) = domain::ids::parse_stream(&event.stream) else {
-            return;
-        };
-        let id = key(id);
-        let version = match kind {
-            "project" => self.projects.get_mut(&id).map(|p| &mut p.version),
-            "meeting" => self.meetings.get_mut(&id).map(|m| &mut m.version),
-            "request" => self.requests.get_mut(&id).map(|r| &mut r.version),
-            _ => None,
-        };
-        if let Some(version) = version {
-            *version += 1;
-        }
+    /// The meeting an event of its own stream changes, with that event counted in its version.
+    fn on_meeting(&mut self, meeting: Uuid) -> Option<&mut MeetingView> {
+        let m = self.meetings.get_mut(&key(meeting))?;
+        m.version += 1;
+        Some(m)
     }
 }
 
@@ -360,7 +353,7 @@ impl Projector for ItemsProjector {
                     minutes: None,
                     projects_approved: Vec::new(),
                     projects_approved_total: 0,
-                    version: 0,
+                    version: 1,
                 },
             ),
             AttendanceRecorded(e) => {
@@ -373,7 +366,7 @@ impl Projector for ItemsProjector {
                         name: self.unit_name(u.0),
                     })
                     .collect();
-                if let Some(m) = self.meetings.get_mut(&key(e.meeting_id.0)) {
+                if let Some(m) = self.on_meeting(e.meeting_id.0) {
                     for unit in named {
                         if let Err(at) = m
                             .attended_units
@@ -385,7 +378,7 @@ impl Projector for ItemsProjector {
                 }
             }
             MeetingClosed(e) => {
-                if let Some(m) = self.meetings.get_mut(&key(e.meeting_id.0)) {
+                if let Some(m) = self.on_meeting(e.meeting_id.0) {
                     m.closed = true;
                     m.closed_at = Some(at);
                     m.resolutions = e
@@ -421,12 +414,12 @@ impl Projector for ItemsProjector {
                     cancellation_reason: None,
                     activities: Activities::default(),
                     feedback: Feedback::default(),
-                    version: 0,
+                    version: 1,
                 },
             ),
             ProjectApproved(e) => {
                 let mut title = None;
-                if let Some(p) = self.project_mut(e.project_id.0) {
+                if let Some(p) = self.on_project(e.project_id.0) {
                     p.status = ProjectStatus::Approved;
                     p.approved_at = Some(at);
                     p.meeting_id = Some(e.meeting_id.0);
@@ -444,7 +437,7 @@ impl Projector for ItemsProjector {
             }
             ProjectClaimed(e) => {
                 let name = self.unit_name(e.unit_id.0);
-                if let Some(p) = self.project_mut(e.project_id.0) {
+                if let Some(p) = self.on_project(e.project_id.0) {
                     p.status = ProjectStatus::Claimed;
                     p.claimant = Some(UnitName {
                         unit_id: e.unit_id.0,
@@ -456,7 +449,7 @@ impl Projector for ItemsProjector {
                 }
             }
             ClaimWithdrawn(e) => {
-                if let Some(p) = self.project_mut(e.project_id.0) {
+                if let Some(p) = self.on_project(e.project_id.0) {
                     p.status = if p.approved_at.is_some() {
                         ProjectStatus::Approved
                     } else {
@@ -469,13 +462,13 @@ impl Projector for ItemsProjector {
                 }
             }
             ProjectLaunched(e) => {
-                if let Some(p) = self.project_mut(e.project_id.0) {
+                if let Some(p) = self.on_project(e.project_id.0) {
                     p.status = ProjectStatus::Launched;
                     p.launched_at = Some(at);
                 }
             }
             ActivityRecorded(e) => {
-                if let Some(p) = self.project_mut(e.project_id.0) {
+                if let Some(p) = self.on_project(e.project_id.0) {
                     let entry = ActivityEntry {
                         activity_id: e.activity_id.0,
                         title: e.title.to_string(),
@@ -498,14 +491,14 @@ impl Projector for ItemsProjector {
                 }
             }
             ProjectCompleted(e) => {
-                if let Some(p) = self.project_mut(e.project_id.0) {
+                if let Some(p) = self.on_project(e.project_id.0) {
                     p.status = ProjectStatus::Completed;
                     p.completed_at = Some(at);
                     p.summary = text(&e.summary);
                 }
             }
             FeedbackRecorded(e) => {
-                if let Some(p) = self.project_mut(e.project_id.0) {
+                if let Some(p) = self.on_project(e.project_id.0) {
                     let f = &mut p.feedback;
                     let rating = e.rating.get();
                     f.count += 1;
@@ -527,7 +520,7 @@ impl Projector for ItemsProjector {
                 }
             }
             ProjectCancelled(e) => {
-                if let Some(p) = self.project_mut(e.project_id.0) {
+                if let Some(p) = self.on_project(e.project_id.0) {
                     p.status = ProjectStatus::Cancelled;
                     p.cancelled_at = Some(at);
                     p.cancellation_reason = text(&e.reason);
@@ -549,19 +542,19 @@ impl Projector for ItemsProjector {
                         status: RequestStatus::Open,
                         resolution: None,
                         resolved_at: None,
-                        version: 0,
+                        version: 1,
                     },
                 );
             }
             RequestResolved(e) => {
                 if let Some(r) = self.requests.get_mut(&key(e.request_id.0)) {
+                    r.version += 1;
                     r.status = RequestStatus::Resolved;
                     r.resolution = text(&e.resolution);
                     r.resolved_at = Some(at);
                 }
             }
         }
-        self.count_version(event);
         Ok(())
     }
 }

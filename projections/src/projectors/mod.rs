@@ -4,6 +4,7 @@
 pub mod board;
 pub mod district_stats;
 pub mod items;
+pub mod trace;
 pub mod unit_profile;
 
 use crate::Projector;
@@ -14,6 +15,7 @@ pub fn all() -> Vec<Box<dyn Projector>> {
         Box::new(board::BoardProjector::default()),
         Box::new(unit_profile::UnitProfileProjector::default()),
         Box::new(items::ItemsProjector::default()),
+        Box::new(trace::TraceProjector::default()),
         Box::new(district_stats::DistrictStatsProjector::default()),
     ]
 }

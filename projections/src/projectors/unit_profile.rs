@@ -2,12 +2,14 @@
 //! when, at which meeting, recorded by whom, and how that claim ended — its activities, their
 //! totals, and the requests it raised (DOMAIN.md, "Unit profile").
 //!
-//! Documents: `unit` (the profile itself), and small helpers to resolve references: `community`
-//! (a name), `project` (title, community, current claimant) and `request` (who raised it).
-//! Every list in a profile is bounded by what the unit did, except `claims`, which keeps every
-//! claim on purpose: a withdrawn claim stays listed with status `withdrawn`, so supervisors can
-//! see who held what and when. Delivery is the runner's: exactly once per generation, in log
-//! order; `apply` is deterministic (ordered maps only).
+//! Documents: `unit` (memberships, totals, request counts: small whatever the history), `claim`
+//! (one per claim, parent = the unit, keyed by the claim event's zero-padded position so a
+//! unit's claims list in log order), and small helpers to resolve references: `community` (a
+//! name), `project` (title, community, the key of its current claim) and `request` (who raised
+//! it). Every claim is kept on purpose — a withdrawn claim stays listed with status `withdrawn`,
+//! so supervisors can see who held what and when — but as its own document, so a unit with
+//! thousands of claims does not rewrite them all whenever it records an activity. Delivery is
+//! the runner's: exactly once per generation, in log order; `apply` is deterministic.
 
 use std::collections::BTreeMap;
 
@@ -91,19 +93,8 @@ pub struct UnitRef {
 struct UnitDoc {
     unit: UnitRef,
     communities: BTreeMap<Uuid, Membership>,
-    claims: Vec<Claim>,
     totals: Totals,
     requests: RequestCounts,
-}
-
-impl UnitDoc {
-    /// The claim the unit currently holds on `project` (the last one not withdrawn).
-    fn holding(&mut self, project: Uuid) -> Option<&mut Claim> {
-        self.claims
-            .iter_mut()
-            .rev()
-            .find(|c| c.project_id == project && c.status != ClaimStatus::Withdrawn)
-    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -115,7 +106,8 @@ struct CommunityName {
 struct ProjectRef {
     title: String,
     community_id: Uuid,
-    claimant: Option<Uuid>,
+    /// The `claim` document of the current (or, once cancelled, the last) claim.
+    claim: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -126,6 +118,7 @@ struct RequestRef {
 /// Builds the unit profiles.
 pub struct UnitProfileProjector {
     units: Collection<UnitDoc>,
+    claims: Collection<Claim>,
     communities: Collection<CommunityName>,
     projects: Collection<ProjectRef>,
     requests: Collection<RequestRef>,
@@ -135,6 +128,7 @@ impl Default for UnitProfileProjector {
     fn default() -> Self {
         Self {
             units: Collection::new("unit"),
+            claims: Collection::new("claim"),
             communities: Collection::new("community"),
             projects: Collection::new("project"),
             requests: Collection::new("request"),
@@ -152,15 +146,35 @@ fn key(id: Uuid) -> String {
     id.to_string()
 }
 
+/// A claim document's key: its event's position, zero-padded so keys sort in log order.
+fn claim_key(position: i64) -> String {
+    format!("{position:020}")
+}
+
 impl UnitProfileProjector {
     fn unit_mut(&mut self, unit: Uuid) -> Option<&mut UnitDoc> {
         self.units.get_mut(&key(unit))
     }
 
-    fn set_claim_status(&mut self, unit: Uuid, project: Uuid, status: ClaimStatus) {
-        if let Some(claim) = self.unit_mut(unit).and_then(|u| u.holding(project)) {
+    /// The current claim on `project`.
+    fn claim_of(&mut self, project: Uuid) -> Option<&mut Claim> {
+        let claim = self.projects.get(&key(project))?.claim.as_deref()?;
+        self.claims.get_mut(claim)
+    }
+
+    fn set_claim_status(&mut self, project: Uuid, status: ClaimStatus) {
+        if let Some(claim) = self.claim_of(project) {
             claim.status = status;
         }
+    }
+
+    /// Asks for `project`, and (second round) for its current claim.
+    fn want_claim(&mut self, project: Uuid) {
+        let project = key(project);
+        if let Some(claim) = self.projects.get(&project).and_then(|p| p.claim.clone()) {
+            self.claims.want(claim);
+        }
+        self.projects.want(project);
     }
 }
 
@@ -170,7 +184,8 @@ impl Projector for UnitProfileProjector {
     }
 
     fn version(&self) -> u32 {
-        1
+        // 2: claims moved out of the unit document into their own documents.
+        2
     }
 
     fn want(&mut self, event: &ProjectedEvent) {
@@ -181,26 +196,14 @@ impl Projector for UnitProfileProjector {
                 self.communities.want(key(e.community_id.0));
             }
             MemberUnitWithdrawn(e) => self.units.want(key(e.unit_id.0)),
-            ProjectClaimed(e) => {
-                self.projects.want(key(e.project_id.0));
-                self.units.want(key(e.unit_id.0));
-            }
-            ClaimWithdrawn(e) => {
-                self.projects.want(key(e.project_id.0));
-                self.units.want(key(e.unit_id.0));
-            }
-            ProjectLaunched(e) => self.units.want(key(e.unit_id.0)),
-            ProjectCompleted(e) => self.units.want(key(e.unit_id.0)),
+            ProjectClaimed(e) => self.projects.want(key(e.project_id.0)),
+            // Second round: the claim named by the project loaded in the first. A claim made in
+            // this same batch is in memory already.
+            ClaimWithdrawn(e) => self.want_claim(e.project_id.0),
+            ProjectLaunched(e) => self.want_claim(e.project_id.0),
+            ProjectCompleted(e) => self.want_claim(e.project_id.0),
+            ProjectCancelled(e) => self.want_claim(e.project_id.0),
             ActivityRecorded(e) => self.units.want(key(e.unit_id.0)),
-            ProjectCancelled(e) => {
-                let project = key(e.project_id.0);
-                // Second round: the claimant named by the project loaded in the first. A claim
-                // made in this same batch wanted its unit itself.
-                if let Some(unit) = self.projects.get(&project).and_then(|p| p.claimant) {
-                    self.units.want(key(unit));
-                }
-                self.projects.want(project);
-            }
             RequestRaised(e) => self.units.want(key(e.unit_id.0)),
             RequestResolved(e) => {
                 let request = key(e.request_id.0);
@@ -224,6 +227,7 @@ impl Projector for UnitProfileProjector {
     fn collections(&mut self) -> Vec<&mut dyn Store> {
         vec![
             &mut self.units,
+            &mut self.claims,
             &mut self.communities,
             &mut self.projects,
             &mut self.requests,
@@ -250,7 +254,6 @@ impl Projector for UnitProfileProjector {
                         district_id: e.district_id.0,
                     },
                     communities: BTreeMap::new(),
-                    claims: Vec::new(),
                     totals: Totals::default(),
                     requests: RequestCounts::default(),
                 },
@@ -292,14 +295,15 @@ impl Projector for UnitProfileProjector {
                 ProjectRef {
                     title: e.title.to_string(),
                     community_id: e.community_id.0,
-                    claimant: None,
+                    claim: None,
                 },
             ),
             ProjectClaimed(e) => {
                 let Some(project) = self.projects.get_mut(&key(e.project_id.0)) else {
                     return Ok(());
                 };
-                project.claimant = Some(e.unit_id.0);
+                let claim_key = claim_key(event.position);
+                project.claim = Some(claim_key.clone());
                 let claim = Claim {
                     project_id: e.project_id.0,
                     title: project.title.clone(),
@@ -314,38 +318,21 @@ impl Projector for UnitProfileProjector {
                     status: ClaimStatus::Claimed,
                     withdrawn_at: None,
                 };
-                if let Some(unit) = self.unit_mut(e.unit_id.0) {
-                    unit.claims.push(claim);
-                }
+                self.claims.put(claim_key, Some(key(e.unit_id.0)), claim);
             }
             ClaimWithdrawn(e) => {
-                if let Some(project) = self.projects.get_mut(&key(e.project_id.0)) {
-                    project.claimant = None;
-                }
                 let at = time(event);
-                if let Some(claim) = self
-                    .unit_mut(e.unit_id.0)
-                    .and_then(|u| u.holding(e.project_id.0))
-                {
+                if let Some(claim) = self.claim_of(e.project_id.0) {
                     claim.status = ClaimStatus::Withdrawn;
                     claim.withdrawn_at = Some(at);
                 }
-            }
-            ProjectLaunched(e) => {
-                self.set_claim_status(e.unit_id.0, e.project_id.0, ClaimStatus::Launched)
-            }
-            ProjectCompleted(e) => {
-                self.set_claim_status(e.unit_id.0, e.project_id.0, ClaimStatus::Completed)
-            }
-            ProjectCancelled(e) => {
-                let claimant = self
-                    .projects
-                    .get(&key(e.project_id.0))
-                    .and_then(|p| p.claimant);
-                if let Some(unit) = claimant {
-                    self.set_claim_status(unit, e.project_id.0, ClaimStatus::Cancelled);
+                if let Some(project) = self.projects.get_mut(&key(e.project_id.0)) {
+                    project.claim = None;
                 }
             }
+            ProjectLaunched(e) => self.set_claim_status(e.project_id.0, ClaimStatus::Launched),
+            ProjectCompleted(e) => self.set_claim_status(e.project_id.0, ClaimStatus::Completed),
+            ProjectCancelled(e) => self.set_claim_status(e.project_id.0, ClaimStatus::Cancelled),
             ActivityRecorded(e) => {
                 if let Some(unit) = self.unit_mut(e.unit_id.0) {
                     let t = &mut unit.totals;
@@ -409,6 +396,13 @@ pub async fn unit_profile(db: &ReadDb, unit: Uuid) -> Result<Option<UnitProfile>
     };
     let doc: UnitDoc = serde_json::from_str(&raw)
         .map_err(|e| ProjectionError::Storage(format!("unit profile document: {e}")))?;
+    let mut claims = Vec::new();
+    for raw in db.children(NAME, "claim", &key(unit)).await? {
+        claims.push(
+            serde_json::from_str(&raw)
+                .map_err(|e| ProjectionError::Storage(format!("unit profile claim: {e}")))?,
+        );
+    }
     let mut communities: Vec<Membership> = doc.communities.into_values().collect();
     communities.sort_by(|a, b| {
         (a.joined_at.as_str(), a.community_id).cmp(&(b.joined_at.as_str(), b.community_id))
@@ -416,7 +410,7 @@ pub async fn unit_profile(db: &ReadDb, unit: Uuid) -> Result<Option<UnitProfile>
     Ok(Some(UnitProfile {
         unit: doc.unit,
         communities,
-        claims: doc.claims,
+        claims,
         activities: doc.totals.activities,
         totals: doc.totals,
         requests: doc.requests,

@@ -1,6 +1,6 @@
 //! The district statistics as `GET /v1/districts/{id}/stats[?quarter=…]` and `lianxi replay
 //! --report district-stats` answer them (API.md, "Shapes"), computed at query time from the
-//! community documents.
+//! district's community and quarter documents (three queries, whatever the history's length).
 //!
 //! How each figure is derived, overall (all quarters) or for one quarter:
 //! - the counts (`meetings_*`, `projects_*`, `activities` … `funds_yuan`, `requests_*`,
@@ -22,12 +22,14 @@
 //! `totals` adds up the communities' counts; its rates, medians and mean are computed again over
 //! the whole district (from summed counts and merged histograms), never averaged.
 
+use std::collections::BTreeMap;
+
 use domain::values::{Quarter, Theme};
 use serde::Serialize;
 use uuid::Uuid;
 
 use super::counters::{Counters, QuarterKey, ThemeCounts};
-use super::{CommunityDoc, DistrictDoc, NAME};
+use super::{CommunityDoc, DistrictDoc, QuarterDoc, NAME};
 use crate::readdb::ReadDb;
 use crate::ProjectionError;
 
@@ -132,28 +134,27 @@ impl Tally {
         self.quarters_without_regular_meeting += other.quarters_without_regular_meeting;
     }
 
-    /// `community`'s tally overall (`scope` = `None`) or for one quarter; `latest` is the latest
-    /// quarter any event of the district reached.
-    fn of(community: &CommunityDoc, scope: Option<QuarterKey>, latest: QuarterKey) -> Tally {
+    /// `community`'s tally overall (`scope` = `None`) or for one quarter, from its `quarters`;
+    /// `latest` is the latest quarter any event of the district reached.
+    fn of(
+        community: &CommunityDoc,
+        quarters: &BTreeMap<QuarterKey, Counters>,
+        scope: Option<QuarterKey>,
+        latest: QuarterKey,
+    ) -> Tally {
         let members = |through: Option<QuarterKey>| {
-            let delta: i64 = community
-                .quarters
+            let delta: i64 = quarters
                 .iter()
                 .filter(|(q, _)| through.is_none_or(|t| **q <= t))
                 .map(|(_, c)| c.member_delta)
                 .sum();
             u64::try_from(delta).unwrap_or(0)
         };
-        let no_regular = |q: QuarterKey| {
-            community
-                .quarters
-                .get(&q)
-                .is_none_or(|c| c.meetings_regular == 0)
-        };
+        let no_regular = |q: QuarterKey| quarters.get(&q).is_none_or(|c| c.meetings_regular == 0);
         match scope {
             None => {
                 let mut counters = Counters::default();
-                for c in community.quarters.values() {
+                for c in quarters.values() {
                     counters.add(c);
                 }
                 let mut without = 0;
@@ -169,7 +170,7 @@ impl Tally {
                 }
             }
             Some(q) => Tally {
-                counters: community.quarters.get(&q).cloned().unwrap_or_default(),
+                counters: quarters.get(&q).cloned().unwrap_or_default(),
                 member_units: members(Some(q)),
                 quarters_without_regular_meeting: u64::from(
                     community.registered <= q && q <= latest && no_regular(q),
@@ -241,6 +242,15 @@ pub async fn stats(
         communities.push(parse("community", &raw)?);
     }
     communities.sort_by(|a, b| (&a.name, a.id).cmp(&(&b.name, b.id)));
+    let mut quarters: BTreeMap<Uuid, BTreeMap<QuarterKey, Counters>> = BTreeMap::new();
+    for raw in db.children(NAME, "quarter", &district.to_string()).await? {
+        let doc: QuarterDoc = parse("quarter", &raw)?;
+        quarters
+            .entry(doc.community_id)
+            .or_default()
+            .insert(doc.quarter, doc.counters);
+    }
+    let none = BTreeMap::new();
     let latest = communities
         .iter()
         .map(|c| c.latest)
@@ -249,7 +259,8 @@ pub async fn stats(
     let mut totals = Tally::default();
     let mut rows = Vec::with_capacity(communities.len());
     for community in &communities {
-        let tally = Tally::of(community, scope, latest);
+        let of_community = quarters.get(&community.id).unwrap_or(&none);
+        let tally = Tally::of(community, of_community, scope, latest);
         totals.add(&tally);
         rows.push(CommunityFigures {
             community_id: community.id,

@@ -1,0 +1,107 @@
+//! The trace index table (`trace_index`, migration 0002): an append-only list of
+//! (entity, position) rows per generation, written with the batch's checkpoint.
+//!
+//! It plays the part of a [`Collection`](crate::collection::Collection) for the runner: nothing
+//! is loaded, the rows of a batch are buffered during `apply` and inserted in `flush`, inside
+//! the batch's transaction; a failed batch drops its buffer and is applied again. Inserts
+//! ignore rows already present, so applying an event twice changes nothing. It also deletes
+//! the rows of older generations that no longer answer (a finished rebuild, an abandoned one),
+//! once per generation and process, in a batch's transaction.
+
+use std::collections::BTreeSet;
+
+use async_trait::async_trait;
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+
+use crate::collection::{Namespace, Store};
+use crate::ProjectionError;
+
+/// Rows per multi-row insert (three bound values each).
+const CHUNK: usize = 1_000;
+
+/// The rows of the batch being applied.
+#[derive(Debug, Default)]
+pub(super) struct TraceIndex {
+    rows: Vec<(String, i64)>,
+    /// Generations whose rows this process has deleted (committed).
+    cleaned: BTreeSet<i64>,
+    /// Generations deleted in the current batch, not yet committed.
+    cleaning: BTreeSet<i64>,
+}
+
+impl TraceIndex {
+    /// Records that the event at `position` concerns each of `entities`.
+    pub(super) fn record(&mut self, entities: impl IntoIterator<Item = String>, position: i64) {
+        self.rows
+            .extend(entities.into_iter().map(|entity| (entity, position)));
+    }
+
+    /// Deletes the rows of the generations older than `ns`'s that do not answer reads.
+    async fn delete_retired(
+        &mut self,
+        conn: &mut SqliteConnection,
+        ns: &Namespace,
+    ) -> Result<(), ProjectionError> {
+        let retired: Vec<i64> = sqlx::query_scalar(
+            "SELECT generation FROM projections WHERE name = ? AND generation < ? AND active = 0",
+        )
+        .bind(ns.projection)
+        .bind(ns.generation)
+        .fetch_all(&mut *conn)
+        .await?;
+        for generation in retired {
+            if self.cleaned.contains(&generation) || self.cleaning.contains(&generation) {
+                continue;
+            }
+            sqlx::query("DELETE FROM trace_index WHERE generation = ?")
+                .bind(generation)
+                .execute(&mut *conn)
+                .await?;
+            self.cleaning.insert(generation);
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for TraceIndex {
+    async fn load(
+        &mut self,
+        _conn: &mut SqliteConnection,
+        _ns: &Namespace,
+    ) -> Result<(), ProjectionError> {
+        Ok(())
+    }
+
+    async fn flush(
+        &mut self,
+        conn: &mut SqliteConnection,
+        ns: &Namespace,
+    ) -> Result<(), ProjectionError> {
+        self.delete_retired(conn, ns).await?;
+        // In key order, so the inserts walk the primary key's B-tree forwards.
+        self.rows.sort_unstable();
+        for chunk in self.rows.chunks(CHUNK) {
+            let mut query = QueryBuilder::<Sqlite>::new(
+                "INSERT OR IGNORE INTO trace_index (generation, entity, position) ",
+            );
+            query.push_values(chunk, |mut row, (entity, position)| {
+                row.push_bind(ns.generation)
+                    .push_bind(entity.as_str())
+                    .push_bind(*position);
+            });
+            query.build().execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+
+    fn committed(&mut self, _keep: usize) {
+        self.rows.clear();
+        self.cleaned.append(&mut self.cleaning);
+    }
+
+    fn discard(&mut self) {
+        self.rows.clear();
+        self.cleaning.clear();
+    }
+}

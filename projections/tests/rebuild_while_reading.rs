@@ -1,0 +1,373 @@
+//! Rebuilds while the board answers: a new projector version is built from position 0 into a new
+//! generation while the old one answers reads, then takes over; a rebuild beside a running
+//! runner (the CLI's or the endpoint's) takes over and the runner follows the new generation.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use commands::{CommandHandler, CommandRequest, Principal, Role};
+use projections::collection::Store;
+use projections::event::ProjectedEvent;
+use projections::projectors::board::{self, BoardProjector};
+use projections::readdb::ReadDb;
+use projections::runner::{RunState, Runner};
+use projections::{rebuild, Projector};
+use serde_json::{json, Value};
+use store::sqlite::SqliteStore;
+use store::EventStore;
+use uuid::Uuid;
+
+const DISTRICT: Uuid = Uuid::from_u128(0xd1);
+const COMMUNITY: Uuid = Uuid::from_u128(0xc1);
+const WAIT: Duration = Duration::from_secs(20);
+
+fn admin() -> Principal {
+    Principal {
+        actor_id: Uuid::from_u128(1),
+        name: "rebuild test".into(),
+        role: Role::Admin,
+        scope: None,
+    }
+}
+
+async fn send(handler: &CommandHandler, name: &str, body: Value) -> i64 {
+    let command = domain::Command::parse(name, body.to_string().as_bytes())
+        .unwrap_or_else(|e| panic!("{name} {body}: {e:?}"));
+    let outcome = handler
+        .handle(CommandRequest {
+            command,
+            principal: admin(),
+            request_hash: String::new(),
+            idempotency_key: None,
+            if_match: None,
+            correlation_id: None,
+            causation_id: None,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{name} {body} refused: {e}"));
+    outcome.position
+}
+
+fn at(day: u32) -> String {
+    format!("2018-05-{day:02}T10:00:00+08:00")
+}
+
+/// A community with three units and `projects` launched projects, one activity each.
+async fn history(handler: &CommandHandler, projects: u128) -> i64 {
+    send(
+        handler,
+        "RegisterDistrict",
+        json!({"district_id": DISTRICT, "name": "赵镇街道", "occurred_at": at(1)}),
+    )
+    .await;
+    send(handler, "RegisterCommunity", json!({"community_id": COMMUNITY, "district_id": DISTRICT, "name": "沱源社区", "committee": "沱源社区党委", "occurred_at": at(1)})).await;
+    for u in 1..=3u128 {
+        let unit = Uuid::from_u128(0x100 + u);
+        send(handler, "RegisterUnit", json!({"unit_id": unit, "district_id": DISTRICT, "name": format!("单位{u}"), "occurred_at": at(2)})).await;
+        send(handler, "AdmitMemberUnit", json!({"community_id": COMMUNITY, "unit_id": unit, "kind": "jurisdiction", "occurred_at": at(2)})).await;
+    }
+    let mut position = 0;
+    for p in 1..=projects {
+        position = activity_on_new_project(handler, p).await;
+    }
+    position
+}
+
+async fn activity_on_new_project(handler: &CommandHandler, p: u128) -> i64 {
+    let project = Uuid::from_u128(0x1000 + p);
+    let unit = Uuid::from_u128(0x100 + 1 + p % 3);
+    send(handler, "ProposeProject", json!({"project_id": project, "community_id": COMMUNITY, "title": format!("项目{p}"), "theme": "public_welfare", "occurred_at": at(3)})).await;
+    send(
+        handler,
+        "ClaimProject",
+        json!({"project_id": project, "unit_id": unit, "occurred_at": at(4)}),
+    )
+    .await;
+    send(
+        handler,
+        "LaunchProject",
+        json!({"project_id": project, "occurred_at": at(5)}),
+    )
+    .await;
+    send(handler, "RecordActivity", json!({"project_id": project, "activity_id": Uuid::from_u128(0x2000 + p), "title": "活动", "participants": 10, "occurred_at": at(6)})).await
+}
+
+async fn board_json(db: &ReadDb) -> String {
+    let as_of = chrono::DateTime::parse_from_rfc3339("2018-06-04T00:00:00+08:00")
+        .expect("a time")
+        .to_utc();
+    let found = board::board(db, COMMUNITY, as_of)
+        .await
+        .expect("the board reads")
+        .expect("the community has a board");
+    serde_json::to_string(&found).expect("JSON")
+}
+
+/// Waits until `check` holds, polling.
+async fn until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A gate a projector waits at, and the test opens.
+#[derive(Default)]
+struct Gate {
+    open: Mutex<bool>,
+    opened: Condvar,
+    reached: AtomicBool,
+}
+
+impl Gate {
+    fn wait(&self) {
+        self.reached.store(true, Ordering::SeqCst);
+        let mut open = self.open.lock().expect("the gate's lock");
+        while !*open {
+            open = self.opened.wait(open).expect("the gate's lock");
+        }
+    }
+
+    fn release(&self) {
+        *self.open.lock().expect("the gate's lock") = true;
+        self.opened.notify_all();
+    }
+}
+
+/// The board projector with another version number, stopping at the gate before applying the
+/// event at `gate_at`: the code of a new release, caught in the middle of its rebuild.
+struct NewRelease {
+    inner: BoardProjector,
+    version: u32,
+    gate_at: i64,
+    gate: Arc<Gate>,
+}
+
+impl Projector for NewRelease {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn version(&self) -> u32 {
+        self.version
+    }
+    fn want(&mut self, event: &ProjectedEvent) {
+        self.inner.want(event)
+    }
+    fn collections(&mut self) -> Vec<&mut dyn Store> {
+        self.inner.collections()
+    }
+    fn apply(&mut self, event: &ProjectedEvent) -> Result<(), String> {
+        if event.position == self.gate_at {
+            self.gate.wait();
+        }
+        self.inner.apply(event)
+    }
+}
+
+async fn open(dir: &tempfile::TempDir) -> (Arc<dyn EventStore>, ReadDb) {
+    let store = SqliteStore::open(dir.path())
+        .await
+        .expect("the store opens");
+    let db = ReadDb::open(dir.path())
+        .await
+        .expect("the read models open");
+    (Arc::new(store), db)
+}
+
+async fn board_row(db: &ReadDb) -> (i64, i64, String, bool) {
+    let row = db
+        .active(board::NAME)
+        .await
+        .expect("readable")
+        .expect("an active board");
+    (row.generation, row.version, row.state, row.active)
+}
+
+// Two workers: the projector blocks one of them at the gate, the test runs on the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_a_projectors_version_and_reads_the_board_during_the_rebuild() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (store, db) = open(&dir).await;
+    let handler = CommandHandler::new(store.clone());
+    let head = history(&handler, 30).await;
+
+    // Version 1 runs and catches up, as a server of the old release would.
+    let old = Runner::new(store.clone(), db.clone());
+    let task = old.spawn(Box::new(BoardProjector::default()));
+    assert_eq!(old.wait_for(board::NAME, head, WAIT).await, Some(head));
+    let before = board_json(&db).await;
+    task.abort();
+
+    // The new release starts: version 2 is built from position 0 into generation 2.
+    let gate = Arc::new(Gate::default());
+    let new = Runner::new(store.clone(), db.clone());
+    let _task = new.spawn(Box::new(NewRelease {
+        inner: BoardProjector::default(),
+        version: 2,
+        gate_at: head / 2,
+        gate: gate.clone(),
+    }));
+    until("the rebuild is half-way", || {
+        let gate = gate.clone();
+        async move { gate.reached.load(Ordering::SeqCst) }
+    })
+    .await;
+
+    // During the rebuild: the old generation answers the board, whole; the new one is listed
+    // as building and does not answer yet.
+    assert_eq!(board_row(&db).await, (1, 1, "live".to_owned(), true));
+    assert_eq!(
+        board_json(&db).await,
+        before,
+        "the old generation answers meanwhile"
+    );
+    let generations = db.generations().await.expect("readable");
+    let building = generations
+        .iter()
+        .find(|g| g.generation == 2)
+        .expect("generation 2 exists");
+    assert_eq!((building.version, building.active), (2, false));
+    assert_eq!(building.state, "building");
+    assert!(building.position < head, "half-way: {building:?}");
+
+    gate.release();
+    until("version 2 has taken over", || {
+        let db = db.clone();
+        async move { board_row(&db).await.1 == 2 }
+    })
+    .await;
+    assert_eq!(new.wait_for(board::NAME, head, WAIT).await, Some(head));
+    assert_eq!(board_row(&db).await, (2, 2, "live".to_owned(), true));
+    assert_eq!(
+        board_json(&db).await,
+        before,
+        "the new generation answers the same board"
+    );
+    let old_row = db
+        .generation(board::NAME, 1)
+        .await
+        .expect("readable")
+        .expect("kept");
+    assert_eq!((old_row.state.as_str(), old_row.active), ("retired", false));
+    let leftovers: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM documents WHERE projection = 'board' AND generation = 1",
+    )
+    .fetch_one(db.pool())
+    .await
+    .expect("countable");
+    assert_eq!(leftovers, 0, "the old generation's documents are dropped");
+
+    // And it follows the log from there.
+    let later = activity_on_new_project(&handler, 31).await;
+    assert_eq!(new.wait_for(board::NAME, later, WAIT).await, Some(later));
+    assert!(board_json(&db).await.contains("项目31"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_beside_a_running_runner_takes_over_and_the_runner_follows_it() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (store, db) = open(&dir).await;
+    let handler = CommandHandler::new(store.clone());
+    let head = history(&handler, 10).await;
+    let runner = Runner::new(store.clone(), db.clone());
+    let _task = runner.spawn(Box::new(BoardProjector::default()));
+    assert_eq!(runner.wait_for(board::NAME, head, WAIT).await, Some(head));
+    let before = board_json(&db).await;
+
+    // The CLI's (or the endpoint's) rebuild, while the runner follows generation 1. Commands
+    // keep coming meanwhile.
+    let positions = Arc::new(AtomicI64::new(0));
+    let writer = {
+        let handler = handler.clone();
+        tokio::spawn(async move {
+            let mut last = 0;
+            for p in 11..=20 {
+                last = activity_on_new_project(&handler, p).await;
+            }
+            last
+        })
+    };
+    let mut projector = BoardProjector::default();
+    let rebuilt = rebuild::rebuild(store.as_ref(), &db, &mut projector, |p| {
+        positions.store(p, Ordering::SeqCst)
+    })
+    .await
+    .expect("the rebuild finishes");
+    assert_eq!(rebuilt.generation, 2);
+    assert!(positions.load(Ordering::SeqCst) >= head);
+    let last = writer.await.expect("the writer finishes");
+
+    // The runner found its generation retired and follows generation 2 to the head.
+    assert_eq!(runner.wait_for(board::NAME, last, WAIT).await, Some(last));
+    until("the runner follows generation 2", || {
+        let runner = runner.clone();
+        async move {
+            runner
+                .progress(board::NAME)
+                .is_some_and(|rx| rx.borrow().generation == 2 && rx.borrow().position == last)
+        }
+    })
+    .await;
+    assert!(matches!(
+        runner
+            .progress(board::NAME)
+            .map(|rx| rx.borrow().state.clone()),
+        Some(RunState::Live)
+    ));
+    let (generation, _, state, active) = board_row(&db).await;
+    assert_eq!((generation, state.as_str(), active), (2, "live", true));
+    let after = board_json(&db).await;
+    assert!(
+        after.contains("项目20"),
+        "events after the take-over are projected"
+    );
+
+    // What the rebuilt generation holds equals a fresh build of the same log.
+    let fresh = ReadDb::in_memory().await.expect("in memory");
+    rebuild::rebuild(
+        store.as_ref(),
+        &fresh,
+        &mut BoardProjector::default(),
+        |_| {},
+    )
+    .await
+    .expect("a fresh build");
+    assert_eq!(after, board_json(&fresh).await);
+    assert_ne!(after, before);
+}
+
+#[tokio::test]
+async fn a_new_generation_does_not_take_over_behind_the_one_that_answers() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let (store, db) = open(&dir).await;
+    let handler = CommandHandler::new(store.clone());
+    let head = history(&handler, 2).await;
+    let mut live = BoardProjector::default();
+    rebuild::rebuild(store.as_ref(), &db, &mut live, |_| {})
+        .await
+        .expect("generation 1");
+    let mut behind = BoardProjector::default();
+    let fresh = rebuild::start(&db, &mut behind)
+        .await
+        .expect("generation 2");
+    assert!(!fresh.active);
+    assert!(!db
+        .promote_if_caught_up(board::NAME, fresh.generation)
+        .await
+        .expect("decided"));
+    assert_eq!(board_row(&db).await.0, 1, "generation 1 still answers");
+    let done = rebuild::build(store.as_ref(), &db, &mut behind, &fresh, |_| {})
+        .await
+        .expect("built");
+    assert_eq!((done.generation, done.position), (2, head));
+    assert_eq!(board_row(&db).await.0, 2);
+}

@@ -1,0 +1,110 @@
+//! `lianxi demo`: the seed report's story as real commands, beside a running server or before
+//! one starts; a second run adds nothing.
+
+use std::path::Path;
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::{cli, spawn_app, TestApp};
+
+const TUOYUAN: &str = "2018a000-0000-4000-8000-000200000002";
+const YULONGJIE: &str = "2018a000-0000-4000-8000-000200000004";
+/// The report's publication date, so that "last held" and "next scheduled" do not move.
+const AS_OF: &str = "2018-06-04T00%3A51%3A19%2B08%3A00";
+
+async fn demo(data_dir: &Path) -> (String, String) {
+    let output = cli(&[
+        "demo".to_owned(),
+        "--data-dir".to_owned(),
+        data_dir.display().to_string(),
+    ])
+    .await;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        output.status.success(),
+        "lianxi demo failed:\n{stdout}\n{stderr}"
+    );
+    (stdout, stderr)
+}
+
+/// A community's board as of the report's date, once the board has reached the log's head.
+async fn board(app: &TestApp, community: &str) -> Value {
+    let head = app.head().await.to_string();
+    let reply = app
+        .get(
+            &format!("/v1/communities/{community}/board?as_of={AS_OF}"),
+            Some(&app.admin_token),
+            &[("x-min-position", &head)],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    assert_eq!(reply.header("x-projection-position"), Some(head.as_str()));
+    reply.json
+}
+
+fn project<'a>(board: &'a Value, title: &str) -> &'a Value {
+    board["projects"]
+        .as_array()
+        .expect("a project list")
+        .iter()
+        .find(|p| p["title"] == title)
+        .unwrap_or_else(|| panic!("no project {title:?} on {board}"))
+}
+
+#[tokio::test]
+async fn the_demo_loads_the_seed_story_beside_a_running_server_and_a_second_run_adds_nothing() {
+    let app = spawn_app().await;
+    let (stdout, stderr) = demo(app.data_dir.path()).await;
+    assert!(stdout.contains("events appended"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("/v1/communities/{TUOYUAN}/board")),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("demo: ") && stderr.contains("commands/s"),
+        "progress lines on stderr when it is not a terminal: {stderr}"
+    );
+
+    let tuoyuan = board(&app, TUOYUAN).await;
+    let vaccination = project(&tuoyuan, "“4·25”预防接种宣传活动");
+    assert_eq!(vaccination["status"], "completed");
+    assert_eq!(vaccination["claimant"]["name"], "县妇幼保健院党总支");
+    assert!(tuoyuan["totals"]["participants"].as_u64() >= Some(300));
+    assert!(
+        tuoyuan["recent"]
+            .as_array()
+            .expect("a feed")
+            .iter()
+            .any(|r| r["summary"].as_str().is_some_and(|s| s.contains("300"))),
+        "the 4·25 activity with its 300 participants is in the feed: {tuoyuan}"
+    );
+    // The disabled persons' federation's gifts to 10 households were in Yulongjie.
+    let yulongjie = board(&app, YULONGJIE).await;
+    assert_eq!(yulongjie["totals"]["beneficiaries"], 10);
+    assert_eq!(yulongjie["members"].as_array().map(Vec::len), Some(13));
+    assert_eq!(project(&yulongjie, "残疾人帮扶慰问")["status"], "completed");
+    insta::assert_json_snapshot!("demo_tuoyuan_board", tuoyuan);
+
+    let head = app.head().await;
+    let (again, _) = demo(app.data_dir.path()).await;
+    assert!(again.contains("already loaded"), "{again}");
+    assert_eq!(app.head().await, head, "a second run appends nothing");
+    assert_eq!(board(&app, TUOYUAN).await, tuoyuan);
+}
+
+#[tokio::test]
+async fn the_demo_needs_no_server_and_a_server_started_after_it_shows_the_boards() {
+    let mut app = spawn_app().await;
+    app.kill9().await;
+    demo(app.data_dir.path()).await;
+    app.restart().await;
+    let tuoyuan = board(&app, TUOYUAN).await;
+    assert_eq!(tuoyuan["community"]["name"], "沱源社区");
+    assert_eq!(
+        tuoyuan["meetings"]["next_scheduled"],
+        "2018-07-18T06:30:00Z"
+    );
+    assert_eq!(tuoyuan["meetings"]["regular_this_quarter"], true);
+}
