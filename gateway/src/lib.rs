@@ -100,7 +100,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/projects/{id}", get(routes::items::project))
         .route("/v1/meetings/{id}", get(routes::items::meeting))
         .route("/v1/requests/{id}", get(routes::items::request))
-        .route("/v1/districts/{id}/stats", get(routes::stats::district_stats))
+        .route(
+            "/v1/districts/{id}/stats",
+            get(routes::stats::district_stats),
+        )
         .route("/v1/projections", get(routes::reads::projections))
         .route(
             "/v1/projections/{name}/rebuild",

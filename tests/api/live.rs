@@ -300,7 +300,11 @@ async fn an_open_live_feed_does_not_hold_up_a_graceful_shutdown() {
     let status = app.wait_exit(Duration::from_secs(10)).await;
     assert!(status.success(), "{status:?}");
     // Well inside the 20 s grace that in-flight requests get.
-    assert!(asked.elapsed() < Duration::from_secs(5), "{:?}", asked.elapsed());
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        asked.elapsed()
+    );
     // The feed ended rather than hanging.
     assert!(feed.next(Duration::from_secs(2)).await.is_none());
 }
