@@ -280,6 +280,32 @@ impl EventStore for SqliteStore {
     }
 }
 
+/// A failure for an event that is not there at all.
+fn missing(position: Position, reason: &str) -> VerifyFailure {
+    VerifyFailure {
+        position,
+        event_id: uuid::Uuid::nil(),
+        stream: String::new(),
+        version: 0,
+        expected_hash: String::new(),
+        stored_hash: String::new(),
+        reason: reason.to_owned(),
+    }
+}
+
+fn report_failure(
+    verifier: &ChainVerifier,
+    head: Position,
+    failure: VerifyFailure,
+) -> VerifyReport {
+    tracing::warn!(
+        position = failure.position,
+        reason = %failure.reason,
+        "the log does not verify"
+    );
+    verifier.report(head, Some(failure))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,30 +369,4 @@ mod tests {
             other => panic!("expected Unavailable, got {other:?}"),
         }
     }
-}
-
-/// A failure for an event that is not there at all.
-fn missing(position: Position, reason: &str) -> VerifyFailure {
-    VerifyFailure {
-        position,
-        event_id: uuid::Uuid::nil(),
-        stream: String::new(),
-        version: 0,
-        expected_hash: String::new(),
-        stored_hash: String::new(),
-        reason: reason.to_owned(),
-    }
-}
-
-fn report_failure(
-    verifier: &ChainVerifier,
-    head: Position,
-    failure: VerifyFailure,
-) -> VerifyReport {
-    tracing::warn!(
-        position = failure.position,
-        reason = %failure.reason,
-        "the log does not verify"
-    );
-    verifier.report(head, Some(failure))
 }
