@@ -76,3 +76,39 @@ impl TryFrom<&RecordedEvent> for ProjectedEvent {
         })
     }
 }
+
+/// Where an event places itself in a community: by naming it, or through the meeting, project
+/// or request it concerns, whose community a projector keeps in its own documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommunityRef {
+    Named(Uuid),
+    Meeting(domain::ids::MeetingId),
+    Project(domain::ids::ProjectId),
+    Request(domain::ids::RequestId),
+    /// District and unit registrations belong to no community.
+    None,
+}
+
+/// The community reference of `event`.
+pub fn community_ref(event: &Event) -> CommunityRef {
+    match event {
+        Event::CommunityRegistered(e) => CommunityRef::Named(e.community_id.0),
+        Event::MemberUnitAdmitted(e) => CommunityRef::Named(e.community_id.0),
+        Event::MemberUnitWithdrawn(e) => CommunityRef::Named(e.community_id.0),
+        Event::MeetingConvened(e) => CommunityRef::Named(e.community_id.0),
+        Event::ProjectProposed(e) => CommunityRef::Named(e.community_id.0),
+        Event::RequestRaised(e) => CommunityRef::Named(e.community_id.0),
+        Event::AttendanceRecorded(e) => CommunityRef::Meeting(e.meeting_id),
+        Event::MeetingClosed(e) => CommunityRef::Meeting(e.meeting_id),
+        Event::ProjectApproved(e) => CommunityRef::Project(e.project_id),
+        Event::ProjectClaimed(e) => CommunityRef::Project(e.project_id),
+        Event::ClaimWithdrawn(e) => CommunityRef::Project(e.project_id),
+        Event::ProjectLaunched(e) => CommunityRef::Project(e.project_id),
+        Event::ActivityRecorded(e) => CommunityRef::Project(e.project_id),
+        Event::ProjectCompleted(e) => CommunityRef::Project(e.project_id),
+        Event::FeedbackRecorded(e) => CommunityRef::Project(e.project_id),
+        Event::ProjectCancelled(e) => CommunityRef::Project(e.project_id),
+        Event::RequestResolved(e) => CommunityRef::Request(e.request_id),
+        Event::DistrictRegistered(_) | Event::UnitRegistered(_) => CommunityRef::None,
+    }
+}

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::collection::{Collection, Store};
-use crate::event::ProjectedEvent;
+use crate::event::{community_ref, CommunityRef, ProjectedEvent};
 use crate::readdb::ReadDb;
 use crate::summary::{summarize, Names};
 use crate::{ProjectionError, Projector};
@@ -127,28 +127,15 @@ impl BoardProjector {
     /// The community an event concerns, from its data or from documents already loaded.
     fn community_of(&self, event: &Event) -> Option<Uuid> {
         let via_ref = |stream: String| self.refs.get(&stream).and_then(|r| r.community_id);
-        let via_project = |id: domain::ids::ProjectId| {
-            self.projects.get(&id.0.to_string()).map(|p| p.community_id)
-        };
-        match event {
-            Event::CommunityRegistered(e) => Some(e.community_id.0),
-            Event::MemberUnitAdmitted(e) => Some(e.community_id.0),
-            Event::MemberUnitWithdrawn(e) => Some(e.community_id.0),
-            Event::MeetingConvened(e) => Some(e.community_id.0),
-            Event::AttendanceRecorded(e) => via_ref(e.meeting_id.stream()),
-            Event::MeetingClosed(e) => via_ref(e.meeting_id.stream()),
-            Event::ProjectProposed(e) => Some(e.community_id.0),
-            Event::ProjectApproved(e) => via_project(e.project_id),
-            Event::ProjectClaimed(e) => via_project(e.project_id),
-            Event::ClaimWithdrawn(e) => via_project(e.project_id),
-            Event::ProjectLaunched(e) => via_project(e.project_id),
-            Event::ActivityRecorded(e) => via_project(e.project_id),
-            Event::ProjectCompleted(e) => via_project(e.project_id),
-            Event::FeedbackRecorded(e) => via_project(e.project_id),
-            Event::ProjectCancelled(e) => via_project(e.project_id),
-            Event::RequestRaised(e) => Some(e.community_id.0),
-            Event::RequestResolved(e) => via_ref(e.request_id.stream()),
-            Event::DistrictRegistered(_) | Event::UnitRegistered(_) => None,
+        match community_ref(event) {
+            CommunityRef::Named(community) => Some(community),
+            CommunityRef::Meeting(meeting) => via_ref(meeting.stream()),
+            CommunityRef::Request(request) => via_ref(request.stream()),
+            CommunityRef::Project(project) => self
+                .projects
+                .get(&project.0.to_string())
+                .map(|p| p.community_id),
+            CommunityRef::None => None,
         }
     }
 
