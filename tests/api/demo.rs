@@ -108,3 +108,97 @@ async fn the_demo_needs_no_server_and_a_server_started_after_it_shows_the_boards
     );
     assert_eq!(tuoyuan["meetings"]["regular_this_quarter"], true);
 }
+
+/// Hides what changes from run to run (recording times, the hashes that cover them) after
+/// checking its shape; the demo's ids and business times are fixed, so everything else is pinned.
+fn settings() -> insta::Settings {
+    let mut settings = insta::Settings::clone_current();
+    settings.add_redaction(
+        ".**.recorded_at",
+        insta::dynamic_redaction(|value, _| {
+            let text = value.as_str().unwrap_or_default();
+            assert!(
+                chrono::DateTime::parse_from_rfc3339(text).is_ok(),
+                "recorded_at {text:?} is RFC 3339"
+            );
+            "[recorded_at]"
+        }),
+    );
+    settings.add_redaction(
+        ".**.hash",
+        insta::dynamic_redaction(|value, _| {
+            let text = value.as_str().unwrap_or_default();
+            assert!(
+                text.len() == 64 && text.chars().all(|c| c.is_ascii_hexdigit()),
+                "hash {text:?} is 64 hex digits"
+            );
+            "[hash]"
+        }),
+    );
+    settings
+}
+
+/// Every read model after the demo story, pinned: district statistics overall and for the
+/// quarter of the 4·25 activity, a unit's profile, a project, a meeting, a request, the trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_read_model_after_the_demo_story() {
+    let app = spawn_app().await;
+    demo(app.data_dir.path()).await;
+    let head = app.head().await.to_string();
+    let get = |path: String| {
+        let app = &app;
+        let head = head.clone();
+        async move {
+            let reply = app
+                .get(&path, Some(&app.admin_token), &[("x-min-position", &head)])
+                .await;
+            assert_eq!(reply.status, StatusCode::OK, "{path}: {}", reply.text());
+            reply.json
+        }
+    };
+    let tuoyuan = board(&app, TUOYUAN).await;
+    let district = tuoyuan["community"]["district_id"]
+        .as_str()
+        .expect("a district")
+        .to_owned();
+    let vaccination = project(&tuoyuan, "“4·25”预防接种宣传活动").clone();
+    let project_id = vaccination["project_id"]
+        .as_str()
+        .expect("an id")
+        .to_owned();
+    let unit_id = vaccination["claimant"]["unit_id"]
+        .as_str()
+        .expect("a claimant")
+        .to_owned();
+    let meeting_id = vaccination["meeting_id"]
+        .as_str()
+        .expect("claimed at a meeting")
+        .to_owned();
+
+    let stats = get(format!("/v1/districts/{district}/stats")).await;
+    let quarter = get(format!("/v1/districts/{district}/stats?quarter=2018Q2")).await;
+    let unit = get(format!("/v1/units/{unit_id}")).await;
+    let item = get(format!("/v1/projects/{project_id}")).await;
+    let meeting = get(format!("/v1/meetings/{meeting_id}")).await;
+    let yulongjie = board(&app, YULONGJIE).await;
+    let sanjiang = board(&app, "2018a000-0000-4000-8000-000200000001").await;
+    let request_id = sanjiang["requests"]["open"]
+        .as_array()
+        .and_then(|open| open.first())
+        .map(|r| r["request_id"].clone())
+        .unwrap_or(Value::Null);
+    let trace = get(format!("/v1/trace?project={project_id}")).await;
+
+    settings().bind(|| {
+        insta::assert_json_snapshot!("demo_district_stats", stats);
+        insta::assert_json_snapshot!("demo_district_stats_2018Q2", quarter);
+        insta::assert_json_snapshot!("demo_unit_profile", unit);
+        insta::assert_json_snapshot!("demo_project", item);
+        insta::assert_json_snapshot!("demo_meeting", meeting);
+        insta::assert_json_snapshot!("demo_yulongjie_board_totals", yulongjie["totals"]);
+        insta::assert_json_snapshot!("demo_trace_of_the_vaccination_day", trace);
+    });
+    // The market-supervision bureau's request to Sanjiang was resolved in the story.
+    assert_eq!(request_id, Value::Null, "no request left open in Sanjiang");
+    assert!(sanjiang["requests"]["resolved"].as_u64() >= Some(1));
+}
