@@ -3,18 +3,24 @@
 
 Usage: perf script -i perf.data --no-inline | python3 classify.py [--by-thread]
 
-Each sample is charged to the first bucket (in the order of RULES) whose pattern matches any
-frame of its stack, so allocation, copying and kernel time are charged to the work that caused
-them (malloc under SHA-256 counts as hashing). Percentages are of all samples in the file.
+A sample whose stack holds an fsync or a `sqlite3_exec` (SQLite runs BEGIN/COMMIT through it)
+is charged to that. Any other sample is charged to the innermost frame that matches a bucket of
+RULES, walking from the leaf towards the thread's root, so allocation, copying and kernel time
+go to the work that caused them (malloc under SHA-256 counts as hashing), and the runtime's
+frames at the root of every stack only get what nothing more specific claims. Percentages are
+of all samples in the file.
 """
 import collections
 import re
 import sys
 
-# (bucket, regex over one frame's symbol), most specific first.
-RULES = [
+# Charged when any frame of the stack matches.
+ANYWHERE = [
     ("fsync (CPU part of the syscall)", r"fsync|fdatasync|ext4_sync_file"),
     ("SQLite BEGIN/COMMIT: WAL write (sqlite3_exec)", r"\bsqlite3_exec\b"),
+]
+# Charged to the innermost matching frame; within one frame, the first rule that matches.
+RULES = [
     ("SQLite statements: prepare/bind/step", r"sqlite3_(step|prepare|bind|reset|clear_bindings|column|finalize)|sqlite3VdbeExec"),
     ("sqlx: worker thread, channel, statement bookkeeping", r"sqlx_sqlite|sqlx_core|flume::"),
     ("hash chain: SHA-256", r"sha2::|digest_blocks|Sha256"),
@@ -30,18 +36,23 @@ RULES = [
     ("domain: decide, upcast, parse", r"lianxi_domain"),
     ("commands: handler, auth, metadata", r"lianxi_commands"),
     ("gateway: routing, extraction, errors", r"lianxi_gateway|axum::|matchit"),
-    ("HTTP: hyper, sockets", r"hyper::|hyper_util|h2::|tower_http|tower::|reqwest"),
+    ("HTTP: hyper, sockets", r"hyper::|hyper_util|h2::|tower_http|tower::|reqwest|mio::net|TcpStream"),
     ("harness: building requests and counting", r"lianxi_bench"),
     ("tokio: scheduling, wake-ups, timers, I/O driver", r"tokio::|mio::|parking_lot|futex"),
 ]
+COMPILED_ANYWHERE = [(name, re.compile(pattern)) for name, pattern in ANYWHERE]
 COMPILED = [(name, re.compile(pattern)) for name, pattern in RULES]
 FRAME = re.compile(r"^\s+[0-9a-f]+\s+(.*?)\s+\((.*)\)\s*$")
 
 
 def classify(frames):
-    for name, pattern in COMPILED:
+    for name, pattern in COMPILED_ANYWHERE:
         if any(pattern.search(symbol) for symbol, _ in frames):
             return name
+    for symbol, _ in frames:
+        for name, pattern in COMPILED:
+            if pattern.search(symbol):
+                return name
     leaf = frames[0] if frames else ("?", "?")
     if "kernel" in leaf[1]:
         return "kernel, other (syscalls, page cache, scheduler)"

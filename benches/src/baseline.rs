@@ -15,7 +15,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, Sq
 use sqlx::{ConnectOptions, Connection};
 
 use crate::load::{self, Op, Window};
-use crate::payload::{Ids, Payload, EVENT_TYPE};
+use crate::payload::{IdOrder, Ids, Payload, EVENT_TYPE};
 use crate::procstat::CpuUse;
 use crate::report::Measurement;
 
@@ -76,7 +76,7 @@ fn options(path: &Path) -> SqliteConnectOptions {
 }
 
 /// Measures durable single-event commits/s in a fresh file under `dir`.
-pub async fn measure(dir: &Path, window: Window) -> Result<Measurement> {
+pub async fn measure(dir: &Path, window: Window, ids: IdOrder) -> Result<Measurement> {
     let scratch = tempfile::Builder::new()
         .prefix("lianxi-bench-baseline-")
         .tempdir_in(dir)
@@ -93,7 +93,7 @@ pub async fn measure(dir: &Path, window: Window) -> Result<Measurement> {
     let (load, before, after) = load::measure(
         vec![Committer {
             conn,
-            ids: Ids::new(),
+            ids: Ids::new(ids),
         }],
         window,
         || async { Ok(CpuUse::now(None)) },
@@ -103,6 +103,7 @@ pub async fn measure(dir: &Path, window: Window) -> Result<Measurement> {
         load,
         cpu: after.since(&before),
         commits: None,
+        projection_lag: None,
     })
 }
 
@@ -144,7 +145,7 @@ mod tests {
             warmup: Duration::from_millis(20),
             measure: Duration::from_millis(200),
         };
-        let result = measure(dir.path(), window)
+        let result = measure(dir.path(), window, IdOrder::V7)
             .await
             .expect("the baseline runs");
         assert!(result.load.ok > 0);

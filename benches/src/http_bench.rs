@@ -11,7 +11,10 @@
 //!   (reads the project, community and unit streams; appends to the project stream). Each
 //!   command is one operation: the figures are commands/s and per-command latency.
 //!
-//! Every run measures the baseline first, while no server runs.
+//! Every run measures the baseline first, while no server runs. Before each measurement the
+//! harness waits (at most 60 s) for the server's projections to catch up with the log, so a
+//! measurement does not pay for the previous one's backlog; the lag they reach by the end of
+//! the window is reported.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -88,8 +91,8 @@ struct Server {
     pid: u32,
     addr: SocketAddr,
     log: PathBuf,
-    // Kept for its Drop: the data directory goes when the server does.
-    _scratch: tempfile::TempDir,
+    /// The data directory and the log; removed when dropped.
+    scratch: tempfile::TempDir,
 }
 
 impl Server {
@@ -143,7 +146,7 @@ impl Server {
             pid,
             addr,
             log,
-            _scratch: scratch,
+            scratch,
         })
     }
 
@@ -158,21 +161,66 @@ impl Server {
         Ok(())
     }
 
+    /// What went wrong with the server, for an error message: whether it is still running,
+    /// the end of its log, and where a copy of the whole log was kept (the data directory
+    /// goes with the server).
+    fn diagnose(&mut self, keep_in: &Path) -> String {
+        let state = match self.child.try_wait() {
+            Ok(Some(status)) => format!("the server exited ({status})"),
+            Ok(None) => "the server is still running".to_owned(),
+            Err(error) => format!("the server's state is unknown ({error})"),
+        };
+        let kept = keep_in.join(format!("lianxi-bench-server-{}.log", self.pid));
+        let kept = match std::fs::copy(&self.log, &kept) {
+            Ok(_) => format!("full log kept in {}", kept.display()),
+            Err(error) => format!("could not keep the log: {error}"),
+        };
+        format!(
+            "{state}; {kept}; its log ends with:\n{}",
+            log_tail(&self.log)
+        )
+    }
+
     /// SIGTERM, then SIGKILL if it does not stop in time.
-    async fn stop(mut self) -> Result<()> {
+    /// Returns the server's directory (data and log), which goes when the caller drops it.
+    async fn stop(mut self) -> Result<tempfile::TempDir> {
         let terminated = std::process::Command::new("kill")
             .arg("-TERM")
             .arg(self.pid.to_string())
             .status()
             .is_ok_and(|status| status.success());
-        if terminated
+        let stopped = terminated
             && tokio::time::timeout(SHUTDOWN_TIMEOUT, self.child.wait())
                 .await
-                .is_ok()
-        {
-            return Ok(());
+                .is_ok();
+        if !stopped {
+            self.child.kill().await.context("killing the server")?;
         }
-        self.child.kill().await.context("killing the server")
+        Ok(self.scratch)
+    }
+}
+
+/// Prints how many warnings and errors the server logged during a run, with a few of them:
+/// a benchmark that provokes failures inside the server should say so.
+fn report_log(log: &Path) {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let notable: Vec<&str> = text
+        .lines()
+        .filter(|line| line.contains(" WARN ") || line.contains(" ERROR "))
+        .collect();
+    if notable.is_empty() {
+        return;
+    }
+    let errors = notable
+        .iter()
+        .filter(|line| line.contains(" ERROR "))
+        .count();
+    eprintln!(
+        "  the server logged {} warnings and {errors} errors; the first ones:",
+        notable.len() - errors
+    );
+    for line in notable.iter().take(3) {
+        eprintln!("    {line}");
     }
 }
 
@@ -253,6 +301,37 @@ impl Api {
             response.status()
         );
         response.text().await.context("reading /metrics")
+    }
+}
+
+impl Api {
+    /// Each projection's lag (events behind the log's head) as the server reports it; empty
+    /// when it has no `/v1/projections` (yet).
+    async fn projection_lags(&self) -> Result<Vec<(String, i64)>> {
+        let response = self
+            .client
+            .get(format!("{}/v1/projections", self.base))
+            .header(reqwest::header::AUTHORIZATION, &self.bearer)
+            .send()
+            .await
+            .context("GET /v1/projections")?;
+        if !response.status().is_success() {
+            return Ok(Vec::new());
+        }
+        let body: Value = response.json().await.context("reading /v1/projections")?;
+        let lags = body
+            .get("projections")
+            .and_then(Value::as_array)
+            .map(|all| {
+                all.iter()
+                    .filter_map(|p| {
+                        let name = p.get("name")?.as_str()?.to_owned();
+                        Some((name, p.get("lag")?.as_i64()?))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(lags)
     }
 }
 
@@ -373,50 +452,151 @@ impl Op for ProposerClaimer {
     }
 }
 
-/// Runs every run: the baseline, then one fresh server for all workloads and concurrencies.
+/// How long to wait for the projections to catch up before a measurement.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Waits until every projection has caught up with the log (bounded), so each measurement
+/// starts from the same state and its server CPU is not spent on the previous one's backlog.
+async fn settle(api: &Api) -> Result<()> {
+    let started = std::time::Instant::now();
+    let mut backlog = None;
+    loop {
+        let lag = api
+            .projection_lags()
+            .await?
+            .iter()
+            .map(|(_, lag)| *lag)
+            .max()
+            .unwrap_or(0);
+        backlog.get_or_insert(lag);
+        if lag <= 0 {
+            if let Some(backlog) = backlog.filter(|backlog| *backlog > 0) {
+                let seconds = started.elapsed().as_secs_f64();
+                eprintln!(
+                    "  projections caught up with {backlog} events in {seconds:.1} s ({:.0} events/s)",
+                    backlog as f64 / seconds.max(1e-3)
+                );
+            }
+            return Ok(());
+        }
+        if started.elapsed() >= SETTLE_TIMEOUT {
+            eprintln!(
+                "  projections still {lag} events behind after {:.0} s; measuring anyway",
+                SETTLE_TIMEOUT.as_secs_f64()
+            );
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Failed runs tolerated (a server that dies, say) before the benchmark gives up.
+const MAX_FAILED_RUNS: usize = 2;
+
+/// Runs every run: the baseline, then one fresh server for all workloads and concurrencies. A
+/// failed run is reported on stderr (with the server's exit status and log, kept on disk) and
+/// left out of the tables.
 pub async fn run(settings: &Settings, binary: &Path, workloads: &[Workload]) -> Result<RunSet> {
     ensure!(!workloads.is_empty(), "no workload to run");
-    let mut runs = Vec::with_capacity(settings.runs);
+    let mut set = RunSet {
+        runs: Vec::with_capacity(settings.runs),
+        failed_runs: 0,
+    };
     for index in 1..=settings.runs {
         eprintln!("http run {index}/{}: baseline", settings.runs);
-        let baseline = baseline::measure(&settings.dir, settings.window).await?;
-        eprintln!("  baseline: {:.0} commits/s", baseline.load.rate());
-        let admin_token = format!("bench-{}", Uuid::new_v4().simple());
-        let mut server = Server::spawn(binary, &settings.dir, &admin_token).await?;
-        let api = Api::new(server.addr, &admin_token)?;
-        let communities = set_up(&api).await?;
-        let mut points = Vec::new();
-        for &workload in workloads {
-            for &concurrency in &settings.concurrency {
-                let measurement = measure_http(
-                    settings,
-                    &api,
-                    server.pid,
-                    &communities,
-                    workload,
-                    concurrency,
-                )
-                .await?;
-                server.ensure_running()?;
-                eprintln!(
-                    "  {:<13} {concurrency:>3} clients: {:.0} commands/s, p50 {:.1} ms, p99 {:.1} ms, {} failed",
-                    workload.name(),
-                    measurement.load.rate(),
-                    measurement.load.latency_ms(0.5),
-                    measurement.load.latency_ms(0.99),
-                    measurement.load.failed(),
+        match one_run(settings, binary, workloads).await {
+            Ok(run) => set.runs.push(run),
+            Err(error) => {
+                eprintln!("http run {index} FAILED: {error:#}");
+                set.failed_runs += 1;
+                ensure!(
+                    set.failed_runs <= MAX_FAILED_RUNS,
+                    "{} runs failed; giving up",
+                    set.failed_runs
                 );
-                points.push(Point {
-                    workload: workload.name().to_owned(),
-                    concurrency,
-                    measurement,
-                });
             }
         }
-        server.stop().await?;
-        runs.push(Run { baseline, points });
     }
-    Ok(RunSet { runs })
+    ensure!(!set.runs.is_empty(), "every run failed");
+    Ok(set)
+}
+
+/// One run: the baseline, a fresh server, its set-up, every workload and concurrency.
+async fn one_run(settings: &Settings, binary: &Path, workloads: &[Workload]) -> Result<Run> {
+    settings.wait_for_quiet().await;
+    let baseline = baseline::measure(&settings.dir, settings.window, settings.ids).await?;
+    eprintln!("  baseline: {:.0} commits/s", baseline.load.rate());
+    let admin_token = format!("bench-{}", Uuid::new_v4().simple());
+    let mut server = Server::spawn(binary, &settings.dir, &admin_token).await?;
+    let measured = measure_all(settings, &mut server, &admin_token, workloads).await;
+    match measured {
+        Ok(points) => {
+            let log = server.log.clone();
+            let kept = settings.keep_server_logs.then(|| {
+                settings
+                    .dir
+                    .join(format!("lianxi-bench-server-{}.log", server.pid))
+            });
+            // Holds the log until it has been read.
+            let _scratch = server.stop().await?;
+            report_log(&log);
+            if let Some(kept) = kept {
+                std::fs::copy(&log, &kept)
+                    .with_context(|| format!("keeping the server log as {}", kept.display()))?;
+                eprintln!("  server log kept in {}", kept.display());
+            }
+            Ok(Run { baseline, points })
+        }
+        Err(error) => {
+            let diagnosis = server.diagnose(&settings.dir);
+            // Best effort: the error that matters is the one above.
+            let _ = server.stop().await;
+            Err(error.context(diagnosis))
+        }
+    }
+}
+
+/// Sets the server up and measures every workload at every concurrency.
+async fn measure_all(
+    settings: &Settings,
+    server: &mut Server,
+    admin_token: &str,
+    workloads: &[Workload],
+) -> Result<Vec<Point>> {
+    let api = Api::new(server.addr, admin_token)?;
+    let communities = set_up(&api).await?;
+    let mut points = Vec::new();
+    for &workload in workloads {
+        for &concurrency in &settings.concurrency {
+            settle(&api).await?;
+            settings.wait_for_quiet().await;
+            server.ensure_running()?;
+            let measurement = measure_http(
+                settings,
+                &api,
+                server.pid,
+                &communities,
+                workload,
+                concurrency,
+            )
+            .await?;
+            server.ensure_running()?;
+            eprintln!(
+                "  {:<13} {concurrency:>3} clients: {:.0} commands/s, p50 {:.1} ms, p99 {:.1} ms, {} failed",
+                workload.name(),
+                measurement.load.rate(),
+                measurement.load.latency_ms(0.5),
+                measurement.load.latency_ms(0.99),
+                measurement.load.failed(),
+            );
+            points.push(Point {
+                workload: workload.name().to_owned(),
+                concurrency,
+                measurement,
+            });
+        }
+    }
+    Ok(points)
 }
 
 /// One measurement of `workload` with `concurrency` clients.
@@ -459,9 +639,22 @@ async fn measure_http(
             load::measure(ops, settings.window, probe).await?
         }
     };
+    let lags = api.projection_lags().await?;
+    if !lags.is_empty() {
+        let listed: Vec<String> = lags
+            .iter()
+            .map(|(name, lag)| format!("{name} {lag}"))
+            .collect();
+        eprintln!(
+            "  projection lag at the window's end: {}",
+            listed.join(", ")
+        );
+    }
+    let projection_lag = lags.iter().map(|(_, lag)| *lag).max();
     Ok(Measurement {
         load,
         cpu: after.0.since(&before.0),
         commits: Some(after.1.since(&before.1)),
+        projection_lag,
     })
 }

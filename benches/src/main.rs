@@ -61,6 +61,17 @@ pub struct CommonArgs {
     /// Where the temporary databases go (must be on the disk under test, not tmpfs).
     #[arg(long, env = "LIANXI_BENCH_DIR")]
     dir: Option<PathBuf>,
+    /// Before each measurement, wait until the whole machine is busy for less than this many
+    /// cores (other processes: builds, tests). 0 disables the wait.
+    #[arg(long, default_value_t = 0.5)]
+    quiet_below: f64,
+    /// The longest wait for a quiet machine before each measurement, in seconds.
+    #[arg(long, default_value_t = 20.0)]
+    quiet_wait: f64,
+    /// Ids of the store benchmark's streams, events and commands: time-ordered like the
+    /// server's (`v7`) or random like client-chosen ones (`v4`).
+    #[arg(long, value_enum, default_value_t = payload::IdOrder::V7)]
+    ids: payload::IdOrder,
 }
 
 /// Options of the HTTP benchmark.
@@ -75,6 +86,9 @@ pub struct HttpArgs {
     /// Workloads to run, comma-separated: `propose`, `propose-claim`.
     #[arg(long, value_delimiter = ',', default_value = "propose,propose-claim")]
     workload: Vec<http_bench::Workload>,
+    /// Keep each run's server log (stderr, filtered by `LIANXI_LOG`) in the benchmark directory.
+    #[arg(long)]
+    keep_server_logs: bool,
 }
 
 /// The validated settings of one benchmark.
@@ -84,6 +98,20 @@ pub struct Settings {
     pub runs: usize,
     pub concurrency: Vec<usize>,
     pub dir: PathBuf,
+    /// `None` when disabled.
+    pub quiet: Option<procstat::QuietGate>,
+    pub ids: payload::IdOrder,
+    /// Keep the HTTP benchmark's server logs.
+    pub keep_server_logs: bool,
+}
+
+impl Settings {
+    /// Waits for a quiet machine, if asked to.
+    pub async fn wait_for_quiet(&self) {
+        if let Some(gate) = &self.quiet {
+            gate.wait().await;
+        }
+    }
 }
 
 /// The longest measurement window accepted, so a typo cannot run for hours.
@@ -112,6 +140,9 @@ impl CommonArgs {
         {
             bail!("--concurrency takes values from 1 to {MAX_CONCURRENCY}");
         }
+        if !(self.quiet_below >= 0.0 && self.quiet_wait >= 0.0 && self.quiet_wait <= 600.0) {
+            bail!("--quiet-below must be ≥ 0 and --quiet-wait in [0, 600]");
+        }
         let dir = self.dir.clone().unwrap_or_else(std::env::temp_dir);
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("creating the benchmark directory {}", dir.display()))?;
@@ -123,6 +154,12 @@ impl CommonArgs {
             runs: self.runs,
             concurrency: self.concurrency.clone(),
             dir,
+            quiet: (self.quiet_below > 0.0).then(|| procstat::QuietGate {
+                below_cores: self.quiet_below,
+                max_wait: Duration::from_secs_f64(self.quiet_wait),
+            }),
+            ids: self.ids,
+            keep_server_logs: false,
         })
     }
 }
@@ -142,19 +179,23 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Http(http) => (&http.common, Some(http)),
         Command::All(http) => (&http.common, Some(http)),
     };
-    let settings = common.settings()?;
-    let machine = report::Machine::describe(&settings.dir).await;
+    let mut settings = common.settings()?;
+    settings.keep_server_logs = http.is_some_and(|http| http.keep_server_logs);
+    let lianxi = match http {
+        Some(HttpArgs {
+            lianxi: Some(path), ..
+        }) => Some(path.clone()),
+        Some(_) => Some(http_bench::default_binary()?),
+        None => None,
+    };
+    let machine = report::Machine::describe(&settings.dir, lianxi.as_deref()).await;
     println!("{}", machine.markdown());
 
     if matches!(cli.command, Command::Store(_) | Command::All(_)) {
         let results = store_bench::run(&settings).await?;
         println!("{}", report::store_table(&settings, &results));
     }
-    if let Some(http) = http {
-        let lianxi = match &http.lianxi {
-            Some(path) => path.clone(),
-            None => http_bench::default_binary()?,
-        };
+    if let (Some(http), Some(lianxi)) = (http, lianxi) {
         let results = http_bench::run(&settings, &lianxi, &http.workload).await?;
         println!("{}", report::http_table(&settings, &results));
     }

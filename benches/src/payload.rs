@@ -44,24 +44,32 @@ impl Payload {
     }
 }
 
-/// Unique ids without a `getrandom` system call each (as `Uuid::new_v4`/`now_v7` make): a
-/// random base per worker and a counter, shaped as version-4 UUIDs. Keeps the harness's own
-/// cost per operation small next to what it measures.
+/// How the harness's ids are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IdOrder {
+    /// Time-ordered like `Uuid::now_v7`, as the command handler makes them: new keys land at
+    /// the right edge of every index.
+    V7,
+    /// Random like `Uuid::new_v4` (client-chosen ids): every insert touches a random leaf page
+    /// of each index on an id.
+    V4,
+}
+
+/// Unique ids without a `getrandom` system call each (as `Uuid::new_v4` and `Uuid::now_v7`
+/// make): a random base per worker and a counter, laid out as version-7 (time-ordered) or
+/// version-4 (random) UUIDs. Keeps the harness's own cost per operation small next to what it
+/// measures.
 #[derive(Debug, Clone)]
 pub struct Ids {
+    order: IdOrder,
     base: u128,
     next: u64,
 }
 
-impl Default for Ids {
-    fn default() -> Self {
-        Ids::new()
-    }
-}
-
 impl Ids {
-    pub fn new() -> Ids {
+    pub fn new(order: IdOrder) -> Ids {
         Ids {
+            order,
             base: Uuid::new_v4().as_u128(),
             next: 0,
         }
@@ -71,7 +79,20 @@ impl Ids {
     pub fn next_id(&mut self) -> Uuid {
         self.next += 1;
         let bytes = (self.base ^ u128::from(self.next)).to_be_bytes();
-        uuid::Builder::from_random_bytes(bytes).into_uuid()
+        match self.order {
+            IdOrder::V4 => uuid::Builder::from_random_bytes(bytes).into_uuid(),
+            IdOrder::V7 => {
+                let millis = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |since| {
+                        u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+                    });
+                // The counter sits in the low bytes, which v7 keeps as they are.
+                let mut tail = [0u8; 10];
+                tail.copy_from_slice(&bytes[6..]);
+                uuid::Builder::from_unix_timestamp_millis(millis, &tail).into_uuid()
+            }
+        }
     }
 }
 
@@ -80,13 +101,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ids_are_distinct_version_4_uuids() {
-        let mut ids = Ids::new();
-        let mut seen = std::collections::HashSet::new();
-        for _ in 0..10_000 {
-            let id = ids.next_id();
-            assert_eq!(id.get_version_num(), 4);
-            assert!(seen.insert(id));
+    fn ids_are_distinct_and_of_the_asked_version() {
+        for (order, version) in [(IdOrder::V4, 4), (IdOrder::V7, 7)] {
+            let mut ids = Ids::new(order);
+            let mut seen = std::collections::HashSet::new();
+            for _ in 0..10_000 {
+                let id = ids.next_id();
+                assert_eq!(id.get_version_num(), version);
+                assert!(seen.insert(id));
+            }
         }
     }
 

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 /// Clock ticks per second of `/proc/*/stat` times.
 fn ticks_per_second() -> f64 {
@@ -147,6 +148,47 @@ impl CpuUse {
     pub fn others(&self) -> f64 {
         let server = self.server.as_ref().map_or(0.0, |cpu| cpu.process);
         (self.system.busy - self.harness.process - server).max(0.0)
+    }
+}
+
+/// Waits, before a measurement, until other processes leave the machine mostly idle: the
+/// machine's busy time over one second must stay under `below_cores`. Gives up after `max_wait`
+/// (the tables show how busy other processes were during each measurement either way).
+#[derive(Debug, Clone, Copy)]
+pub struct QuietGate {
+    pub below_cores: f64,
+    pub max_wait: Duration,
+}
+
+impl QuietGate {
+    /// Returns the machine's busy cores over the last second it looked at.
+    pub async fn wait(&self) -> f64 {
+        let started = Instant::now();
+        let mut announced = false;
+        loop {
+            let before = SystemCpu::now();
+            let window = Instant::now();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let busy = SystemCpu::now().since(&before).busy / window.elapsed().as_secs_f64();
+            if busy < self.below_cores {
+                return busy;
+            }
+            if started.elapsed() >= self.max_wait {
+                eprintln!(
+                    "  the machine is still busy ({busy:.2} cores) after {:.0} s; measuring anyway",
+                    self.max_wait.as_secs_f64()
+                );
+                return busy;
+            }
+            if !announced {
+                eprintln!(
+                    "  other processes keep {busy:.2} cores busy; waiting up to {:.0} s for < {:.2}",
+                    self.max_wait.as_secs_f64(),
+                    self.below_cores
+                );
+                announced = true;
+            }
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use crate::baseline;
 use crate::load::LoadResult;
-use crate::payload::Payload;
+use crate::payload::{IdOrder, Payload};
 use crate::procstat::{CpuSnapshot, CpuUse};
 use crate::prom::CommitStats;
 use crate::Settings;
@@ -20,6 +20,9 @@ pub struct Measurement {
     pub cpu: CpuUse,
     /// The store's group commits during the window (not for the baseline).
     pub commits: Option<CommitStats>,
+    /// How far the server's slowest projection was behind the log when the window closed, in
+    /// events (HTTP only).
+    pub projection_lag: Option<i64>,
 }
 
 impl Measurement {
@@ -60,6 +63,8 @@ pub struct Run {
 #[derive(Debug, Clone)]
 pub struct RunSet {
     pub runs: Vec<Run>,
+    /// Runs that failed and are left out (reported on stderr).
+    pub failed_runs: usize,
 }
 
 impl RunSet {
@@ -153,8 +158,9 @@ pub struct Machine {
 }
 
 impl Machine {
-    /// Collects what can be learned cheaply; unknown facts read "unknown".
-    pub async fn describe(dir: &Path) -> Machine {
+    /// Collects what can be learned cheaply; unknown facts read "unknown". `lianxi` is the
+    /// server binary, when the HTTP benchmark runs.
+    pub async fn describe(dir: &Path, lianxi: Option<&Path>) -> Machine {
         let unknown = || "unknown".to_owned();
         let cores =
             std::thread::available_parallelism().map_or_else(|_| unknown(), |n| n.to_string());
@@ -184,23 +190,30 @@ impl Machine {
         let sqlite = baseline::sqlite_version()
             .await
             .unwrap_or_else(|_| unknown());
-        Machine {
-            facts: vec![
-                (
-                    "date (UTC)",
-                    chrono::Utc::now().format("%Y-%m-%d %H:%M").to_string(),
-                ),
-                ("cores", cores),
-                ("CPU", cpu),
-                ("memory", memory),
-                ("kernel", kernel),
-                (
-                    "data directory",
-                    format!("{} ({})", dir.display(), filesystem(dir)),
-                ),
-                ("SQLite (bundled with sqlx)", sqlite),
-            ],
+        let harness = std::env::current_exe()
+            .map(|exe| built(&exe))
+            .unwrap_or_else(|_| unknown());
+        let mut facts = vec![
+            (
+                "date (UTC)",
+                chrono::Utc::now().format("%Y-%m-%d %H:%M").to_string(),
+            ),
+            ("cores", cores),
+            ("CPU", cpu),
+            ("memory", memory),
+            ("kernel", kernel),
+            (
+                "data directory",
+                format!("{} ({})", dir.display(), filesystem(dir)),
+            ),
+            ("SQLite (bundled with sqlx)", sqlite),
+            ("workspace", source_state()),
+            ("lianxi-bench binary", harness),
+        ];
+        if let Some(lianxi) = lianxi {
+            facts.push(("lianxi binary", built(lianxi)));
         }
+        Machine { facts }
     }
 
     pub fn markdown(&self) -> String {
@@ -209,6 +222,48 @@ impl Machine {
             let _ = writeln!(out, "| {name} | {value} |");
         }
         out
+    }
+}
+
+/// `path, built 2026-01-02 03:04 UTC` (the file's modification time).
+fn built(path: &Path) -> String {
+    let modified = std::fs::metadata(path)
+        .and_then(|meta| meta.modified())
+        .map(|time| {
+            chrono::DateTime::<chrono::Utc>::from(time)
+                .format("%Y-%m-%d %H:%M UTC")
+                .to_string()
+        })
+        .unwrap_or_else(|_| "unknown".to_owned());
+    format!("{}, built {modified}", path.display())
+}
+
+/// The workspace's commit and how many paths differ from it, so a table can be tied to a state
+/// of the code (the workspace is edited concurrently).
+fn source_state() -> String {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap_or_else(|| Path::new("."));
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(workspace)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|out| out.status.success())
+            .and_then(|out| String::from_utf8(out.stdout).ok())
+    };
+    match (
+        git(&["rev-parse", "--short", "HEAD"]),
+        git(&["status", "--porcelain"]),
+    ) {
+        (Some(head), Some(status)) => format!(
+            "commit {} + {} changed or new paths (at run time)",
+            head.trim(),
+            status.lines().count()
+        ),
+        _ => "unknown (no git)".to_owned(),
     }
 }
 
@@ -254,6 +309,8 @@ struct Summary {
     harness_us: Option<f64>,
     server_us: Option<f64>,
     cores: Option<f64>,
+    /// The slowest projection's lag at the window's end, in events.
+    lag: Option<f64>,
     /// Cores used by other processes on the machine (noise).
     others: Option<f64>,
     /// Cores stolen by the hypervisor (noise).
@@ -304,6 +361,11 @@ impl Summary {
                     .and_then(|cpu| m.micros_per_op(cpu.process))
             })),
             cores: median(series.iter().map(|(m, _)| m.cores_busy())),
+            lag: median(
+                series
+                    .iter()
+                    .map(|(m, _)| m.projection_lag.map(|lag| lag as f64)),
+            ),
             others: median(series.iter().map(|(m, _)| m.cores(m.cpu.others()))),
             steal: median(series.iter().map(|(m, _)| m.cores(m.cpu.system.steal))),
             failed: failures.values().sum(),
@@ -337,11 +399,14 @@ fn baseline_summary(set: &RunSet) -> Summary {
     Summary::of(&pairs)
 }
 
-/// CPU seconds of a snapshot split into the async runtime, the SQLite worker threads and the
-/// rest of the process.
-/// Tokio names its workers `tokio-rt-worker` (older releases: `tokio-runtime-worker`), sqlx
-/// its SQLite threads `sqlx-sqlite-worker-N`; `comm` keeps 15 bytes of either.
-fn split(cpu: &CpuSnapshot) -> [f64; 3] {
+/// CPU seconds of a snapshot split into the async runtime's workers, the store's writer
+/// thread, the SQLite worker threads and the rest of the process.
+///
+/// Tokio names its workers `tokio-rt-worker` (older releases: `tokio-runtime-worker`), the
+/// store its writer `lianxi-store-writer`, sqlx its SQLite threads `sqlx-sqlite-worker-N`;
+/// `comm` keeps 15 bytes of each. A store whose writer runs as a task on the shared runtime
+/// shows 0 for the writer thread: its time is in the tokio column.
+fn split(cpu: &CpuSnapshot) -> [f64; 4] {
     let group = |prefix: &str| -> f64 {
         cpu.threads
             .iter()
@@ -350,8 +415,14 @@ fn split(cpu: &CpuSnapshot) -> [f64; 3] {
             .sum()
     };
     let tokio = group("tokio-r");
+    let writer = group("lianxi-store");
     let sqlite = group("sqlx-sqlite");
-    [tokio, sqlite, (cpu.process - tokio - sqlite).max(0.0)]
+    [
+        tokio,
+        writer,
+        sqlite,
+        (cpu.process - tokio - writer - sqlite).max(0.0),
+    ]
 }
 
 /// The table of CPU µs per operation by thread group, medians over runs.
@@ -359,13 +430,13 @@ fn cpu_table(set: &RunSet, with_server: bool) -> String {
     let mut out = String::new();
     if with_server {
         out.push_str(
-            "| workload | N | server: tokio workers | server: SQLite threads | server: other | harness: tokio workers | harness: other |\n\
+            "| workload | N | server: tokio workers | server: store writer thread | server: SQLite threads | server: other | harness (all threads) |\n\
              |---|---:|---:|---:|---:|---:|---:|\n",
         );
     } else {
         out.push_str(
-            "| workload | N | tokio workers (harness + store writer task) | SQLite threads (sqlx workers) | other |\n\
-             |---|---:|---:|---:|---:|\n",
+            "| workload | N | tokio workers (harness + store entry) | store writer thread | SQLite threads (sqlx workers) | other |\n\
+             |---|---:|---:|---:|---:|---:|\n",
         );
     }
     for key in set.keys() {
@@ -375,53 +446,56 @@ fn cpu_table(set: &RunSet, with_server: bool) -> String {
                 format!("{v:.0}")
             })
         };
-        let harness =
-            |i: usize| per_op(&|m: &Measurement| m.micros_per_op(split(&m.cpu.harness)[i]));
-        let server = |i: usize| {
-            per_op(&|m: &Measurement| {
-                m.cpu
-                    .server
-                    .as_ref()
-                    .and_then(|cpu| m.micros_per_op(split(cpu)[i]))
-            })
-        };
-        if with_server {
-            let harness_other = per_op(&|m: &Measurement| {
-                let [_, sqlite, other] = split(&m.cpu.harness);
-                m.micros_per_op(sqlite + other)
-            });
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {} | {} | {} | {} |",
-                key.0,
-                key.1,
-                server(0),
-                server(1),
-                server(2),
-                harness(0),
-                harness_other
-            );
+        let columns: Vec<String> = if with_server {
+            let server = |i: usize| {
+                per_op(&|m: &Measurement| {
+                    m.cpu
+                        .server
+                        .as_ref()
+                        .and_then(|cpu| m.micros_per_op(split(cpu)[i]))
+                })
+            };
+            let mut columns: Vec<String> = (0..4).map(server).collect();
+            columns.push(per_op(&|m: &Measurement| {
+                m.micros_per_op(m.cpu.harness.process)
+            }));
+            columns
         } else {
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {} | {} |",
-                key.0,
-                key.1,
-                harness(0),
-                harness(1),
-                harness(2)
-            );
-        }
+            (0..4)
+                .map(|i| per_op(&|m: &Measurement| m.micros_per_op(split(&m.cpu.harness)[i])))
+                .collect()
+        };
+        let _ = writeln!(out, "| {} | {} | {} |", key.0, key.1, columns.join(" | "));
     }
     out
 }
 
-fn header(settings: &Settings, title: &str) -> String {
+fn header(settings: &Settings, set: &RunSet, title: &str) -> String {
+    let quiet = settings.quiet.map_or_else(
+        || "no wait for a quiet machine".to_owned(),
+        |gate| {
+            format!(
+                "each measurement waited (at most {:.0} s) for other processes to use < {:.2} cores",
+                gate.max_wait.as_secs_f64(),
+                gate.below_cores
+            )
+        },
+    );
+    let failed = if set.failed_runs > 0 {
+        format!(
+            " ({} more run(s) failed and are left out, see stderr)",
+            set.failed_runs
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "### {title}\n\n`{}`: {} run(s) of {:.1} s (after {:.1} s warm-up) per concurrency; medians over runs; \
-         × baseline is the median over runs of (figure ÷ the same run's baseline).\n\n",
+        "### {title}\n\n`{}`: {} run(s){failed} of {:.1} s (after {:.1} s warm-up) per concurrency; {quiet}; \
+         medians over runs; × baseline is the median over runs of (figure ÷ the same run's baseline); \
+         \"other procs / steal\" is the CPU other processes used and the hypervisor stole during the \
+         measurement (noise).\n\n",
         invocation(),
-        settings.runs,
+        set.runs.len(),
         settings.window.measure.as_secs_f64(),
         settings.window.warmup.as_secs_f64(),
     )
@@ -429,14 +503,22 @@ fn header(settings: &Settings, title: &str) -> String {
 
 /// The store benchmark's markdown.
 pub fn store_table(settings: &Settings, set: &RunSet) -> String {
-    let mut out = header(settings, "Store: durable appends/s through SqliteStore");
+    let mut out = header(
+        settings,
+        set,
+        "Store: durable appends/s through SqliteStore",
+    );
     let payload = Payload::new(uuid::Uuid::nil(), uuid::Uuid::nil());
     let _ = writeln!(
         out,
         "Each append: one event of {} bytes of JSON data + {} bytes of metadata to a new stream \
-         (`ExpectedVersion::NoStream`); the baseline inserts the same row shape.\n",
+         (`ExpectedVersion::NoStream`), ids {}; the baseline inserts the same row shape.\n",
         payload.data_bytes(),
-        payload.metadata_bytes()
+        payload.metadata_bytes(),
+        match settings.ids {
+            IdOrder::V7 => "time-ordered (v7, as the server makes them)",
+            IdOrder::V4 => "random (v4, as a client may choose them)",
+        }
     );
     out.push_str(
         "| writers | appends/s | min – max | × baseline | p50 ms | p99 ms | requests / commit | ms / commit | CPU µs / append | cores busy | other procs / steal, cores | failed |\n\
@@ -501,16 +583,17 @@ pub fn store_table(settings: &Settings, set: &RunSet) -> String {
 pub fn http_table(settings: &Settings, set: &RunSet) -> String {
     let mut out = header(
         settings,
+        set,
         "HTTP: commands/s against `lianxi serve` on loopback",
     );
     out.push_str(
-        "| workload | clients | commands/s | min – max | × baseline | p50 ms | p99 ms | requests / commit | ms / commit | server CPU µs / cmd | harness CPU µs / cmd | cores busy | other procs / steal, cores | failed |\n\
-         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
+        "| workload | clients | commands/s | min – max | × baseline | p50 ms | p99 ms | requests / commit | ms / commit | server CPU µs / cmd | harness CPU µs / cmd | cores busy | other procs / steal, cores | projection lag at end, events | failed |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
     );
     let base = baseline_summary(set);
     let _ = writeln!(
         out,
-        "| baseline: 1 connection, 1 commit per event | 1 | {} | {} – {} | 1.00 | {} | {} | 1 | {} | – | {} | {} | {} | {} |",
+        "| baseline: 1 connection, 1 commit per event | 1 | {} | {} – {} | 1.00 | {} | {} | 1 | {} | – | {} | {} | {} | – | {} |",
         opt(base.rate, thousands),
         opt(base.min, thousands),
         opt(base.max, thousands),
@@ -526,7 +609,7 @@ pub fn http_table(settings: &Settings, set: &RunSet) -> String {
         let s = Summary::of(&set.series(&key));
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} – {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} – {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             key.0,
             key.1,
             opt(s.rate, thousands),
@@ -541,6 +624,7 @@ pub fn http_table(settings: &Settings, set: &RunSet) -> String {
             opt(s.harness_us, |v| format!("{v:.0}")),
             opt(s.cores, |v| format!("{v:.2}")),
             s.noise_cell(),
+            opt(s.lag, thousands),
             s.failures_cell(),
         );
     }
@@ -561,6 +645,21 @@ pub fn http_table(settings: &Settings, set: &RunSet) -> String {
             opt(s.p99, ms),
             if met { "met" } else { "NOT met" },
         );
+    }
+    let cores = std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64);
+    let busiest = set.keys().iter().map(|key| key.1).max().unwrap_or(0);
+    for key in set.keys().into_iter().filter(|key| key.1 == busiest) {
+        let s = Summary::of(&set.series(&key));
+        if let (Some(server), Some(harness)) = (s.server_us, s.harness_us) {
+            let _ = writeln!(
+                out,
+                "CPU ceiling, `{}` at {} clients: {server:.0} µs (server) + {harness:.0} µs (harness) of CPU per \
+                 command → at most {} commands/s on {cores:.0} idle cores, however fast the disk.",
+                key.0,
+                key.1,
+                thousands(cores * 1e6 / (server + harness)),
+            );
+        }
     }
     out
 }
@@ -600,6 +699,7 @@ mod tests {
             },
             cpu: CpuUse::default(),
             commits: None,
+            projection_lag: None,
         }
     }
 
@@ -615,6 +715,7 @@ mod tests {
         };
         let set = RunSet {
             runs: vec![run(100, 1_000), run(200, 1_000), run(1_000, 1_000)],
+            failed_runs: 0,
         };
         let key = ("append".to_owned(), 64);
         let summary = Summary::of(&set.series(&key));

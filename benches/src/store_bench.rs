@@ -67,10 +67,12 @@ pub async fn run(settings: &Settings) -> Result<RunSet> {
     let mut runs = Vec::with_capacity(settings.runs);
     for index in 1..=settings.runs {
         eprintln!("store run {index}/{}: baseline", settings.runs);
-        let baseline = baseline::measure(&settings.dir, settings.window).await?;
+        settings.wait_for_quiet().await;
+        let baseline = baseline::measure(&settings.dir, settings.window, settings.ids).await?;
         eprintln!("  baseline: {:.0} commits/s", baseline.load.rate());
         let mut points = Vec::with_capacity(settings.concurrency.len());
         for &concurrency in &settings.concurrency {
+            settings.wait_for_quiet().await;
             let measurement = measure_store(settings, concurrency, || {
                 CommitStats::parse(&metrics.render())
             })
@@ -88,7 +90,10 @@ pub async fn run(settings: &Settings) -> Result<RunSet> {
         }
         runs.push(Run { baseline, points });
     }
-    Ok(RunSet { runs })
+    Ok(RunSet {
+        runs,
+        failed_runs: 0,
+    })
 }
 
 /// One measurement: `concurrency` writers on a fresh store.
@@ -107,7 +112,7 @@ async fn measure_store(
     let ops = (0..concurrency)
         .map(|_| Appender {
             store: store.clone(),
-            ids: Ids::new(),
+            ids: Ids::new(settings.ids),
         })
         .collect();
     let (load, before, after) = load::measure(ops, settings.window, || {
@@ -126,5 +131,6 @@ async fn measure_store(
         load,
         cpu: after.0.since(&before.0),
         commits: Some(after.1.since(&before.1)),
+        projection_lag: None,
     })
 }
