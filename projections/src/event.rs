@@ -46,6 +46,14 @@ pub struct ProjectedEvent {
     pub command: String,
 }
 
+impl ProjectedEvent {
+    /// The business time as read models show it: RFC 3339 in UTC, to the second.
+    pub fn business_time(&self) -> String {
+        self.occurred_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    }
+}
+
 impl TryFrom<&RecordedEvent> for ProjectedEvent {
     type Error = ProjectionError;
 

@@ -117,12 +117,6 @@ impl Default for BoardProjector {
     }
 }
 
-fn time(event: &ProjectedEvent) -> String {
-    event
-        .occurred_at
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
 impl BoardProjector {
     /// The community an event concerns, from its data or from documents already loaded.
     fn community_of(&self, event: &Event) -> Option<Uuid> {
@@ -216,7 +210,7 @@ impl Projector for BoardProjector {
 
     fn apply(&mut self, event: &ProjectedEvent) -> Result<(), String> {
         use Event::*;
-        let at = time(event);
+        let at = event.business_time();
         let community = self.community_of(&event.event);
         let summary = summarize(&event.event, &BoardNames(self));
         match &event.event {

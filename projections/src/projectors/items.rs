@@ -213,12 +213,6 @@ impl Default for ItemsProjector {
     }
 }
 
-fn time(event: &ProjectedEvent) -> String {
-    event
-        .occurred_at
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
 fn key(id: Uuid) -> String {
     id.to_string()
 }
@@ -307,7 +301,7 @@ impl Projector for ItemsProjector {
 
     fn apply(&mut self, event: &ProjectedEvent) -> Result<(), String> {
         use Event::*;
-        let at = time(event);
+        let at = event.business_time();
         match &event.event {
             DistrictRegistered(_) => {}
             CommunityRegistered(e) => self.communities.put(

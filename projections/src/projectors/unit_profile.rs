@@ -136,12 +136,6 @@ impl Default for UnitProfileProjector {
     }
 }
 
-fn time(event: &ProjectedEvent) -> String {
-    event
-        .occurred_at
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
 fn key(id: Uuid) -> String {
     id.to_string()
 }
@@ -264,7 +258,7 @@ impl Projector for UnitProfileProjector {
                     .get(&key(e.community_id.0))
                     .map(|c| c.name.clone())
                     .unwrap_or_default();
-                let at = time(event);
+                let at = event.business_time();
                 if let Some(unit) = self.unit_mut(e.unit_id.0) {
                     unit.communities.insert(
                         e.community_id.0,
@@ -280,7 +274,7 @@ impl Projector for UnitProfileProjector {
                 }
             }
             MemberUnitWithdrawn(e) => {
-                let at = time(event);
+                let at = event.business_time();
                 if let Some(m) = self
                     .unit_mut(e.unit_id.0)
                     .and_then(|u| u.communities.get_mut(&e.community_id.0))
@@ -308,7 +302,7 @@ impl Projector for UnitProfileProjector {
                     project_id: e.project_id.0,
                     title: project.title.clone(),
                     community_id: project.community_id,
-                    claimed_at: time(event),
+                    claimed_at: event.business_time(),
                     meeting_id: e.meeting_id.map(|m| m.0),
                     recorded_by: RecordedBy {
                         id: event.actor.id,
@@ -321,7 +315,7 @@ impl Projector for UnitProfileProjector {
                 self.claims.put(claim_key, Some(key(e.unit_id.0)), claim);
             }
             ClaimWithdrawn(e) => {
-                let at = time(event);
+                let at = event.business_time();
                 if let Some(claim) = self.claim_of(e.project_id.0) {
                     claim.status = ClaimStatus::Withdrawn;
                     claim.withdrawn_at = Some(at);
