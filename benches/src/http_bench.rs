@@ -181,8 +181,8 @@ impl Server {
         )
     }
 
-    /// SIGTERM, then SIGKILL if it does not stop in time.
-    /// Returns the server's directory (data and log), which goes when the caller drops it.
+    /// SIGTERM, then SIGKILL if it does not stop in time. Returns the server's directory (data
+    /// and log), which goes when the caller drops it.
     async fn stop(mut self) -> Result<tempfile::TempDir> {
         let terminated = std::process::Command::new("kill")
             .arg("-TERM")
@@ -302,9 +302,7 @@ impl Api {
         );
         response.text().await.context("reading /metrics")
     }
-}
 
-impl Api {
     /// Each projection's lag (events behind the log's head) as the server reports it; empty
     /// when it has no `/v1/projections` (yet).
     async fn projection_lags(&self) -> Result<Vec<(String, i64)>> {
