@@ -130,6 +130,16 @@ impl TraceProjector {
             .and_then(|d| d.district)
     }
 
+    /// A new meeting, project or request document: named, in its community and district.
+    fn in_community(&self, community: Uuid, name: String) -> EntityDoc {
+        EntityDoc {
+            name,
+            district: self.district_of_community(community),
+            community: Some(community),
+            ..EntityDoc::default()
+        }
+    }
+
     /// Changes the documents the event changes.
     fn evolve(&mut self, event: &Event) {
         use Event::*;
@@ -166,17 +176,8 @@ impl TraceProjector {
                 }
             }
             MeetingConvened(e) => {
-                let district = self.district_of_community(e.community_id.0);
-                self.entities.put(
-                    e.meeting_id.stream(),
-                    None,
-                    EntityDoc {
-                        name: e.title.to_string(),
-                        district,
-                        community: Some(e.community_id.0),
-                        ..EntityDoc::default()
-                    },
-                );
+                let doc = self.in_community(e.community_id.0, e.title.to_string());
+                self.entities.put(e.meeting_id.stream(), None, doc);
             }
             AttendanceRecorded(e) => {
                 if let Some(meeting) = self.entities.get_mut(&e.meeting_id.stream()) {
@@ -186,17 +187,8 @@ impl TraceProjector {
                 }
             }
             ProjectProposed(e) => {
-                let district = self.district_of_community(e.community_id.0);
-                self.entities.put(
-                    e.project_id.stream(),
-                    None,
-                    EntityDoc {
-                        name: e.title.to_string(),
-                        district,
-                        community: Some(e.community_id.0),
-                        ..EntityDoc::default()
-                    },
-                );
+                let doc = self.in_community(e.community_id.0, e.title.to_string());
+                self.entities.put(e.project_id.stream(), None, doc);
             }
             ProjectClaimed(e) => {
                 if let Some(project) = self.entities.get_mut(&e.project_id.stream()) {
@@ -209,18 +201,11 @@ impl TraceProjector {
                 }
             }
             RequestRaised(e) => {
-                let district = self.district_of_community(e.community_id.0);
-                self.entities.put(
-                    e.request_id.stream(),
-                    None,
-                    EntityDoc {
-                        name: e.title.to_string(),
-                        district,
-                        community: Some(e.community_id.0),
-                        unit: Some(e.unit_id.0),
-                        ..EntityDoc::default()
-                    },
-                );
+                let doc = EntityDoc {
+                    unit: Some(e.unit_id.0),
+                    ..self.in_community(e.community_id.0, e.title.to_string())
+                };
+                self.entities.put(e.request_id.stream(), None, doc);
             }
             MemberUnitWithdrawn(_)
             | MeetingClosed(_)
