@@ -14,7 +14,7 @@ use serde::Serialize;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::SqliteConnection;
+use sqlx::{ConnectOptions, Connection, SqliteConnection};
 
 use crate::collection::Namespace;
 use crate::ProjectionError;
@@ -47,6 +47,35 @@ pub struct DocumentRow {
 }
 
 /// A pool on the read-model database.
+/// The pragmas every read-model connection runs with.
+fn tuned(options: SqliteConnectOptions) -> SqliteConnectOptions {
+    options
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(10))
+        .pragma("cache_size", "-32000")
+}
+
+async fn pool(
+    options: SqliteConnectOptions,
+    connections: u32,
+) -> Result<SqlitePool, ProjectionError> {
+    Ok(SqlitePoolOptions::new()
+        .max_connections(connections)
+        .min_connections(1)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .connect_with(options)
+        .await?)
+}
+
+async fn migrate(conn: &mut SqliteConnection) -> Result<(), ProjectionError> {
+    sqlx::migrate!("./migrations/sqlite")
+        .run(conn)
+        .await
+        .map_err(|e| ProjectionError::Storage(format!("migrating read models: {e}")))
+}
+
 #[derive(Debug, Clone)]
 pub struct ReadDb {
     pool: SqlitePool,
@@ -55,10 +84,20 @@ pub struct ReadDb {
 impl ReadDb {
     /// Opens (creating) `<data_dir>/readmodels.db` and migrates it.
     pub async fn open(data_dir: &Path) -> Result<Self, ProjectionError> {
-        let options = SqliteConnectOptions::new()
-            .filename(data_dir.join(READ_MODEL_FILE))
-            .create_if_missing(true);
-        Self::with_options(options, 8).await
+        let options = tuned(
+            SqliteConnectOptions::new()
+                .filename(data_dir.join(READ_MODEL_FILE))
+                .create_if_missing(true),
+        );
+        // Turning a new file to WAL takes an exclusive lock, and SQLite answers a second
+        // connection doing the same at that moment with "database is locked" rather than
+        // waiting. So one connection switches the mode and migrates before the pool opens more.
+        let mut first = options.connect().await?;
+        migrate(&mut first).await?;
+        first.close().await?;
+        Ok(Self {
+            pool: pool(options, 8).await?,
+        })
     }
 
     /// A private in-memory database: replays and reports that must not touch the live tables.
@@ -66,29 +105,10 @@ impl ReadDb {
         let options = SqliteConnectOptions::from_str("sqlite::memory:")
             .map_err(|e| ProjectionError::Storage(e.to_string()))?;
         // One connection: every connection to `:memory:` would be a different database.
-        Self::with_options(options, 1).await
-    }
-
-    async fn with_options(
-        options: SqliteConnectOptions,
-        connections: u32,
-    ) -> Result<Self, ProjectionError> {
-        let options = options
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10))
-            .pragma("cache_size", "-32000");
-        let pool = SqlitePoolOptions::new()
-            .max_connections(connections)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(options)
-            .await?;
-        sqlx::migrate!("./migrations/sqlite")
-            .run(&pool)
-            .await
-            .map_err(|e| ProjectionError::Storage(format!("migrating read models: {e}")))?;
+        let pool = pool(tuned(options), 1).await?;
+        let mut conn = pool.acquire().await?;
+        migrate(&mut conn).await?;
+        drop(conn);
         Ok(Self { pool })
     }
 
