@@ -291,6 +291,9 @@ impl Runner {
                 Ok(position) => position,
                 Err(error) => return Err(self.record_failure(&ns, error).await),
             };
+            if !full {
+                record_lag(name, &events);
+            }
             progress.send_modify(|p| {
                 p.position = position;
                 p.state = if full {
@@ -344,6 +347,18 @@ impl Runner {
         tracing::info!(projection = ns.projection, reached, elapsed = ?started.elapsed(), "generation built");
         let _ = progress;
         Ok(())
+    }
+}
+
+/// Records, for each event of a live batch just committed, how long after its recording it
+/// reached the read model (`lianxi_projection_lag_seconds`). Catch-up batches are left out:
+/// their lag says how long the process was down, not how fast it follows.
+fn record_lag(name: &'static str, events: &[store::RecordedEvent]) {
+    let now = chrono::Utc::now();
+    let histogram = metrics::histogram!("lianxi_projection_lag_seconds", "projection" => name);
+    for event in events {
+        let lag = (now - event.recorded_at).to_std().unwrap_or_default();
+        histogram.record(lag.as_secs_f64());
     }
 }
 

@@ -47,7 +47,6 @@ struct Community {
 struct Meeting {
     id: Uuid,
     community: usize,
-    closed: bool,
 }
 
 struct Project {
@@ -59,7 +58,6 @@ struct Project {
 
 struct Request {
     id: Uuid,
-    open: bool,
 }
 
 /// The generator. Start with [`Generator::new`], then call [`Generator::next_command`].
@@ -72,6 +70,10 @@ pub struct Generator {
     meetings: Vec<Meeting>,
     projects: Vec<Project>,
     requests: Vec<Request>,
+    /// Indices of open meetings and requests, ascending, so that picking one stays cheap in a
+    /// million-command history (and picks what a scan in index order would).
+    open_meetings: Vec<usize>,
+    open_requests: Vec<usize>,
     /// Commands that set the world up before random ones start.
     setup: std::collections::VecDeque<Generated>,
 }
@@ -94,6 +96,8 @@ impl Generator {
             meetings: Vec::new(),
             projects: Vec::new(),
             requests: Vec::new(),
+            open_meetings: Vec::new(),
+            open_requests: Vec::new(),
             setup: Default::default(),
         };
         generator.plan_world(districts.max(1), communities.max(1), units.max(1));
@@ -213,11 +217,8 @@ impl Generator {
         let id = self.id();
         let regular = self.rng.random_bool(0.7);
         let at = self.tick();
-        self.meetings.push(Meeting {
-            id,
-            community,
-            closed: false,
-        });
+        self.open_meetings.push(self.meetings.len());
+        self.meetings.push(Meeting { id, community });
         Some(Generated {
             name: "ConveneMeeting",
             body: json!({"meeting_id": id, "community_id": self.communities[community].id,
@@ -228,18 +229,17 @@ impl Generator {
     }
 
     fn open_meeting(&mut self) -> Option<usize> {
-        let open: Vec<usize> = (0..self.meetings.len())
-            .filter(|i| !self.meetings[*i].closed)
-            .collect();
-        if open.is_empty() {
+        if self.open_meetings.is_empty() {
             return None;
         }
-        Some(open[self.rng.random_range(0..open.len())])
+        Some(self.open_meetings[self.rng.random_range(0..self.open_meetings.len())])
     }
 
     fn close_meeting(&mut self) -> Option<Generated> {
         let index = self.open_meeting()?;
-        self.meetings[index].closed = true;
+        if let Ok(at) = self.open_meetings.binary_search(&index) {
+            self.open_meetings.remove(at);
+        }
         let at = self.tick();
         Some(Generated {
             name: "CloseMeeting",
@@ -391,7 +391,8 @@ impl Generator {
         let unit = members[self.rng.random_range(0..members.len())];
         let id = self.id();
         let at = self.tick();
-        self.requests.push(Request { id, open: true });
+        self.open_requests.push(self.requests.len());
+        self.requests.push(Request { id });
         Some(Generated {
             name: "RaiseRequest",
             body: json!({"request_id": id, "community_id": self.communities[community].id,
@@ -400,14 +401,11 @@ impl Generator {
     }
 
     fn resolve(&mut self) -> Option<Generated> {
-        let open: Vec<usize> = (0..self.requests.len())
-            .filter(|i| self.requests[*i].open)
-            .collect();
-        if open.is_empty() {
+        if self.open_requests.is_empty() {
             return None;
         }
-        let index = open[self.rng.random_range(0..open.len())];
-        self.requests[index].open = false;
+        let at = self.rng.random_range(0..self.open_requests.len());
+        let index = self.open_requests.remove(at);
         let at = self.tick();
         Some(Generated {
             name: "ResolveRequest",
