@@ -685,6 +685,17 @@ pub async fn cli(args: &[String]) -> std::process::Output {
         .expect("running the lianxi CLI")
 }
 
+/// The binary with `args` as a command to spawn, with the environment and stdin of [`cli`]: for
+/// a CLI run that a test watches or kills half-way. The child is killed if it is dropped.
+pub fn cli_command(args: &[String]) -> Command {
+    let mut command = Command::new(BIN);
+    for var in LIANXI_ENV {
+        command.env_remove(var);
+    }
+    command.args(args).stdin(Stdio::null()).kill_on_drop(true);
+    command
+}
+
 /// `text` without ANSI escape sequences (`ESC [ … letter`).
 pub fn strip_ansi(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
