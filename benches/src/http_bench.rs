@@ -19,7 +19,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::{json, Value};
@@ -86,11 +86,14 @@ pub fn default_binary() -> Result<PathBuf> {
 }
 
 /// A spawned `lianxi serve`.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    pid: u32,
-    addr: SocketAddr,
-    log: PathBuf,
+    pub(crate) pid: u32,
+    pub(crate) addr: SocketAddr,
+    pub(crate) log: PathBuf,
+    /// When the process was spawned, and when it printed that it listens.
+    pub(crate) spawned_at: Instant,
+    pub(crate) listening_at: Instant,
     /// The data directory and the log; removed when dropped.
     scratch: tempfile::TempDir,
 }
@@ -98,10 +101,30 @@ struct Server {
 impl Server {
     /// Starts `binary serve` on a free loopback port with a fresh data directory under `dir`.
     async fn spawn(binary: &Path, dir: &Path, admin_token: &str) -> Result<Server> {
-        let scratch = tempfile::Builder::new()
+        let scratch = Self::scratch(dir)?;
+        Self::start(binary, scratch, admin_token).await
+    }
+
+    /// A fresh directory for a server under `dir`; its data directory is [`Server::data_dir`],
+    /// which a caller may fill (with a copy of a log) before [`Server::start`].
+    pub(crate) fn scratch(dir: &Path) -> Result<tempfile::TempDir> {
+        tempfile::Builder::new()
             .prefix("lianxi-bench-http-")
             .tempdir_in(dir)
-            .context("creating the server's directory")?;
+            .context("creating the server's directory")
+    }
+
+    /// The data directory of a server started in `scratch`.
+    pub(crate) fn data_dir(scratch: &tempfile::TempDir) -> PathBuf {
+        scratch.path().join("data")
+    }
+
+    /// Starts `binary serve` on a free loopback port with its data directory in `scratch`.
+    pub(crate) async fn start(
+        binary: &Path,
+        scratch: tempfile::TempDir,
+        admin_token: &str,
+    ) -> Result<Server> {
         let log = scratch.path().join("server.log");
         let stderr = std::fs::File::create(&log).context("creating the server log")?;
         let mut child = Command::new(binary)
@@ -109,7 +132,7 @@ impl Server {
             .arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--data-dir")
-            .arg(scratch.path().join("data"))
+            .arg(Self::data_dir(&scratch))
             .env("LIANXI_ADMIN_TOKEN", admin_token)
             .env_remove("LIANXI_DATABASE_URL")
             .env_remove("LIANXI_NATS_URL")
@@ -119,6 +142,7 @@ impl Server {
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("spawning {}", binary.display()))?;
+        let spawned_at = Instant::now();
         let pid = child.id().context("the server exited at once")?;
         let stdout = child.stdout.take().context("the server's stdout")?;
         let mut lines = BufReader::new(stdout).lines();
@@ -126,6 +150,7 @@ impl Server {
             .await
             .context("the server did not print its address within 30 s")?
             .context("reading the server's stdout")?;
+        let listening_at = Instant::now();
         let Some(line) = first else {
             bail!("the server exited before listening:\n{}", log_tail(&log));
         };
@@ -146,12 +171,14 @@ impl Server {
             pid,
             addr,
             log,
+            spawned_at,
+            listening_at,
             scratch,
         })
     }
 
     /// Fails when the server has exited.
-    fn ensure_running(&mut self) -> Result<()> {
+    pub(crate) fn ensure_running(&mut self) -> Result<()> {
         if let Some(status) = self.child.try_wait()? {
             bail!(
                 "the server exited ({status}) during the benchmark:\n{}",
@@ -164,7 +191,7 @@ impl Server {
     /// What went wrong with the server, for an error message: whether it is still running,
     /// the end of its log, and where a copy of the whole log was kept (the data directory
     /// goes with the server).
-    fn diagnose(&mut self, keep_in: &Path) -> String {
+    pub(crate) fn diagnose(&mut self, keep_in: &Path) -> String {
         let state = match self.child.try_wait() {
             Ok(Some(status)) => format!("the server exited ({status})"),
             Ok(None) => "the server is still running".to_owned(),
@@ -183,7 +210,7 @@ impl Server {
 
     /// SIGTERM, then SIGKILL if it does not stop in time. Returns the server's directory (data
     /// and log), which goes when the caller drops it.
-    async fn stop(mut self) -> Result<tempfile::TempDir> {
+    pub(crate) async fn stop(mut self) -> Result<tempfile::TempDir> {
         let terminated = std::process::Command::new("kill")
             .arg("-TERM")
             .arg(self.pid.to_string())
@@ -202,7 +229,7 @@ impl Server {
 
 /// Prints how many warnings and errors the server logged during a run, with a few of them:
 /// a benchmark that provokes failures inside the server should say so.
-fn report_log(log: &Path) {
+pub(crate) fn report_log(log: &Path) {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let notable: Vec<&str> = text
         .lines()
@@ -233,14 +260,14 @@ fn log_tail(log: &Path) -> String {
 
 /// The HTTP API as the workers use it.
 #[derive(Clone)]
-struct Api {
+pub(crate) struct Api {
     client: reqwest::Client,
     base: String,
     bearer: String,
 }
 
 impl Api {
-    fn new(addr: SocketAddr, admin_token: &str) -> Result<Api> {
+    pub(crate) fn new(addr: SocketAddr, admin_token: &str) -> Result<Api> {
         let client = reqwest::Client::builder()
             .no_proxy()
             .pool_max_idle_per_host(MAX_CONCURRENCY)
@@ -255,7 +282,11 @@ impl Api {
     }
 
     /// Sends one command; `Err` is a failure label such as `409 project_already_claimed`.
-    async fn command(&self, name: &str, body: &Value) -> std::result::Result<(), String> {
+    pub(crate) async fn command(
+        &self,
+        name: &str,
+        body: &Value,
+    ) -> std::result::Result<(), String> {
         let response = self
             .client
             .post(format!("{}/v1/commands/{name}", self.base))
@@ -288,7 +319,7 @@ impl Api {
     }
 
     /// The server's Prometheus text.
-    async fn metrics(&self) -> Result<String> {
+    pub(crate) async fn metrics(&self) -> Result<String> {
         let response = self
             .client
             .get(format!("{}/metrics", self.base))
@@ -303,9 +334,51 @@ impl Api {
         response.text().await.context("reading /metrics")
     }
 
+    /// `GET path` (with the token); `Err` is a failure label such as `404 not_found`. Returns
+    /// the body's length.
+    pub(crate) async fn get(&self, path: &str) -> std::result::Result<usize, String> {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .header(reqwest::header::AUTHORIZATION, &self.bearer)
+            .send()
+            .await
+            .map_err(|error| format!("transport: {}", transport_kind(&error)))?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|error| format!("transport: {}", transport_kind(&error)))?;
+        if status.is_success() {
+            return Ok(bytes.len());
+        }
+        let code = serde_json::from_slice::<Value>(&bytes)
+            .ok()
+            .and_then(|problem| problem.get("code")?.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        Err(format!("{} GET {code}", status.as_u16()))
+    }
+
+    /// `GET /v1/projections` as JSON.
+    pub(crate) async fn projections(&self) -> Result<Value> {
+        let response = self
+            .client
+            .get(format!("{}/v1/projections", self.base))
+            .header(reqwest::header::AUTHORIZATION, &self.bearer)
+            .send()
+            .await
+            .context("GET /v1/projections")?;
+        ensure!(
+            response.status().is_success(),
+            "GET /v1/projections answered {}",
+            response.status()
+        );
+        response.json().await.context("reading /v1/projections")
+    }
+
     /// Each projection's lag (events behind the log's head) as the server reports it; empty
     /// when it has no `/v1/projections` (yet).
-    async fn projection_lags(&self) -> Result<Vec<(String, i64)>> {
+    pub(crate) async fn projection_lags(&self) -> Result<Vec<(String, i64)>> {
         let response = self
             .client
             .get(format!("{}/v1/projections", self.base))
@@ -455,7 +528,7 @@ const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Waits until every projection has caught up with the log (bounded), so each measurement
 /// starts from the same state and its server CPU is not spent on the previous one's backlog.
-async fn settle(api: &Api) -> Result<()> {
+pub(crate) async fn settle(api: &Api) -> Result<()> {
     let started = std::time::Instant::now();
     let mut backlog = None;
     loop {

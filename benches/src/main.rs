@@ -2,7 +2,8 @@
 //!
 //! - `store`: appends/s through [`store::sqlite::SqliteStore`] alone, at several concurrencies;
 //! - `http`: commands/s and latency over loopback HTTP against a spawned `lianxi serve`;
-//! - `all`: both.
+//! - `all`: both;
+//! - `log`, `rebuild`, `lag`, `reads`, `read-side`: the read side of issue 3 ([`readside`]).
 //!
 //! Every run also measures the baseline ([`baseline`]): one durable SQLite commit per event from
 //! one connection, on the same disk, minutes apart at most, so each figure is also reported as a
@@ -14,6 +15,7 @@ mod load;
 mod payload;
 mod procstat;
 mod prom;
+mod readside;
 mod report;
 mod store_bench;
 
@@ -26,7 +28,7 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(
     name = "lianxi-bench",
-    about = "Benchmarks lianxi's store and HTTP commands against a same-run SQLite baseline"
+    about = "Benchmarks lianxi's store, HTTP commands and read side against same-run baselines"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -41,6 +43,16 @@ enum Command {
     Http(HttpArgs),
     /// Both, one after the other.
     All(HttpArgs),
+    /// Builds (or reuses) a cached, seeded log through the command handler.
+    Log(readside::LogArgs),
+    /// Rebuild of every projection by `lianxi serve` over a cached log, against a bare scan.
+    Rebuild(readside::RebuildArgs),
+    /// Projection lag under a fixed command rate, against the command round trip.
+    Lag(readside::LagArgs),
+    /// Board reads from concurrent readers while commands flow, against `/healthz`.
+    Reads(readside::ReadsArgs),
+    /// `rebuild`, `lag` and `reads` with their defaults, one after the other.
+    ReadSide(readside::ReadSideArgs),
 }
 
 /// Options every benchmark shares.
@@ -178,6 +190,11 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Store(common) => (common, None),
         Command::Http(http) => (&http.common, Some(http)),
         Command::All(http) => (&http.common, Some(http)),
+        Command::Log(args) => return readside::log(args).await,
+        Command::Rebuild(args) => return readside::rebuild(args).await,
+        Command::Lag(args) => return readside::lag(args).await,
+        Command::Reads(args) => return readside::reads(args).await,
+        Command::ReadSide(args) => return readside::read_side(args).await,
     };
     let mut settings = common.settings()?;
     settings.keep_server_logs = http.is_some_and(|http| http.keep_server_logs);

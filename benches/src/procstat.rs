@@ -192,6 +192,38 @@ impl QuietGate {
     }
 }
 
+/// A process's resident memory, from `/proc/<pid>/status`: now (`VmRSS`) and its peak so far
+/// as the kernel counts it (`VmHWM`, the high-water mark, which no sampling can miss).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Memory {
+    pub rss_bytes: u64,
+    pub peak_rss_bytes: u64,
+}
+
+impl Memory {
+    /// Reads process `pid`'s memory; `None` when `/proc` cannot tell (not Linux, or gone).
+    pub fn of(pid: u32) -> Option<Memory> {
+        let text = std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("status"))
+            .ok()?;
+        parse_status(&text)
+    }
+}
+
+fn parse_status(text: &str) -> Option<Memory> {
+    let kib = |field: &str| -> Option<u64> {
+        text.lines()
+            .find_map(|line| line.strip_prefix(field))?
+            .split_whitespace()
+            .next()?
+            .parse::<u64>()
+            .ok()
+    };
+    Some(Memory {
+        rss_bytes: kib("VmRSS:")? * 1024,
+        peak_rss_bytes: kib("VmHWM:")? * 1024,
+    })
+}
+
 /// `(comm, utime + stime in seconds)` from a `stat` file.
 fn read_stat(path: &Path) -> Option<(String, f64)> {
     let text = std::fs::read_to_string(path).ok()?;
@@ -258,9 +290,19 @@ mod tests {
         assert!((system.steal - 30.0 / ticks_per_second()).abs() < 1e-9);
     }
 
+    #[test]
+    fn parses_resident_memory() {
+        let text = "Name:\tlianxi\nVmHWM:\t  153600 kB\nVmRSS:\t   102400 kB\nThreads:\t9\n";
+        let memory = parse_status(text).expect("parsed");
+        assert_eq!(memory.rss_bytes, 100 * 1024 * 1024);
+        assert_eq!(memory.peak_rss_bytes, 150 * 1024 * 1024);
+        assert_eq!(parse_status("Name:\tx\n"), None);
+    }
+
     #[cfg(target_os = "linux")]
     #[test]
     fn reads_its_own_process() {
+        assert!(Memory::of(std::process::id()).is_some_and(|m| m.rss_bytes > 0));
         let snapshot = CpuSnapshot::own();
         assert!(!snapshot.threads.is_empty());
     }

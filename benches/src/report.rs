@@ -147,7 +147,7 @@ fn ms(value: f64) -> String {
 }
 
 /// The command line that produced a table, as one would type it.
-fn invocation() -> String {
+pub(crate) fn invocation() -> String {
     let args: Vec<String> = std::env::args().skip(1).collect();
     format!("cargo run --release -p lianxi-bench -- {}", args.join(" "))
 }
@@ -406,7 +406,7 @@ fn baseline_summary(set: &RunSet) -> Summary {
 /// store its writer `lianxi-store-writer`, sqlx its SQLite threads `sqlx-sqlite-worker-N`;
 /// `comm` keeps 15 bytes of each. A store whose writer runs as a task on the shared runtime
 /// shows 0 for the writer thread: its time is in the tokio column.
-fn split(cpu: &CpuSnapshot) -> [f64; 4] {
+pub(crate) fn split(cpu: &CpuSnapshot) -> [f64; 4] {
     let group = |prefix: &str| -> f64 {
         cpu.threads
             .iter()

@@ -1,0 +1,381 @@
+//! Board reads under load: latency of `GET /v1/communities/{id}/board` from many concurrent readers while commands keep changing the boards, against `GET /healthz` under the same load.
+//!
+//! Each run starts `lianxi serve` on a copy of a cached log and waits until every projection
+//! has built it, so boards hold a realistic history. The communities are read from the log's
+//! `CommunityRegistered` events beforehand. A background sender then continues the log's own
+//! world (the generator, advanced past the log's commands) at `--command-rate`, so the boards
+//! being read change under the readers; commands that name no id in common go concurrently,
+//! as when building the log. Meanwhile N closed-loop readers (one connection pool, admin token)
+//! each read the board of a random community; the baseline is the same N readers on `/healthz`
+//! (no auth, no database), measured just before, with the same background commands.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use domain::testing::generator::Generator;
+use store::sqlite::SqliteStore;
+use store::EventStore;
+use tokio::task::JoinSet;
+use uuid::Uuid;
+
+use super::built::{self, Built};
+use super::cache::{goes_alone, ids_of, CachedLog};
+use super::Env;
+use crate::http_bench::{Api, Server};
+use crate::load::{self, LoadResult, Op, Window};
+use crate::procstat::CpuUse;
+use crate::report::thousands;
+
+/// Commands the background sender keeps in flight at most.
+const MAX_IN_FLIGHT: usize = 64;
+
+/// Options of the reads benchmark.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub readers: usize,
+    pub window: Window,
+    pub command_rate: f64,
+    pub build_timeout: Duration,
+}
+
+/// One measured request kind.
+#[derive(Debug, Clone)]
+pub struct ReadPoint {
+    pub load: LoadResult,
+    pub cpu: CpuUse,
+}
+
+/// One run.
+#[derive(Debug, Clone)]
+pub struct ReadsRun {
+    pub healthz: ReadPoint,
+    pub board: ReadPoint,
+    pub communities: usize,
+    /// Board sizes in bytes, read once per community before measuring: mean and largest.
+    pub board_bytes: (f64, usize),
+    pub built: Built,
+    pub background: Background,
+    /// The slowest projection's lag (events) when the board window closed.
+    pub lag_at_end: Option<i64>,
+}
+
+/// What the background sender did, over its whole life.
+#[derive(Debug, Clone, Default)]
+pub struct Background {
+    pub ok: u64,
+    pub failures: BTreeMap<String, u64>,
+    pub seconds: f64,
+}
+
+impl Background {
+    pub fn rate(&self) -> f64 {
+        self.ok as f64 / self.seconds.max(1e-9)
+    }
+}
+
+pub async fn run(env: &Env, log: &CachedLog, options: Options) -> Result<Vec<ReadsRun>> {
+    ensure!(options.readers > 0, "--readers must be positive");
+    let mut runs = Vec::with_capacity(env.runs);
+    for index in 1..=env.runs {
+        // Before the server starts: once it runs, the background commands keep the machine busy.
+        env.wait_for_quiet().await;
+        eprintln!(
+            "reads run {index}/{}: {} readers on a log of {} events, {} commands/s behind them",
+            env.runs,
+            options.readers,
+            thousands(log.head as f64),
+            thousands(options.command_rate)
+        );
+        let run = one(env, log, options).await?;
+        eprintln!(
+            "  board: {} reads/s, p50 {:.2} ms, p99 {:.2} ms; /healthz: {} reads/s, p99 {:.2} ms; background {} commands/s, {} failed",
+            thousands(run.board.load.rate()),
+            run.board.load.latency_ms(0.5),
+            run.board.load.latency_ms(0.99),
+            thousands(run.healthz.load.rate()),
+            run.healthz.load.latency_ms(0.99),
+            thousands(run.background.rate()),
+            run.background.failures.values().sum::<u64>()
+        );
+        runs.push(run);
+    }
+    Ok(runs)
+}
+
+async fn one(env: &Env, log: &CachedLog, options: Options) -> Result<ReadsRun> {
+    let scratch = Server::scratch(&env.dir)?;
+    let data = Server::data_dir(&scratch);
+    log.copy_into(&data).await?;
+    let communities = communities(&data).await?;
+    ensure!(!communities.is_empty(), "the log registers no community");
+    let continued = log.clone();
+    let generator = tokio::task::spawn_blocking(move || continued.continuation())
+        .await
+        .context("advancing the generator")?;
+    let token = format!("bench-{}", Uuid::new_v4().simple());
+    let mut server = Server::start(&env.lianxi, scratch, &token).await?;
+    let measured = measure(&mut server, &token, log, communities, generator, options).await;
+    super::finish(env, server, measured).await
+}
+
+/// Every community the log registers.
+async fn communities(data_dir: &std::path::Path) -> Result<Vec<Uuid>> {
+    let store = SqliteStore::open(data_dir)
+        .await
+        .with_context(|| format!("opening the log in {}", data_dir.display()))?;
+    let mut found = Vec::new();
+    let mut position = 0;
+    loop {
+        let batch = store.read_all(position, 5_000).await?;
+        let Some(last) = batch.last() else { break };
+        position = last.position;
+        for event in batch
+            .iter()
+            .filter(|e| e.event_type == "CommunityRegistered")
+        {
+            let id = event
+                .data
+                .get("community_id")
+                .and_then(|v| v.as_str())
+                .and_then(|v| Uuid::parse_str(v).ok())
+                .context("a CommunityRegistered event without a community_id")?;
+            found.push(id);
+        }
+    }
+    drop(store);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    Ok(found)
+}
+
+async fn measure(
+    server: &mut Server,
+    token: &str,
+    log: &CachedLog,
+    communities: Vec<Uuid>,
+    generator: Generator,
+    options: Options,
+) -> Result<ReadsRun> {
+    let api = Api::new(server.addr, token)?;
+    let built = built::wait(
+        server,
+        &api,
+        log.head,
+        Duration::from_millis(100),
+        options.build_timeout,
+    )
+    .await?;
+    eprintln!(
+        "  projections built in {:.1} s; reading {} boards once",
+        built.seconds,
+        communities.len()
+    );
+    let mut sizes = Vec::with_capacity(communities.len());
+    for id in &communities {
+        let bytes = api
+            .get(&format!("/v1/communities/{id}/board"))
+            .await
+            .map_err(|label| anyhow::anyhow!("the board of {id} cannot be read: {label}"))?;
+        sizes.push(bytes);
+    }
+    let board_bytes = (
+        sizes.iter().sum::<usize>() as f64 / sizes.len().max(1) as f64,
+        sizes.iter().copied().max().unwrap_or(0),
+    );
+    let communities = Arc::new(communities);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let sender = tokio::spawn(background(
+        api.clone(),
+        generator,
+        options.command_rate,
+        Arc::clone(&stop),
+    ));
+    let pid = server.pid;
+    let probe = || async move { Ok(CpuUse::now(Some(pid))) };
+    let healthz = {
+        let ops = (0..options.readers)
+            .map(|_| Reader {
+                api: api.clone(),
+                target: Target::Healthz,
+            })
+            .collect();
+        let (load, before, after) = load::measure(ops, options.window, probe).await?;
+        ReadPoint {
+            load,
+            cpu: after.since(&before),
+        }
+    };
+    let board = {
+        let ops = (0..options.readers)
+            .map(|worker| Reader {
+                api: api.clone(),
+                target: Target::Board {
+                    communities: Arc::clone(&communities),
+                    state: 0x9E37_79B9_7F4A_7C15 ^ (worker as u64 + 1),
+                },
+            })
+            .collect();
+        let (load, before, after) = load::measure(ops, options.window, probe).await?;
+        ReadPoint {
+            load,
+            cpu: after.since(&before),
+        }
+    };
+    let lag_at_end = api
+        .projection_lags()
+        .await?
+        .iter()
+        .map(|(_, lag)| *lag)
+        .max();
+    stop.store(true, Ordering::SeqCst);
+    let background = sender.await.context("the background sender panicked")?;
+    if !background.failures.is_empty() {
+        eprintln!("  background commands failed: {:?}", background.failures);
+    }
+    Ok(ReadsRun {
+        healthz,
+        board,
+        communities: communities.len(),
+        board_bytes,
+        built,
+        background,
+        lag_at_end,
+    })
+}
+
+/// What a reader reads.
+enum Target {
+    Healthz,
+    Board {
+        communities: Arc<Vec<Uuid>>,
+        /// splitmix64 state: a cheap, reproducible choice of community.
+        state: u64,
+    },
+}
+
+struct Reader {
+    api: Api,
+    target: Target,
+}
+
+impl Op for Reader {
+    async fn run(&mut self) -> std::result::Result<(), String> {
+        let path = match &mut self.target {
+            Target::Healthz => "/healthz".to_owned(),
+            Target::Board { communities, state } => {
+                let pick = splitmix(state) % communities.len() as u64;
+                let id = communities[usize::try_from(pick).unwrap_or(0)];
+                format!("/v1/communities/{id}/board")
+            }
+        };
+        self.api.get(&path).await.map(|_| ())
+    }
+}
+
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Counts a finished background command and forgets the ids it named.
+fn finished(
+    stats: &mut Background,
+    named: &mut HashMap<Uuid, usize>,
+    done: std::result::Result<(Vec<Uuid>, std::result::Result<(), String>), tokio::task::JoinError>,
+) {
+    let (ids, outcome) = done.unwrap_or_else(|_| (Vec::new(), Err("task panicked".to_owned())));
+    for id in ids {
+        if let Some(count) = named.get_mut(&id) {
+            *count -= 1;
+            if *count == 0 {
+                named.remove(&id);
+            }
+        }
+    }
+    match outcome {
+        Ok(()) => stats.ok += 1,
+        Err(label) => *stats.failures.entry(label).or_default() += 1,
+    }
+}
+
+/// Sends the world's next commands at `rate` until `stop`: each at its slot, concurrently with
+/// those in flight unless it names an id one of them names, or must go alone (then it waits for
+/// them), so that every command is decided on the log it would have met in order.
+async fn background(
+    api: Api,
+    mut generator: Generator,
+    rate: f64,
+    stop: Arc<AtomicBool>,
+) -> Background {
+    let mut stats = Background::default();
+    if rate <= 0.0 {
+        return stats;
+    }
+    let started = Instant::now();
+    let mut in_flight: JoinSet<(Vec<Uuid>, std::result::Result<(), String>)> = JoinSet::new();
+    let mut named: HashMap<Uuid, usize> = HashMap::new();
+    for j in 0_u64.. {
+        let slot = started + Duration::from_secs_f64(j as f64 / rate);
+        tokio::time::sleep_until(slot.into()).await;
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let command = generator.next_command();
+        let ids = ids_of(&command.body);
+        let alone = goes_alone(command.name);
+        while let Some(done) = in_flight.try_join_next() {
+            finished(&mut stats, &mut named, done);
+        }
+        while !in_flight.is_empty()
+            && (alone
+                || in_flight.len() >= MAX_IN_FLIGHT
+                || ids.iter().any(|id| named.contains_key(id)))
+        {
+            if let Some(done) = in_flight.join_next().await {
+                finished(&mut stats, &mut named, done);
+            }
+        }
+        let mut unique = ids.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        for id in &unique {
+            *named.entry(*id).or_default() += 1;
+        }
+        let api = api.clone();
+        in_flight.spawn(async move {
+            let outcome = api.command(command.name, &command.body).await;
+            (unique, outcome)
+        });
+        if alone {
+            if let Some(done) = in_flight.join_next().await {
+                finished(&mut stats, &mut named, done);
+            }
+        }
+    }
+    while let Some(done) = in_flight.join_next().await {
+        finished(&mut stats, &mut named, done);
+    }
+    stats.seconds = started.elapsed().as_secs_f64();
+    stats
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splitmix_spreads_over_every_community() {
+        let mut state = 7;
+        let mut seen = [0_u32; 40];
+        for _ in 0..4_000 {
+            seen[usize::try_from(splitmix(&mut state) % 40).unwrap_or(0)] += 1;
+        }
+        assert!(seen.iter().all(|&n| n > 50), "{seen:?}");
+    }
+}
