@@ -109,9 +109,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let tokens = TokenService::new(Arc::new(sqlite), store.clone(), args.admin_token.as_deref());
     let read_db = projections::readdb::ReadDb::open(&args.store.data_dir).await?;
     let runner = projections::runner::Runner::new(store.clone(), read_db);
-    for projector in projections::projectors::all() {
-        runner.spawn(projector);
-    }
+    // One task for every projector: each page of the log is read and decoded once.
+    runner.spawn_group(projections::projectors::all());
     let state = gateway::AppState::new(store, tokens, runner);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

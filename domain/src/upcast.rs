@@ -47,6 +47,37 @@ pub fn current_schema_version(event_type: &str) -> i32 {
 
 /// Turns a stored event into the current [`Event`], upcasting an older shape.
 pub fn upcast(event_type: &str, schema_version: i32, data: Value) -> Result<Event, UpcastError> {
+    check(event_type, schema_version)?;
+    let bad_data = |message: String| bad_data(event_type, schema_version, message);
+    let data = match (event_type, schema_version) {
+        ("ActivityRecorded", 1) => {
+            let v1: ActivityRecordedV1 =
+                serde_json::from_value(data).map_err(|e| bad_data(e.to_string()))?;
+            serde_json::to_value(ActivityRecorded::from(v1)).map_err(|e| bad_data(e.to_string()))?
+        }
+        _ => data,
+    };
+    serde_json::from_value(json!({ "type": event_type, "data": data }))
+        .map_err(|e| bad_data(e.to_string()))
+}
+
+/// [`upcast`] from the stored JSON text: an event of the current shape is parsed straight into
+/// its type, without a generic JSON tree in between (the projections read the whole log so).
+pub fn upcast_str(event_type: &str, schema_version: i32, data: &str) -> Result<Event, UpcastError> {
+    check(event_type, schema_version)?;
+    if schema_version < current_schema_version(event_type) {
+        let data: Value = serde_json::from_str(data)
+            .map_err(|e| bad_data(event_type, schema_version, e.to_string()))?;
+        return upcast(event_type, schema_version, data);
+    }
+    // `Event` is tagged as `{"type": …, "data": …}`; with the tag first, serde reads the data
+    // straight into the variant. The type is one of `EVENT_TYPES`, so it needs no escaping.
+    let tagged = format!(r#"{{"type":"{event_type}","data":{data}}}"#);
+    serde_json::from_str(&tagged).map_err(|e| bad_data(event_type, schema_version, e.to_string()))
+}
+
+/// Refuses types and versions this build cannot read.
+fn check(event_type: &str, schema_version: i32) -> Result<(), UpcastError> {
     if !EVENT_TYPES.contains(&event_type) {
         return Err(UpcastError::UnknownType(event_type.to_owned()));
     }
@@ -64,21 +95,15 @@ pub fn upcast(event_type: &str, schema_version: i32, data: Value) -> Result<Even
             version: schema_version,
         });
     }
-    let bad_data = |message: String| UpcastError::BadData {
+    Ok(())
+}
+
+fn bad_data(event_type: &str, schema_version: i32, message: String) -> UpcastError {
+    UpcastError::BadData {
         event_type: event_type.to_owned(),
         version: schema_version,
         message,
-    };
-    let data = match (event_type, schema_version) {
-        ("ActivityRecorded", 1) => {
-            let v1: ActivityRecordedV1 =
-                serde_json::from_value(data).map_err(|e| bad_data(e.to_string()))?;
-            serde_json::to_value(ActivityRecorded::from(v1)).map_err(|e| bad_data(e.to_string()))?
-        }
-        _ => data,
-    };
-    serde_json::from_value(json!({ "type": event_type, "data": data }))
-        .map_err(|e| bad_data(e.to_string()))
+    }
 }
 
 /// `ActivityRecorded` schema version 1, as the first builds stored it.

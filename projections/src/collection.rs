@@ -38,6 +38,8 @@ pub struct Collection<T> {
     /// Keys known to have no document (so they are not asked for again).
     absent: HashSet<String>,
     wanted: HashSet<String>,
+    /// How many cached documents are changed and not yet written.
+    dirty: usize,
 }
 
 impl<T> Collection<T> {
@@ -47,6 +49,7 @@ impl<T> Collection<T> {
             cache: HashMap::new(),
             absent: HashSet::new(),
             wanted: HashSet::new(),
+            dirty: 0,
         }
     }
 
@@ -64,17 +67,19 @@ impl<T> Collection<T> {
 
     /// The document for `key`, marked changed.
     pub fn get_mut(&mut self, key: &str) -> Option<&mut T> {
-        self.cache.get_mut(key).map(|e| {
-            e.dirty = true;
-            &mut e.doc
-        })
+        let entry = self.cache.get_mut(key)?;
+        if !entry.dirty {
+            entry.dirty = true;
+            self.dirty += 1;
+        }
+        Some(&mut entry.doc)
     }
 
     /// Creates or replaces the document for `key`.
     pub fn put(&mut self, key: impl Into<String>, parent: Option<String>, doc: T) {
         let key = key.into();
         self.absent.remove(&key);
-        self.cache.insert(
+        let replaced = self.cache.insert(
             key,
             Entry {
                 doc,
@@ -82,6 +87,9 @@ impl<T> Collection<T> {
                 dirty: true,
             },
         );
+        if !replaced.is_some_and(|old| old.dirty) {
+            self.dirty += 1;
+        }
     }
 
     /// All cached documents (for in-memory reports after a replay).
@@ -107,6 +115,9 @@ pub trait Store: Send {
     ) -> Result<(), ProjectionError>;
     /// After a commit: everything is clean; drop clean documents beyond `keep`.
     fn committed(&mut self, keep: usize);
+    /// How many changes are held in memory, not yet written: the runner writes them out
+    /// before this grows too large, even in the middle of a catch-up.
+    fn dirty(&self) -> usize;
     /// After a failed batch: forget everything, the database is the truth.
     fn discard(&mut self);
 }
@@ -208,6 +219,7 @@ where
         for entry in self.cache.values_mut() {
             entry.dirty = false;
         }
+        self.dirty = 0;
         if self.cache.len() > keep {
             // A simple bound: start afresh; documents are loaded again when next touched.
             self.cache.clear();
@@ -217,9 +229,14 @@ where
         }
     }
 
+    fn dirty(&self) -> usize {
+        self.dirty
+    }
+
     fn discard(&mut self) {
         self.cache.clear();
         self.absent.clear();
         self.wanted.clear();
+        self.dirty = 0;
     }
 }

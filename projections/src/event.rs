@@ -4,7 +4,7 @@
 use chrono::{DateTime, FixedOffset, Utc};
 use domain::Event;
 use serde::Deserialize;
-use store::RecordedEvent;
+use store::RawEvent;
 use uuid::Uuid;
 
 use crate::ProjectionError;
@@ -54,30 +54,28 @@ impl ProjectedEvent {
     }
 }
 
-impl TryFrom<&RecordedEvent> for ProjectedEvent {
+impl TryFrom<RawEvent> for ProjectedEvent {
     type Error = ProjectionError;
 
-    fn try_from(recorded: &RecordedEvent) -> Result<Self, ProjectionError> {
+    /// Decodes straight from the stored text into the event's type (see
+    /// [`domain::upcast::upcast_str`]); any event this build cannot read is poison.
+    fn try_from(raw: RawEvent) -> Result<Self, ProjectionError> {
         let poison = |detail: String| ProjectionError::Poison {
-            position: recorded.position,
+            position: raw.position,
             detail,
         };
-        let event = domain::upcast::upcast(
-            &recorded.event_type,
-            recorded.schema_version,
-            recorded.data.clone(),
-        )
-        .map_err(|e| poison(e.to_string()))?;
-        let metadata: Metadata = serde_json::from_value(recorded.metadata.clone())
-            .map_err(|e| poison(format!("metadata: {e}")))?;
+        let event = domain::upcast::upcast_str(&raw.event_type, raw.schema_version, &raw.data)
+            .map_err(|e| poison(e.to_string()))?;
+        let metadata: Metadata =
+            serde_json::from_str(&raw.metadata).map_err(|e| poison(format!("metadata: {e}")))?;
         let occurred_at = DateTime::parse_from_rfc3339(&metadata.occurred_at)
             .map_err(|e| poison(format!("occurred_at: {e}")))?;
         Ok(Self {
-            position: recorded.position,
-            stream: recorded.stream.clone(),
+            position: raw.position,
+            stream: raw.stream,
             event,
             occurred_at,
-            recorded_at: recorded.recorded_at,
+            recorded_at: raw.recorded_at,
             actor: metadata.actor,
             acting_for: metadata.acting_for,
             command: metadata.command,

@@ -1,9 +1,17 @@
-//! Runs projectors over the log: in order, in batches, each batch committed with its checkpoint.
+//! Runs projectors over the log: in order, in batches, each batch committed with its checkpoints.
 //!
 //! Delivery is exactly once per generation: a batch's document changes and the new checkpoint
 //! are one transaction, so a crash at any point either keeps the whole batch or none of it, and
-//! the next run starts after the checkpoint. The runner is woken by appends in this process and
-//! also looks at the log head now and then, for appends made by another process on the same store.
+//! the next run starts after the checkpoint.
+//!
+//! Projectors that follow the log together share the work: each page of the log is read and
+//! decoded once, every projector (a [`Lane`]) applies the events past its own checkpoint, and
+//! one transaction writes every lane's documents and checkpoint. A lane that meets an event it
+//! cannot apply, or whose generation was retired by a rebuild, leaves the batch alone; the
+//! others go on. The next page is read and decoded while the current one is applied.
+//!
+//! The runner is woken by appends in this process and also looks at the log head now and then,
+//! for appends made by another process on the same store.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -13,15 +21,42 @@ use store::EventStore;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use sqlx::SqliteConnection;
+
 use crate::collection::Namespace;
 use crate::event::ProjectedEvent;
-use crate::readdb::ReadDb;
+use crate::readdb::{GenerationRow, ReadDb};
 use crate::{ProjectionError, Projector};
 
 /// Events read and applied per transaction.
 pub const BATCH: usize = 2_000;
+/// While catching up, changes are written at least every this many events…
+/// (`LIANXI_CATCH_UP_WRITE_EVERY` overrides it: tests use small values to see checkpoints
+/// in the middle of a rebuild)
+pub const WRITE_EVERY: usize = 100_000;
+/// …or once this many documents (summed over the lanes) are changed and unwritten, which
+/// bounds the memory a catch-up holds (`LIANXI_CATCH_UP_WRITE_DIRTY` overrides it).
+pub const WRITE_DIRTY: usize = 20_000;
+
+/// The write thresholds of a catch-up, from the environment or the defaults.
+fn write_thresholds() -> (usize, usize) {
+    static THRESHOLDS: std::sync::OnceLock<(usize, usize)> = std::sync::OnceLock::new();
+    *THRESHOLDS.get_or_init(|| {
+        let read = |name: &str, default: usize| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.parse::<usize>().ok())
+                .filter(|v| *v > 0)
+                .unwrap_or(default)
+        };
+        (
+            read("LIANXI_CATCH_UP_WRITE_EVERY", WRITE_EVERY),
+            read("LIANXI_CATCH_UP_WRITE_DIRTY", WRITE_DIRTY),
+        )
+    })
+}
 /// Clean documents a collection keeps cached between batches.
-const CACHE_KEEP: usize = 50_000;
+const CACHE_KEEP: usize = 5_000;
 /// How often an idle runner looks at the head for appends by other processes.
 const IDLE_POLL: Duration = Duration::from_millis(250);
 
@@ -43,7 +78,374 @@ pub enum RunState {
     Failed { position: i64, error: String },
 }
 
-/// Projects `projector` into a generation until it has reached the head, once.
+/// One projector's part in a shared batch: where its documents go and how far it has got.
+pub struct Lane<'a> {
+    pub projector: &'a mut dyn Projector,
+    pub ns: Namespace,
+    /// How far the projector has applied the log (in memory, perhaps not written yet).
+    pub position: i64,
+    /// The checkpoint written with the documents: what readers and a restart see.
+    pub durable: i64,
+    /// Why the lane stopped, if it did; a stopped lane takes no further events.
+    pub stopped: Option<LaneStop>,
+}
+
+impl<'a> Lane<'a> {
+    /// A lane at its written checkpoint `position`.
+    pub fn new(projector: &'a mut dyn Projector, ns: Namespace, position: i64) -> Self {
+        Self {
+            projector,
+            ns,
+            position,
+            durable: position,
+            stopped: None,
+        }
+    }
+
+    /// Forgets what was applied and not written; the database is the truth again.
+    fn rewind(&mut self) {
+        for collection in self.projector.collections() {
+            collection.discard();
+        }
+        self.position = self.durable;
+    }
+
+    fn unwritten(&mut self) -> usize {
+        self.projector.collections().iter().map(|c| c.dirty()).sum()
+    }
+}
+
+/// Why a lane left the others.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LaneStop {
+    /// An event it cannot decode or apply; it stays at its checkpoint before the batch.
+    Poison { position: i64, detail: String },
+    /// Its generation no longer takes checkpoints: a rebuild took over.
+    Retired,
+}
+
+impl From<LaneStop> for ProjectionError {
+    fn from(stop: LaneStop) -> Self {
+        match stop {
+            LaneStop::Poison { position, detail } => ProjectionError::Poison { position, detail },
+            LaneStop::Retired => ProjectionError::Retired,
+        }
+    }
+}
+
+/// A decoded page of the log: the events up to the first undecodable one, and that one.
+struct Page {
+    events: Vec<ProjectedEvent>,
+    poison: Option<(i64, String)>,
+    /// Whether the read returned as many events as it asked for (more are probably waiting).
+    full: bool,
+}
+
+impl Page {
+    /// The position the lanes reach once the page is applied.
+    fn end(&self) -> Option<i64> {
+        self.events.last().map(|e| e.position)
+    }
+}
+
+/// Reads up to `limit` events after `after` and decodes them (off the async threads).
+async fn read_page(
+    store: &dyn EventStore,
+    after: i64,
+    limit: usize,
+) -> Result<Page, ProjectionError> {
+    let raw = store.read_all_raw(after, limit).await?;
+    let full = raw.len() == limit;
+    let decode = move || {
+        let mut events = Vec::with_capacity(raw.len());
+        for event in raw {
+            let position = event.position;
+            match ProjectedEvent::try_from(event) {
+                Ok(event) => events.push(event),
+                Err(ProjectionError::Poison { detail, .. }) => {
+                    return Page {
+                        events,
+                        poison: Some((position, detail)),
+                        full,
+                    }
+                }
+                Err(other) => {
+                    return Page {
+                        events,
+                        poison: Some((position, other.to_string())),
+                        full,
+                    }
+                }
+            }
+        }
+        Page {
+            events,
+            poison: None,
+            full,
+        }
+    };
+    if limit <= 64 {
+        // A live trickle: not worth a thread hand-off.
+        return Ok(decode());
+    }
+    tokio::task::spawn_blocking(decode)
+        .await
+        .map_err(|e| ProjectionError::Storage(format!("decoding a page of the log: {e}")))
+}
+
+/// Applies `events` to every lane that has not stopped. With `write`, one transaction then
+/// writes every lane's changed documents (including those of earlier unwritten batches) and
+/// checkpoint; without, the changes stay in the lanes' caches. A storage error rewinds every
+/// lane to its written checkpoint.
+async fn apply_shared(
+    db: &ReadDb,
+    lanes: &mut [Lane<'_>],
+    events: &[ProjectedEvent],
+    full: bool,
+    write: bool,
+) -> Result<(), ProjectionError> {
+    let mut written = vec![false; lanes.len()];
+    let result = if write {
+        write_lanes(db, lanes, events, full, &mut written).await
+    } else {
+        apply_lanes(db, lanes, events).await
+    };
+    for (lane, written) in lanes.iter_mut().zip(written) {
+        match &result {
+            Ok(()) if written => {
+                for collection in lane.projector.collections() {
+                    collection.committed(CACHE_KEEP);
+                }
+                lane.durable = lane.position;
+            }
+            Ok(()) => {}
+            Err(_) if lane.position != lane.durable => lane.rewind(),
+            Err(_) => {}
+        }
+    }
+    result
+}
+
+/// Applies the events past `lane`'s position to its caches; the reason it stopped, if it did.
+async fn apply_lane(
+    conn: &mut SqliteConnection,
+    lane: &mut Lane<'_>,
+    events: &[ProjectedEvent],
+) -> Result<Option<LaneStop>, ProjectionError> {
+    let slice = &events[events.partition_point(|e| e.position <= lane.position)..];
+    let Some(last) = slice.last().map(|e| e.position) else {
+        return Ok(None);
+    };
+    let projector = &mut *lane.projector;
+    // Two rounds: the second may follow references found in documents the first loaded
+    // (a meeting's community, a project's claimant).
+    for _ in 0..2 {
+        for event in slice {
+            projector.want(event);
+        }
+        for collection in projector.collections() {
+            collection.load(&mut *conn, &lane.ns).await?;
+        }
+    }
+    for event in slice {
+        if let Err(detail) = projector.apply(event) {
+            return Ok(Some(LaneStop::Poison {
+                position: event.position,
+                detail,
+            }));
+        }
+    }
+    metrics::counter!("lianxi_projection_events_total", "projection" => lane.ns.projection)
+        .increment(slice.len() as u64);
+    lane.position = last;
+    Ok(None)
+}
+
+/// Applies without writing: the documents it needs are read outside any write transaction.
+async fn apply_lanes(
+    db: &ReadDb,
+    lanes: &mut [Lane<'_>],
+    events: &[ProjectedEvent],
+) -> Result<(), ProjectionError> {
+    let mut conn = db.pool().acquire().await?;
+    for lane in lanes.iter_mut().filter(|lane| lane.stopped.is_none()) {
+        if let Some(stop) = apply_lane(&mut conn, lane, events).await? {
+            lane.rewind();
+            lane.stopped = Some(stop);
+        }
+    }
+    Ok(())
+}
+
+/// Applies and writes, in one transaction; marks in `written` the lanes it wrote.
+async fn write_lanes(
+    db: &ReadDb,
+    lanes: &mut [Lane<'_>],
+    events: &[ProjectedEvent],
+    full: bool,
+    written: &mut [bool],
+) -> Result<(), ProjectionError> {
+    // IMMEDIATE: take the write lock before reading, so that a rebuild or another process
+    // sharing the file queues for it instead of failing with "database is locked" on upgrade.
+    let mut tx = db.pool().begin_with("BEGIN IMMEDIATE").await?;
+    let state = if full { "building" } else { "live" };
+    for (lane, written) in lanes.iter_mut().zip(written.iter_mut()) {
+        if lane.stopped.is_some() {
+            continue;
+        }
+        if let Some(stop) = apply_lane(&mut tx, lane, events).await? {
+            // Nothing of this lane is written: it stays at its checkpoint.
+            lane.rewind();
+            lane.stopped = Some(stop);
+            continue;
+        }
+        if lane.position == lane.durable {
+            continue;
+        }
+        match ReadDb::checkpoint(&mut tx, &lane.ns, lane.position, state).await {
+            Ok(()) => {}
+            Err(ProjectionError::Retired) => {
+                lane.rewind();
+                lane.stopped = Some(LaneStop::Retired);
+                continue;
+            }
+            Err(error) => return Err(error),
+        }
+        for collection in lane.projector.collections() {
+            collection.flush(&mut tx, &lane.ns).await?;
+        }
+        *written = true;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// What [`catch_up_lanes`] tells its caller after each batch.
+pub struct Step<'p> {
+    /// The events just applied.
+    pub events: &'p [ProjectedEvent],
+    /// Whether the page was full (more events were waiting: catching up, not live).
+    pub full: bool,
+}
+
+/// Feeds every lane from the lowest position among them until each has reached `until`
+/// (inclusive; `None`: the end of the log), or stopped. `on_batch` sees the lanes after each
+/// batch. It returns early when a lane stops (saying why in [`Lane::stopped`]); every other
+/// lane returns with everything written (`position == durable`).
+///
+/// While catching up (full pages), changes are written only every [`WRITE_EVERY`] events or
+/// [`WRITE_DIRTY`] changed documents: read models keyed by random ids would otherwise rewrite
+/// most of their pages in every batch.
+pub async fn catch_up_lanes(
+    store: &dyn EventStore,
+    db: &ReadDb,
+    lanes: &mut [Lane<'_>],
+    until: Option<i64>,
+    batch: usize,
+    mut on_batch: impl FnMut(&[Lane<'_>], Step<'_>) + Send,
+) -> Result<(), ProjectionError> {
+    let batch = batch.max(1);
+    let limit_from = |from: i64| match until {
+        Some(until) => batch.min(usize::try_from(until - from).unwrap_or(0)),
+        None => batch,
+    };
+    let (write_every, write_dirty) = write_thresholds();
+    let mut prefetched: Option<(i64, Page)> = None;
+    let mut unwritten_events = 0;
+    loop {
+        let Some(from) = lanes
+            .iter()
+            .filter(|lane| lane.stopped.is_none())
+            .map(|lane| lane.position)
+            .min()
+        else {
+            return Ok(());
+        };
+        let limit = limit_from(from);
+        let page = match prefetched.take() {
+            Some((after, page)) if after == from => page,
+            _ if limit == 0 => Page {
+                events: Vec::new(),
+                poison: None,
+                full: false,
+            },
+            _ => read_page(store, from, limit).await?,
+        };
+        let Some(end) = page.end() else {
+            // The end (or an undecodable event): write what is still held, then stop there.
+            apply_shared(db, lanes, &[], false, true).await?;
+            stop_poisoned(lanes, &page);
+            return Ok(());
+        };
+        let stopped_before = lanes.iter().filter(|lane| lane.stopped.is_some()).count();
+        unwritten_events += page.events.len();
+        let next_limit = limit_from(end);
+        let unwritten: usize = lanes.iter_mut().map(|lane| lane.unwritten()).sum();
+        let write = !page.full
+            || page.poison.is_some()
+            || next_limit == 0
+            || unwritten_events >= write_every
+            || unwritten >= write_dirty;
+        // Read the next page while this one is applied.
+        let (applied, next) = tokio::join!(
+            apply_shared(db, lanes, &page.events, page.full, write),
+            async {
+                if page.poison.is_some() || next_limit == 0 {
+                    None
+                } else {
+                    Some(read_page(store, end, next_limit).await)
+                }
+            }
+        );
+        applied?;
+        if write {
+            unwritten_events = 0;
+        }
+        stop_poisoned(lanes, &page);
+        let stopped = lanes.iter().filter(|lane| lane.stopped.is_some()).count();
+        if stopped > stopped_before {
+            // A lane stopped: hand back at once (written), so the caller can report it.
+            if !write {
+                apply_shared(db, lanes, &[], false, true).await?;
+            }
+            on_batch(
+                lanes,
+                Step {
+                    events: &page.events,
+                    full: false,
+                },
+            );
+            return Ok(());
+        }
+        if let Some(next) = next {
+            prefetched = Some((end, next?));
+        }
+        on_batch(
+            lanes,
+            Step {
+                events: &page.events,
+                full: page.full,
+            },
+        );
+    }
+}
+
+/// Stops every running lane at the page's undecodable event (all of them are before it).
+fn stop_poisoned(lanes: &mut [Lane<'_>], page: &Page) {
+    let Some((position, detail)) = &page.poison else {
+        return;
+    };
+    for lane in lanes.iter_mut().filter(|lane| lane.stopped.is_none()) {
+        if lane.position < *position {
+            lane.stopped = Some(LaneStop::Poison {
+                position: *position,
+                detail: detail.clone(),
+            });
+        }
+    }
+}
+
+/// Projects `projector` into a generation until it has reached `until` (or the head), once.
 /// Used by rebuilds and replays; returns the position reached.
 pub async fn catch_up(
     store: &dyn EventStore,
@@ -52,85 +454,20 @@ pub async fn catch_up(
     ns: &Namespace,
     from: i64,
     until: Option<i64>,
-    mut on_batch: impl FnMut(i64) + Send,
+    on_batch: impl FnMut(i64) + Send,
 ) -> Result<i64, ProjectionError> {
-    let mut position = from;
-    loop {
-        let limit = match until {
-            Some(until) if until <= position => return Ok(position),
-            Some(until) => BATCH.min(usize::try_from(until - position).unwrap_or(BATCH)),
-            None => BATCH,
-        };
-        let events = store.read_all(position, limit).await?;
-        if events.is_empty() {
-            return Ok(position);
+    let mut on_batch = on_batch;
+    let mut lanes = [Lane::new(projector, ns.clone(), from)];
+    catch_up_lanes(store, db, &mut lanes, until, BATCH, |lanes, _| {
+        if let Some(lane) = lanes.first() {
+            on_batch(lane.position);
         }
-        position = apply_batch(db, projector, ns, &events, "building").await?;
-        on_batch(position);
-    }
-}
-
-/// Decodes, applies and commits one batch; returns the new checkpoint.
-pub(crate) async fn apply_batch(
-    db: &ReadDb,
-    projector: &mut dyn Projector,
-    ns: &Namespace,
-    recorded: &[store::RecordedEvent],
-    state: &str,
-) -> Result<i64, ProjectionError> {
-    let Some(last) = recorded.last() else {
-        return Err(ProjectionError::Storage("empty batch".into()));
-    };
-    let last_position = last.position;
-    let mut events = Vec::with_capacity(recorded.len());
-    for r in recorded {
-        events.push(ProjectedEvent::try_from(r)?);
-    }
-    let result = async {
-        // IMMEDIATE: take the write lock before reading, so that several projectors sharing the
-        // file queue for it instead of failing with "database is locked" on upgrade.
-        let mut tx = db.pool().begin_with("BEGIN IMMEDIATE").await?;
-        // Two rounds: the second may follow references found in documents the first loaded
-        // (a meeting's community, a project's claimant).
-        for _ in 0..2 {
-            for event in &events {
-                projector.want(event);
-            }
-            for collection in projector.collections() {
-                collection.load(&mut tx, ns).await?;
-            }
-        }
-        for event in &events {
-            projector
-                .apply(event)
-                .map_err(|detail| ProjectionError::Poison {
-                    position: event.position,
-                    detail,
-                })?;
-        }
-        for collection in projector.collections() {
-            collection.flush(&mut tx, ns).await?;
-        }
-        ReadDb::checkpoint(&mut tx, ns, last_position, state).await?;
-        tx.commit().await?;
-        Ok::<_, ProjectionError>(())
-    }
-    .await;
-    match result {
-        Ok(()) => {
-            for collection in projector.collections() {
-                collection.committed(CACHE_KEEP);
-            }
-            metrics::counter!("lianxi_projection_events_total", "projection" => ns.projection)
-                .increment(recorded.len() as u64);
-            Ok(last_position)
-        }
-        Err(error) => {
-            for collection in projector.collections() {
-                collection.discard();
-            }
-            Err(error)
-        }
+    })
+    .await?;
+    let [lane] = lanes;
+    match lane.stopped {
+        Some(stop) => Err(stop.into()),
+        None => Ok(lane.position),
     }
 }
 
@@ -140,6 +477,14 @@ pub struct Runner {
     db: ReadDb,
     store: Arc<dyn EventStore>,
     progress: Arc<Mutex<HashMap<&'static str, watch::Sender<Progress>>>>,
+}
+
+/// A projector the runner keeps following the log.
+struct Member {
+    projector: Box<dyn Projector>,
+    ns: Namespace,
+    position: i64,
+    progress: watch::Sender<Progress>,
 }
 
 impl Runner {
@@ -161,7 +506,23 @@ impl Runner {
 
     /// Starts a task that keeps `projector` up to date with the log.
     pub fn spawn(&self, projector: Box<dyn Projector>) -> JoinHandle<()> {
-        let name = projector.name();
+        self.spawn_group(vec![projector])
+    }
+
+    /// Starts one task that keeps all of `projectors` up to date with the log, reading and
+    /// decoding each page once for all of them and committing them together.
+    pub fn spawn_group(&self, projectors: Vec<Box<dyn Projector>>) -> JoinHandle<()> {
+        let mut members = Vec::with_capacity(projectors.len());
+        for projector in projectors {
+            let progress = self.register(projector.name());
+            members.push((projector, progress));
+        }
+        let runner = self.clone();
+        tokio::spawn(async move { runner.run(members).await })
+    }
+
+    /// A fresh progress channel for `name`, replacing any earlier one.
+    fn register(&self, name: &'static str) -> watch::Sender<Progress> {
         let (tx, _) = watch::channel(Progress {
             generation: 0,
             position: 0,
@@ -170,8 +531,7 @@ impl Runner {
         if let Ok(mut progress) = self.progress.lock() {
             progress.insert(name, tx.clone());
         }
-        let runner = self.clone();
-        tokio::spawn(async move { runner.run(projector, tx).await })
+        tx
     }
 
     /// Progress of `name` in this process; `None` when it does not run here.
@@ -197,46 +557,95 @@ impl Runner {
         }
     }
 
-    async fn run(self, mut projector: Box<dyn Projector>, progress: watch::Sender<Progress>) {
-        let name = projector.name();
+    /// Resolves every member's generation, then follows the log until every member has
+    /// stopped on a poison event. Storage errors are retried with a growing pause.
+    async fn run(self, pending: Vec<(Box<dyn Projector>, watch::Sender<Progress>)>) {
         let mut backoff = Duration::from_millis(100);
+        let mut pending = pending;
+        let mut members: Vec<Member> = Vec::new();
         loop {
-            match self.follow(projector.as_mut(), &progress).await {
-                Ok(()) => return,
-                Err(ProjectionError::Poison { position, detail }) => {
-                    tracing::error!(projection = name, position, %detail, "projection stopped on an event it cannot apply");
-                    metrics::counter!("lianxi_projection_failures_total", "projection" => name)
-                        .increment(1);
-                    progress.send_modify(|p| {
-                        p.state = RunState::Failed {
-                            position,
-                            error: detail.clone(),
+            // Members whose generation is not known yet (start, or after a retirement).
+            let mut unresolved = Vec::new();
+            let alone = pending.len() + members.len() == 1;
+            for (mut projector, progress) in pending.drain(..) {
+                match self.resolve(projector.as_mut(), &progress, alone).await {
+                    Ok(Some((ns, position))) => members.push(Member {
+                        projector,
+                        ns,
+                        position,
+                        progress,
+                    }),
+                    // A new version to build beside the old one: in a task of its own, so
+                    // the others do not wait for it.
+                    Ok(None) => {
+                        self.spawn(projector);
+                    }
+                    Err(error) => {
+                        if let Some(stopped) = self.stopped(projector.name(), &progress, &error) {
+                            tracing::debug!(projection = stopped, "not following");
+                            continue;
                         }
-                    });
-                    return;
+                        tracing::warn!(projection = projector.name(), %error, ?backoff, "projection interrupted; retrying");
+                        unresolved.push((projector, progress));
+                    }
                 }
-                Err(ProjectionError::Retired) => {
-                    tracing::info!(
-                        projection = name,
-                        "a newer generation took over; following it"
-                    );
+            }
+            pending = unresolved;
+            if members.is_empty() && pending.is_empty() {
+                return;
+            }
+            if !pending.is_empty() && members.is_empty() {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+            match self.follow(&mut members).await {
+                Ok(retired) => {
                     backoff = Duration::from_millis(100);
+                    for member in retired {
+                        tracing::info!(
+                            projection = member.ns.projection,
+                            "a newer generation took over; following it"
+                        );
+                        pending.push((member.projector, member.progress));
+                    }
                 }
                 Err(error) => {
-                    tracing::warn!(projection = name, %error, ?backoff, "projection interrupted; retrying");
+                    tracing::warn!(%error, ?backoff, "projection interrupted; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
+                    // Start again from the committed checkpoints.
+                    for member in members.drain(..) {
+                        pending.push((member.projector, member.progress));
+                    }
                 }
             }
         }
     }
 
-    /// Follows the log for the active generation (creating or rebuilding it as needed).
-    async fn follow(
+    /// For an error while resolving: the projection's name when it stopped for good.
+    fn stopped(
+        &self,
+        name: &'static str,
+        progress: &watch::Sender<Progress>,
+        error: &ProjectionError,
+    ) -> Option<&'static str> {
+        let ProjectionError::Poison { position, detail } = error else {
+            return None;
+        };
+        report_poison(name, progress, *position, detail);
+        Some(name)
+    }
+
+    /// The generation `projector` follows and its checkpoint; `None` when its version changed
+    /// and it is not `alone` (it must build a new generation in a task of its own). Alone, it
+    /// builds the new generation from 0 here, while the old one keeps answering, and takes over.
+    async fn resolve(
         &self,
         projector: &mut dyn Projector,
         progress: &watch::Sender<Progress>,
-    ) -> Result<(), ProjectionError> {
+        alone: bool,
+    ) -> Result<Option<(Namespace, i64)>, ProjectionError> {
         let name = projector.name();
         let version = projector.version();
         for collection in projector.collections() {
@@ -244,8 +653,8 @@ impl Runner {
         }
         let generation = match self.db.active(name).await? {
             Some(active) if active.version == i64::from(version) => active,
+            Some(_) if !alone => return Ok(None),
             Some(old) => {
-                // New code: build a new generation from 0 while the old one keeps answering.
                 tracing::info!(
                     projection = name,
                     old = old.version,
@@ -253,7 +662,7 @@ impl Runner {
                     "projector version changed; rebuilding"
                 );
                 let fresh = self.db.create_generation(name, version).await?;
-                self.build(projector, &fresh, progress).await?;
+                self.build(projector, &fresh).await?;
                 self.db.promote(name, fresh.generation).await?;
                 fresh
             }
@@ -263,74 +672,117 @@ impl Runner {
             projection: name,
             generation: generation.generation,
         };
-        let mut position = self
+        let position = self
             .db
             .generation(name, ns.generation)
             .await?
             .map_or(0, |g| g.position);
-        let mut head_rx = self.store.subscribe();
         progress.send_replace(Progress {
             generation: ns.generation,
             position,
             state: RunState::Building,
         });
+        Ok(Some((ns, position)))
+    }
+
+    /// Follows the log for `members` until one or more of them were retired (returns them,
+    /// taken out of `members`) or a storage error. Members stopped by poison are reported and
+    /// dropped here.
+    async fn follow(&self, members: &mut Vec<Member>) -> Result<Vec<Member>, ProjectionError> {
+        let mut head_rx = self.store.subscribe();
         loop {
-            let events = self.store.read_all(position, BATCH).await?;
-            if events.is_empty() {
-                progress.send_modify(|p| p.state = RunState::Live);
-                // Woken by this process's appends; polls for other processes' appends.
-                let _ = tokio::time::timeout(IDLE_POLL, head_rx.changed()).await;
-                if self.db.active(name).await?.map(|a| a.generation) != Some(ns.generation) {
-                    return Err(ProjectionError::Retired);
+            let (mut lanes, progress): (Vec<Lane<'_>>, Vec<&watch::Sender<Progress>>) = members
+                .iter_mut()
+                .map(|m| {
+                    let lane = Lane::new(m.projector.as_mut(), m.ns.clone(), m.position);
+                    (lane, &m.progress)
+                })
+                .unzip();
+            let result = catch_up_lanes(
+                self.store.as_ref(),
+                &self.db,
+                &mut lanes,
+                None,
+                BATCH,
+                |lanes, step| {
+                    for (lane, progress) in lanes.iter().zip(&progress) {
+                        if lane.stopped.is_none() {
+                            publish(lane, progress, &step);
+                        }
+                    }
+                },
+            )
+            .await;
+            let outcome: Vec<(i64, Option<LaneStop>)> = lanes
+                .into_iter()
+                .map(|lane| (lane.durable, lane.stopped))
+                .collect();
+            let mut retired = Vec::new();
+            let mut following = Vec::with_capacity(members.len());
+            for (mut member, (position, stopped)) in members.drain(..).zip(outcome) {
+                member.position = position;
+                match stopped {
+                    None => following.push(member),
+                    Some(LaneStop::Retired) => retired.push(member),
+                    Some(LaneStop::Poison { position, detail }) => {
+                        if let Err(write) = self.db.fail(&member.ns, position, &detail).await {
+                            tracing::warn!(projection = member.ns.projection, error = %write, "could not record the failure");
+                        }
+                        report_poison(member.ns.projection, &member.progress, position, &detail);
+                    }
                 }
-                continue;
             }
-            let full = events.len() == BATCH;
-            let state = if full { "building" } else { "live" };
-            position = match apply_batch(&self.db, projector, &ns, &events, state).await {
-                Ok(position) => position,
-                Err(error) => return Err(self.record_failure(&ns, error).await),
-            };
-            if !full {
-                record_lag(name, &events);
+            *members = following;
+            result?;
+            if !retired.is_empty() || members.is_empty() {
+                return Ok(retired);
             }
-            progress.send_modify(|p| {
-                p.position = position;
-                p.state = if full {
-                    RunState::Building
-                } else {
-                    RunState::Live
-                };
-            });
-            metrics::gauge!("lianxi_projection_position", "projection" => name)
-                .set(position as f64);
+            // At the end of the log, everything written.
+            for member in members.iter() {
+                member.progress.send_if_modified(|p| {
+                    let changed = p.position != member.position || p.state != RunState::Live;
+                    p.position = member.position;
+                    p.state = RunState::Live;
+                    changed
+                });
+            }
+            // Woken by this process's appends; polls for other processes' appends.
+            let _ = tokio::time::timeout(IDLE_POLL, head_rx.changed()).await;
+            let active = self.active_generations().await?;
+            let (stale, current): (Vec<Member>, Vec<Member>) = members
+                .drain(..)
+                .partition(|m| active.get(m.ns.projection) != Some(&m.ns.generation));
+            *members = current;
+            if !stale.is_empty() || members.is_empty() {
+                return Ok(stale);
+            }
         }
     }
 
-    /// Writes a poison failure on the generation's row, so that `/v1/projections` and
-    /// `projections status` show it from any process; other errors pass through.
-    async fn record_failure(&self, ns: &Namespace, error: ProjectionError) -> ProjectionError {
-        if let ProjectionError::Poison { position, detail } = &error {
-            if let Err(write) = self.db.fail(ns, *position, detail).await {
-                tracing::warn!(projection = ns.projection, error = %write, "could not record the failure");
-            }
-        }
-        error
+    /// Which generation of each projection answers now (a rebuild elsewhere may have changed it).
+    async fn active_generations(&self) -> Result<HashMap<String, i64>, ProjectionError> {
+        Ok(self
+            .db
+            .generations()
+            .await?
+            .into_iter()
+            .filter(|g| g.active)
+            .map(|g| (g.name, g.generation))
+            .collect())
     }
 
-    /// Builds a fresh generation up to the head, reporting progress as it goes.
+    /// Builds a fresh generation up to the head.
     async fn build(
         &self,
         projector: &mut dyn Projector,
-        fresh: &crate::readdb::GenerationRow,
-        progress: &watch::Sender<Progress>,
+        fresh: &GenerationRow,
     ) -> Result<(), ProjectionError> {
         let ns = Namespace {
             projection: projector.name(),
             generation: fresh.generation,
         };
         let started = Instant::now();
-        let reached = match catch_up(
+        match catch_up(
             self.store.as_ref(),
             &self.db,
             projector,
@@ -341,30 +793,71 @@ impl Runner {
         )
         .await
         {
-            Ok(reached) => reached,
-            Err(error) => return Err(self.record_failure(&ns, error).await),
-        };
-        tracing::info!(projection = ns.projection, reached, elapsed = ?started.elapsed(), "generation built");
-        let _ = progress;
-        Ok(())
+            Ok(reached) => {
+                tracing::info!(projection = ns.projection, reached, elapsed = ?started.elapsed(), "generation built");
+                Ok(())
+            }
+            Err(error) => {
+                if let ProjectionError::Poison { position, detail } = &error {
+                    if let Err(write) = self.db.fail(&ns, *position, detail).await {
+                        tracing::warn!(projection = ns.projection, error = %write, "could not record the failure");
+                    }
+                }
+                Err(error)
+            }
+        }
     }
 }
 
-/// Records, for each event of a live batch just committed, how long after its recording it
-/// reached the read model (`lianxi_projection_lag_seconds`). Catch-up batches are left out:
-/// their lag says how long the process was down, not how fast it follows.
-fn record_lag(name: &'static str, events: &[store::RecordedEvent]) {
-    let now = chrono::Utc::now();
-    let histogram = metrics::histogram!("lianxi_projection_lag_seconds", "projection" => name);
-    for event in events {
-        let lag = (now - event.recorded_at).to_std().unwrap_or_default();
-        histogram.record(lag.as_secs_f64());
+/// Tells readers, the metrics and the log that `name` stopped on the event at `position`.
+fn report_poison(
+    name: &'static str,
+    progress: &watch::Sender<Progress>,
+    position: i64,
+    detail: &str,
+) {
+    tracing::error!(projection = name, position, %detail, "projection stopped on an event it cannot apply");
+    metrics::counter!("lianxi_projection_failures_total", "projection" => name).increment(1);
+    progress.send_modify(|p| {
+        p.state = RunState::Failed {
+            position,
+            error: detail.to_owned(),
+        }
+    });
+}
+
+/// Tells readers how far `lane` has written; for a live batch, records for each event now
+/// written how long after its recording it reached the read model
+/// (`lianxi_projection_lag_seconds`). Catch-up batches are left out of the lag: it would say
+/// how long the process was down, not how fast it follows.
+fn publish(lane: &Lane<'_>, progress: &watch::Sender<Progress>, step: &Step<'_>) {
+    let name = lane.ns.projection;
+    let written = lane.durable;
+    if !step.full {
+        let now = chrono::Utc::now();
+        let histogram = metrics::histogram!("lianxi_projection_lag_seconds", "projection" => name);
+        for event in step.events.iter().filter(|e| e.position <= written) {
+            let lag = (now - event.recorded_at).to_std().unwrap_or_default();
+            histogram.record(lag.as_secs_f64());
+        }
     }
+    let state = if step.full {
+        RunState::Building
+    } else {
+        RunState::Live
+    };
+    progress.send_if_modified(|p| {
+        let changed = p.position != written || p.state != state;
+        p.position = written;
+        p.state = state.clone();
+        changed
+    });
+    metrics::gauge!("lianxi_projection_position", "projection" => name).set(written as f64);
 }
 
 /// Builds every registered projector from position 0 into a private in-memory database, up to
-/// `until` (inclusive; `None`: the head), in steps of `step` events as a live projector would
-/// meet them. The live tables are not touched: this is what replays and "rebuild equals live"
+/// `until` (inclusive; `None`: the head), in steps of `step` events (at most [`BATCH`]) as a
+/// live projector would meet them. The live tables are not touched: this is what replays and "rebuild equals live"
 /// checks compare against.
 pub async fn build_in_memory(
     store: &dyn EventStore,
@@ -376,33 +869,34 @@ pub async fn build_in_memory(
         Some(until) => until,
         None => store.head().await?,
     };
-    for mut projector in crate::projectors::all() {
+    let mut projectors = crate::projectors::all();
+    let mut generations = Vec::with_capacity(projectors.len());
+    for projector in &projectors {
         let row = db
             .create_generation(projector.name(), projector.version())
             .await?;
-        let ns = Namespace {
-            projection: projector.name(),
-            generation: row.generation,
-        };
-        let mut position = 0;
-        while position < target {
-            let next = (position + step.max(1) as i64).min(target);
-            let reached = catch_up(
-                store,
-                &db,
-                projector.as_mut(),
-                &ns,
-                position,
-                Some(next),
-                |_| {},
-            )
-            .await?;
-            if reached < next {
-                break;
-            }
-            position = reached;
+        generations.push(row.generation);
+    }
+    let mut lanes: Vec<Lane<'_>> = projectors
+        .iter_mut()
+        .zip(&generations)
+        .map(|(projector, generation)| {
+            let ns = Namespace {
+                projection: projector.name(),
+                generation: *generation,
+            };
+            Lane::new(projector.as_mut(), ns, 0)
+        })
+        .collect();
+    let batch = step.clamp(1, BATCH);
+    catch_up_lanes(store, &db, &mut lanes, Some(target), batch, |_, _| {}).await?;
+    for lane in &mut lanes {
+        if let Some(stop) = lane.stopped.take() {
+            return Err(stop.into());
         }
-        db.promote(projector.name(), row.generation).await?;
+    }
+    for lane in &lanes {
+        db.promote(lane.ns.projection, lane.ns.generation).await?;
     }
     Ok(db)
 }

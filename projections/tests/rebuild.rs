@@ -9,7 +9,7 @@ use commands::{CommandHandler, CommandRequest, Principal, Role};
 use domain::testing::generator::Generator;
 use projections::collection::Namespace;
 use projections::readdb::ReadDb;
-use projections::runner::{build_in_memory, catch_up, Runner};
+use projections::runner::{build_in_memory, catch_up, catch_up_lanes, Lane, Runner};
 use store::sqlite::SqliteStore;
 use store::EventStore;
 use uuid::Uuid;
@@ -149,4 +149,67 @@ async fn a_replay_to_a_position_equals_the_read_model_built_step_by_step_to_it()
     // And the whole log differs from the middle: the comparison can fail.
     let whole = dump(&build_from_scratch(store.as_ref(), None, 5_000).await).await;
     assert_ne!(replayed, whole);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catch_up_holds_full_pages_in_memory_and_writes_them_once_with_the_same_result() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn EventStore> = Arc::new(SqliteStore::open(dir.path()).await.expect("store"));
+    write_history(store.clone(), 11, 600).await;
+    let head = store.head().await.expect("head");
+
+    // Every projector in small full pages: far below the write thresholds, so nothing is
+    // written until the log ends.
+    let db = ReadDb::in_memory().await.expect("in-memory db");
+    let mut projectors = projections::projectors::all();
+    let mut namespaces = Vec::new();
+    for projector in &projectors {
+        let row = db
+            .create_generation(projector.name(), projector.version())
+            .await
+            .expect("generation");
+        namespaces.push(Namespace {
+            projection: projector.name(),
+            generation: row.generation,
+        });
+    }
+    let mut lanes: Vec<Lane<'_>> = projectors
+        .iter_mut()
+        .zip(namespaces)
+        .map(|(projector, ns)| Lane::new(projector.as_mut(), ns, 0))
+        .collect();
+    let mut seen = Vec::new();
+    catch_up_lanes(store.as_ref(), &db, &mut lanes, None, 50, |lanes, step| {
+        seen.push((step.full, lanes[0].position, lanes[0].durable));
+    })
+    .await
+    .expect("catch up");
+    for lane in &lanes {
+        assert!(lane.stopped.is_none());
+        assert_eq!(
+            (lane.position, lane.durable),
+            (head, head),
+            "all written at the end"
+        );
+    }
+    let (held, last) = seen.split_at(seen.len() - 1);
+    assert!(held.len() > 10, "many pages: {}", seen.len());
+    assert!(
+        held.iter()
+            .all(|(full, position, durable)| *full && *position > 0 && *durable == 0),
+        "full pages are applied, not written: {held:?}"
+    );
+    assert_eq!(last[0].1, head);
+    for lane in &lanes {
+        db.promote(lane.ns.projection, lane.ns.generation)
+            .await
+            .expect("promote");
+    }
+    drop(lanes);
+    let held_then_written = dump(&db).await;
+
+    // The same log written page by page.
+    let written_each_page = dump(&build_from_scratch(store.as_ref(), None, 2_000).await).await;
+    assert!(!written_each_page.is_empty());
+    assert_eq!(held_then_written, written_each_page);
 }

@@ -52,6 +52,7 @@ macro_rules! conformance_suite {
             any_appends_whatever_the_version,
             a_multi_event_append_is_atomic_and_consecutive,
             read_all_pages_by_position_across_streams,
+            read_all_raw_is_read_all_with_the_json_as_text,
             read_stream_returns_the_events_after_a_version,
             an_unknown_stream_reads_as_empty,
             head_is_the_last_position,
@@ -316,6 +317,57 @@ pub async fn read_all_pages_by_position_across_streams(store: Arc<dyn EventStore
         .expect("read_all");
     assert!(past_the_end.is_empty());
     assert!(store.read_all(0, 0).await.expect("read_all").is_empty());
+}
+
+pub async fn read_all_raw_is_read_all_with_the_json_as_text(store: Arc<dyn EventStore>) {
+    for n in 0..6 {
+        let data = json!({"n": n, "text": "社区 \"quoted\" \u{1F600}", "nested": {"list": [1, 2.5, null]}});
+        append_new(
+            &*store,
+            request(
+                if n % 2 == 0 { "a" } else { "b" },
+                ExpectedVersion::Any,
+                vec![new_event("A", data)],
+            ),
+        )
+        .await;
+    }
+    let all = whole_log(&*store).await;
+    let raw = store.read_all_raw(0, 100).await.expect("read_all_raw");
+    assert_eq!(raw.len(), all.len());
+    for (raw, parsed) in raw.iter().zip(&all) {
+        let data: serde_json::Value = serde_json::from_str(&raw.data).expect("data is JSON");
+        let metadata: serde_json::Value =
+            serde_json::from_str(&raw.metadata).expect("metadata is JSON");
+        assert_eq!(data, parsed.data);
+        assert_eq!(metadata, parsed.metadata);
+        assert_eq!(
+            (
+                raw.position,
+                raw.id,
+                &raw.stream,
+                raw.version,
+                &raw.event_type
+            ),
+            (
+                parsed.position,
+                parsed.id,
+                &parsed.stream,
+                parsed.version,
+                &parsed.event_type
+            )
+        );
+        assert_eq!(
+            (raw.schema_version, raw.recorded_at, &raw.hash),
+            (parsed.schema_version, parsed.recorded_at, &parsed.hash)
+        );
+    }
+    let page = store
+        .read_all_raw(all[2].position, 2)
+        .await
+        .expect("read_all_raw");
+    let positions: Vec<_> = page.iter().map(|e| e.position).collect();
+    assert_eq!(positions, [all[3].position, all[4].position]);
 }
 
 pub async fn read_stream_returns_the_events_after_a_version(store: Arc<dyn EventStore>) {

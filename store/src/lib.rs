@@ -18,8 +18,8 @@ mod types;
 
 pub use error::StoreError;
 pub use types::{
-    AppendOutcome, AppendRequest, ExpectedVersion, IdempotencyKey, NewEvent, RecordedEvent,
-    VerifyFailure, VerifyReport,
+    AppendOutcome, AppendRequest, ExpectedVersion, IdempotencyKey, NewEvent, RawEvent,
+    RecordedEvent, VerifyFailure, VerifyReport,
 };
 
 use async_trait::async_trait;
@@ -51,6 +51,18 @@ pub trait EventStore: Send + Sync + 'static {
         after: Position,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// [`read_all`](Self::read_all) with each event's JSON left as text, for readers that
+    /// decode it into their own types. Backends override it to skip parsing; this default
+    /// serialises what `read_all` parsed.
+    async fn read_all_raw(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RawEvent>, StoreError> {
+        let events = self.read_all(after, limit).await?;
+        Ok(events.into_iter().map(RawEvent::from).collect())
+    }
 
     /// The position of the last committed event, 0 for an empty log.
     async fn head(&self) -> Result<Position, StoreError>;

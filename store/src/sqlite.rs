@@ -27,8 +27,8 @@ use self::rows::{decode_all, select_events, EventRow};
 use self::writer::{AppendJob, Writer, MAX_BATCH_REQUESTS};
 use crate::hash::ChainVerifier;
 use crate::{
-    telemetry, AppendOutcome, AppendRequest, EventStore, Position, RecordedEvent, StoreError,
-    VerifyFailure, VerifyReport,
+    telemetry, AppendOutcome, AppendRequest, EventStore, Position, RawEvent, RecordedEvent,
+    StoreError, VerifyFailure, VerifyReport,
 };
 
 /// The database file's name inside the data directory.
@@ -173,6 +173,22 @@ impl EventStore for SqliteStore {
         .fetch_all(&self.inner.pool)
         .await?;
         decode_all(rows)
+    }
+
+    async fn read_all_raw(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RawEvent>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows: Vec<EventRow> = sqlx::query_as(select_events!(
+            "WHERE position > ?1 ORDER BY position LIMIT ?2"
+        ))
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.inner.pool)
+        .await?;
+        rows.into_iter().map(EventRow::into_raw).collect()
     }
 
     #[tracing::instrument(skip_all, err)]

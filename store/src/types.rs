@@ -143,6 +143,43 @@ pub struct RecordedEvent {
     pub hash: String,
 }
 
+/// An event as it stands in the log, with its JSON left as the stored text.
+///
+/// For readers that decode events into their own types (the projections): parsing straight
+/// from text skips building a generic JSON tree per event, which dominates a scan of the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawEvent {
+    pub position: Position,
+    pub id: Uuid,
+    pub stream: String,
+    pub version: i64,
+    pub event_type: String,
+    pub schema_version: i32,
+    /// The event's JSON object, as stored.
+    pub data: String,
+    /// The metadata's JSON object, as stored.
+    pub metadata: String,
+    pub recorded_at: DateTime<Utc>,
+    pub hash: String,
+}
+
+impl From<RecordedEvent> for RawEvent {
+    fn from(event: RecordedEvent) -> Self {
+        Self {
+            position: event.position,
+            id: event.id,
+            stream: event.stream,
+            version: event.version,
+            event_type: event.event_type,
+            schema_version: event.schema_version,
+            data: event.data.to_string(),
+            metadata: event.metadata.to_string(),
+            recorded_at: event.recorded_at,
+            hash: event.hash,
+        }
+    }
+}
+
 /// The result of recomputing every hash chain.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VerifyReport {

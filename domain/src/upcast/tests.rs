@@ -107,3 +107,89 @@ fn every_type_has_a_current_schema_version() {
         assert_eq!(current_schema_version(event_type), expected, "{event_type}");
     }
 }
+
+/// One event of every type, as the fixtures build them.
+fn one_of_each() -> Vec<Event> {
+    vec![
+        district_registered(DISTRICT),
+        community_registered(COMMUNITY, DISTRICT),
+        unit_registered(UNIT, DISTRICT),
+        member_unit_admitted(COMMUNITY, UNIT),
+        member_unit_withdrawn(COMMUNITY, UNIT),
+        meeting_convened(MEETING, COMMUNITY),
+        attendance_recorded(MEETING, vec![UNIT]),
+        meeting_closed(MEETING),
+        project_proposed(PROJECT, COMMUNITY),
+        project_approved(PROJECT, MEETING),
+        project_claimed(PROJECT, UNIT, Some(MEETING)),
+        claim_withdrawn(PROJECT, UNIT),
+        project_launched(PROJECT, UNIT),
+        activity_recorded(PROJECT, ACTIVITY, UNIT),
+        project_completed(PROJECT, UNIT),
+        Event::FeedbackRecorded(crate::events::FeedbackRecorded {
+            project_id: PROJECT,
+            rating: crate::values::Rating::parse(4).expect("a valid rating"),
+            comment: Some(text("好")),
+        }),
+        project_cancelled(PROJECT),
+        request_raised(REQUEST, COMMUNITY, UNIT),
+        request_resolved(REQUEST),
+    ]
+}
+
+#[test]
+fn upcast_str_reads_every_current_event_as_upcast_does() {
+    let events = one_of_each();
+    let mut types: Vec<&str> = events.iter().map(Event::event_type).collect();
+    let mut expected = crate::EVENT_TYPES.to_vec();
+    types.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(types, expected, "one event of every type");
+    for event in events {
+        let text = event.data().to_string();
+        let from_text = upcast_str(event.event_type(), event.schema_version(), &text);
+        assert_eq!(from_text, Ok(event.clone()), "{}", event.event_type());
+    }
+}
+
+#[test]
+fn upcast_str_upcasts_an_old_shape_and_refuses_what_upcast_refuses() {
+    let text = activity_v1().to_string();
+    assert_eq!(
+        upcast_str("ActivityRecorded", 1, &text),
+        upcast("ActivityRecorded", 1, activity_v1())
+    );
+    assert!(matches!(
+        upcast_str("ProjectRenamed", 1, "{}"),
+        Err(UpcastError::UnknownType(_))
+    ));
+    assert!(matches!(
+        upcast_str("ActivityRecorded", 3, &text),
+        Err(UpcastError::NewerVersion { .. })
+    ));
+    assert!(matches!(
+        upcast_str("ProjectLaunched", 1, "not json"),
+        Err(UpcastError::BadData { .. })
+    ));
+}
+
+#[test]
+fn upcast_str_refuses_text_that_is_more_than_one_json_object() {
+    // Stored data is one object; text that tries to close it and add fields (a second type
+    // tag) must not be read as some other event.
+    let launched = project_launched(PROJECT, UNIT).data().to_string();
+    for smuggled in [
+        format!(r#"{launched},"type":"ProjectCancelled""#),
+        format!("{launched}}}"),
+        format!("{launched} {launched}"),
+        String::new(),
+    ] {
+        assert!(
+            matches!(
+                upcast_str("ProjectLaunched", 1, &smuggled),
+                Err(UpcastError::BadData { .. })
+            ),
+            "{smuggled:?} was accepted"
+        );
+    }
+}

@@ -9,7 +9,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::{RecordedEvent, StoreError, VerifyFailure};
+use crate::{RawEvent, RecordedEvent, StoreError, VerifyFailure};
 
 /// `SELECT <the event columns> FROM events <tail>`, as one string literal.
 macro_rules! select_events {
@@ -83,6 +83,30 @@ impl EventRow {
             recorded_at: parsed.recorded_at,
             hash: self.hash,
         }
+    }
+
+    /// The row with its JSON left as text; the id and timestamp must still parse.
+    pub fn into_raw(self) -> Result<RawEvent, StoreError> {
+        let corrupt = |detail: String| StoreError::Corrupt {
+            position: self.position,
+            detail,
+        };
+        let id = Uuid::parse_str(&self.id)
+            .map_err(|error| corrupt(format!("id {:?}: {error}", self.id)))?;
+        let recorded_at = parse_timestamp(&self.recorded_at)
+            .map_err(|error| corrupt(format!("recorded_at {:?}: {error}", self.recorded_at)))?;
+        Ok(RawEvent {
+            position: self.position,
+            id,
+            stream: self.stream_id,
+            version: self.version,
+            event_type: self.event_type,
+            schema_version: self.schema_version,
+            data: self.data,
+            metadata: self.metadata,
+            recorded_at,
+            hash: self.hash,
+        })
     }
 
     /// The verification failure for a row that cannot even be decoded: as far as verification

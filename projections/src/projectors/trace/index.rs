@@ -100,6 +100,11 @@ impl Store for TraceIndex {
         self.cleaned.append(&mut self.cleaning);
     }
 
+    fn dirty(&self) -> usize {
+        // A row (an entity and a position) weighs about an eighth of a typical document.
+        self.rows.len() / 8
+    }
+
     fn discard(&mut self) {
         self.rows.clear();
         self.cleaning.clear();
