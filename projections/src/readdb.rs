@@ -53,7 +53,9 @@ fn tuned(options: SqliteConnectOptions) -> SqliteConnectOptions {
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(Duration::from_secs(10))
-        .pragma("cache_size", "-32000")
+        // 8 MiB of pages per connection: the pool's connections each grow their own cache,
+        // and together they are most of the server's memory during a rebuild.
+        .pragma("cache_size", "-8000")
 }
 
 async fn pool(
