@@ -373,7 +373,7 @@ pub async fn catch_up_lanes(
         };
         let Some(end) = page.end() else {
             // The end (or an undecodable event): write what is still held, then stop there.
-            apply_shared(db, lanes, &[], false, true).await?;
+            write_held(db, lanes).await?;
             stop_poisoned(lanes, &page);
             return Ok(());
         };
@@ -405,9 +405,7 @@ pub async fn catch_up_lanes(
         let stopped = lanes.iter().filter(|lane| lane.stopped.is_some()).count();
         if stopped > stopped_before {
             // A lane stopped: hand back at once (written), so the caller can report it.
-            if !write {
-                apply_shared(db, lanes, &[], false, true).await?;
-            }
+            write_held(db, lanes).await?;
             on_batch(
                 lanes,
                 Step {
@@ -428,6 +426,17 @@ pub async fn catch_up_lanes(
             },
         );
     }
+}
+
+/// Writes what lanes applied and have not written yet, if any.
+async fn write_held(db: &ReadDb, lanes: &mut [Lane<'_>]) -> Result<(), ProjectionError> {
+    let held = lanes
+        .iter()
+        .any(|lane| lane.stopped.is_none() && lane.position != lane.durable);
+    if held {
+        apply_shared(db, lanes, &[], false, true).await?;
+    }
+    Ok(())
 }
 
 /// Stops every running lane at the page's undecodable event (all of them are before it).
