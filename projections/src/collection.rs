@@ -194,6 +194,9 @@ where
                 dirty.push((key.as_str(), entry.parent.as_deref(), doc));
             }
         }
+        // In key order, so the upserts walk the table's B-tree forwards, each page once,
+        // instead of in the cache's hash order all over it.
+        dirty.sort_unstable_by_key(|(key, _, _)| *key);
         for chunk in dirty.chunks(CHUNK) {
             let mut query = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO documents (projection, generation, kind, key, parent, doc) ",
