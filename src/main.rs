@@ -108,10 +108,21 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let store: Arc<dyn EventStore> = Arc::new(sqlite.clone());
     let tokens = TokenService::new(Arc::new(sqlite), store.clone(), args.admin_token.as_deref());
     let read_db = projections::readdb::ReadDb::open(&args.store.data_dir).await?;
+    let interrupted = projections::rebuild::interrupted(&read_db).await?;
     let runner = projections::runner::Runner::new(store.clone(), read_db);
     // One task for every projector: each page of the log is read and decoded once.
     runner.spawn_group(projections::projectors::all());
     let state = gateway::AppState::new(store, tokens, runner);
+    // Rebuilds a stopped process left half-way go on from their checkpoints.
+    for (projector, generation) in interrupted {
+        tracing::info!(
+            projection = projector.name(),
+            generation = generation.generation,
+            position = generation.position,
+            "resuming an interrupted rebuild"
+        );
+        gateway::routes::rebuild::spawn_build(state.clone(), projector, generation);
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;

@@ -24,8 +24,9 @@ pub enum ProjectionError {
     /// An event the projector cannot decode or apply: the projection stops there, visibly.
     #[error("event at position {position} cannot be projected: {detail}")]
     Poison { position: i64, detail: String },
-    /// Another process promoted a newer generation; this one must follow it.
-    #[error("this generation was retired by a newer one")]
+    /// Another process promoted a newer generation, or another builder of this generation
+    /// moved its checkpoint; this one must stop and follow what answers.
+    #[error("this generation was retired by a newer one or taken over by another builder")]
     Retired,
     /// The read-model database failed; the batch is retried.
     #[error("read-model storage: {0}")]

@@ -277,23 +277,29 @@ impl ReadDb {
         Ok(())
     }
 
-    /// Records the checkpoint of a batch, inside the batch's transaction. Fails with `Retired`
-    /// when another process promoted a newer generation meanwhile.
+    /// Moves the checkpoint of a batch from `from` to `position`, inside the batch's
+    /// transaction. Fails with `Retired` when another process promoted a newer generation
+    /// meanwhile, or when the checkpoint is no longer at `from`: another builder of the same
+    /// generation (a rebuild resumed twice) wrote it, and applying this batch again would count
+    /// its events twice.
     pub(crate) async fn checkpoint(
         conn: &mut SqliteConnection,
         ns: &Namespace,
+        from: i64,
         position: i64,
         state: &str,
     ) -> Result<(), ProjectionError> {
         let updated = sqlx::query(
             "UPDATE projections SET position = ?, state = ?, error = NULL, error_position = NULL, \
-             updated_at = ? WHERE name = ? AND generation = ? AND state != 'retired'",
+             updated_at = ? WHERE name = ? AND generation = ? AND position = ? \
+             AND state != 'retired'",
         )
         .bind(position)
         .bind(state)
         .bind(Utc::now().to_rfc3339())
         .bind(ns.projection)
         .bind(ns.generation)
+        .bind(from)
         .execute(&mut *conn)
         .await?;
         if updated.rows_affected() == 0 {

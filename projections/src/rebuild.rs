@@ -12,8 +12,10 @@
 //! - It works beside a running server on the same data directory: the server's runner finds its
 //!   generation retired (at its next checkpoint, or when idle), and follows the new one from
 //!   the new one's checkpoint (see [`crate::runner`]).
-//! - A build that dies half-way leaves a `building` generation that never answers; the next
-//!   promotion of any generation retires it and drops its documents.
+//! - A build that dies half-way leaves a `building` generation that does not answer; when the
+//!   server starts again it goes on from that generation's checkpoint ([`interrupted`]).
+//!   Its checkpoint only moves from where the builder last wrote it, so two builders of one
+//!   generation cannot both apply an event: the second is refused.
 
 use std::time::{Duration, Instant};
 
@@ -39,6 +41,34 @@ pub fn projector(name: &str) -> Option<Box<dyn Projector>> {
 /// The names of every registered projection, for error messages.
 pub fn names() -> Vec<&'static str> {
     projectors::all().iter().map(|p| p.name()).collect()
+}
+
+/// The rebuilds a process died in the middle of: for each projection, its newest generation
+/// still `building`, newer than the one answering and of this build's version, with a fresh
+/// projector to go on from its checkpoint ([`build`] resumes it). Generations of another
+/// version are left alone; the next promotion retires them.
+pub async fn interrupted(
+    db: &ReadDb,
+) -> Result<Vec<(Box<dyn Projector>, GenerationRow)>, ProjectionError> {
+    let generations = db.generations().await?;
+    let mut resumable = Vec::new();
+    for projector in projectors::all() {
+        let name = projector.name();
+        let active = generations
+            .iter()
+            .find(|g| g.name == name && g.active)
+            .map_or(0, |g| g.generation);
+        let newest = generations
+            .iter()
+            .filter(|g| g.name == name && !g.active && g.generation > active)
+            .filter(|g| g.state == "building" && g.version == i64::from(projector.version()))
+            .max_by_key(|g| g.generation)
+            .cloned();
+        if let Some(generation) = newest {
+            resumable.push((projector, generation));
+        }
+    }
+    Ok(resumable)
 }
 
 /// What a finished rebuild reports.

@@ -302,7 +302,7 @@ async fn write_lanes(
         if lane.position == lane.durable {
             continue;
         }
-        match ReadDb::checkpoint(&mut tx, &lane.ns, lane.position, state).await {
+        match ReadDb::checkpoint(&mut tx, &lane.ns, lane.durable, lane.position, state).await {
             Ok(()) => {}
             Err(ProjectionError::Retired) => {
                 lane.rewind();

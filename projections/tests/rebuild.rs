@@ -213,3 +213,120 @@ async fn a_catch_up_holds_full_pages_in_memory_and_writes_them_once_with_the_sam
     assert!(!written_each_page.is_empty());
     assert_eq!(held_then_written, written_each_page);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_builder_of_one_generation_is_refused_instead_of_counting_events_twice() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn EventStore> = Arc::new(SqliteStore::open(dir.path()).await.expect("store"));
+    write_history(store.clone(), 5, 300).await;
+    let head = store.head().await.expect("head");
+    let middle = head / 2;
+    let db = ReadDb::in_memory().await.expect("in-memory db");
+    let mut first = projections::rebuild::projector("district-stats").expect("registered");
+    let row = db
+        .create_generation(first.name(), first.version())
+        .await
+        .expect("generation");
+    let ns = Namespace {
+        projection: first.name(),
+        generation: row.generation,
+    };
+    let reached = catch_up(
+        store.as_ref(),
+        &db,
+        first.as_mut(),
+        &ns,
+        0,
+        Some(middle),
+        |_| {},
+    )
+    .await
+    .expect("the first builder");
+    assert_eq!(reached, middle);
+    let before = dump(&db).await;
+
+    // A second builder that believes the generation is still at 0.
+    let mut second = projections::rebuild::projector("district-stats").expect("registered");
+    let refused = catch_up(store.as_ref(), &db, second.as_mut(), &ns, 0, None, |_| {}).await;
+    assert!(
+        matches!(refused, Err(projections::ProjectionError::Retired)),
+        "{refused:?}"
+    );
+    assert_eq!(
+        dump(&db).await,
+        before,
+        "nothing of the second builder was written"
+    );
+    let row = db
+        .generation(ns.projection, ns.generation)
+        .await
+        .expect("read")
+        .expect("the generation");
+    assert_eq!(row.position, middle);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_rebuild_is_found_and_resumed_to_the_read_model_of_a_fresh_build() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: Arc<dyn EventStore> = Arc::new(SqliteStore::open(dir.path()).await.expect("store"));
+    write_history(store.clone(), 9, 400).await;
+    let head = store.head().await.expect("head");
+    let db = ReadDb::open(dir.path()).await.expect("read db");
+    // Every projection built and answering…
+    for mut projector in projections::projectors::all() {
+        let row = projections::rebuild::start(&db, projector.as_mut())
+            .await
+            .expect("generation");
+        projections::rebuild::build(store.as_ref(), &db, projector.as_mut(), &row, |_| {})
+            .await
+            .expect("build");
+    }
+    assert!(projections::rebuild::interrupted(&db)
+        .await
+        .expect("read")
+        .is_empty());
+    // …then a rebuild of the board that stopped half-way.
+    let mut board = projections::rebuild::projector("board").expect("registered");
+    let fresh = projections::rebuild::start(&db, board.as_mut())
+        .await
+        .expect("generation");
+    let ns = Namespace {
+        projection: "board",
+        generation: fresh.generation,
+    };
+    catch_up(
+        store.as_ref(),
+        &db,
+        board.as_mut(),
+        &ns,
+        0,
+        Some(head / 2),
+        |_| {},
+    )
+    .await
+    .expect("half a build");
+    drop(board);
+
+    let found = projections::rebuild::interrupted(&db).await.expect("read");
+    assert_eq!(found.len(), 1, "only the board's rebuild was interrupted");
+    let (mut projector, generation) = found.into_iter().next().expect("one");
+    assert_eq!(
+        (projector.name(), generation.generation, generation.position),
+        ("board", fresh.generation, head / 2)
+    );
+    let done =
+        projections::rebuild::build(store.as_ref(), &db, projector.as_mut(), &generation, |_| {})
+            .await
+            .expect("the resumed build");
+    assert_eq!((done.generation, done.position), (fresh.generation, head));
+    let active = db.active("board").await.expect("read").expect("active");
+    assert_eq!(active.generation, fresh.generation);
+    assert!(projections::rebuild::interrupted(&db)
+        .await
+        .expect("read")
+        .is_empty());
+    assert_eq!(
+        dump(&db).await,
+        dump(&build_from_scratch(store.as_ref(), None, 2_000).await).await
+    );
+}

@@ -4,7 +4,7 @@
 //! Admins only (403 otherwise); an unknown name is 404. The answer is 202 as soon as the new
 //! generation exists, naming it; `GET /v1/projections` then shows it `building` beside the
 //! generation that keeps answering, until it has caught up and takes over. A rebuild cut short
-//! by a stop leaves a generation that never answers; the next rebuild retires it.
+//! by a stop (of the server or of the CLI) goes on from its checkpoint when the server starts.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -74,20 +74,34 @@ pub async fn rebuild_projection(
         version: projector.version(),
         state: "building".to_owned(),
     };
+    spawn_build(state, projector, fresh);
+    Ok((StatusCode::ACCEPTED, Json(accepted)))
+}
+
+/// Builds `fresh` (a new generation of `projector`'s projection) in the background until it has
+/// caught up and taken over: for the endpoint, and at start-up for the rebuilds a stopped
+/// process left half-way ([`rebuild::interrupted`]).
+pub fn spawn_build(
+    state: AppState,
+    mut projector: Box<dyn projections::Projector>,
+    fresh: projections::readdb::GenerationRow,
+) {
+    let name = projector.name();
     let span = tracing::info_span!("rebuild", projection = %name, generation = fresh.generation);
     tokio::spawn(
         async move {
             let store = state.store.clone();
+            let db = state.runner.db().clone();
             match rebuild::build(store.as_ref(), &db, projector.as_mut(), &fresh, |_| {}).await {
                 Ok(done) => {
                     tracing::info!(position = done.position, elapsed = ?done.elapsed, "rebuild done");
                     // A projector that had stopped on an event no longer follows the log; the
                     // new generation got past that event, so follow it again.
-                    let stopped = state.runner.progress(&name).is_some_and(|rx| {
+                    let stopped = state.runner.progress(name).is_some_and(|rx| {
                         matches!(rx.borrow().state, RunState::Failed { .. })
                     });
                     if stopped {
-                        if let Some(projector) = rebuild::projector(&name) {
+                        if let Some(projector) = rebuild::projector(name) {
                             state.runner.spawn(projector);
                         }
                     }
@@ -97,5 +111,4 @@ pub async fn rebuild_projection(
         }
         .instrument(span),
     );
-    Ok((StatusCode::ACCEPTED, Json(accepted)))
 }
