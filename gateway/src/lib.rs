@@ -39,6 +39,8 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     /// The projectors of this process and their read models.
     pub runner: projections::runner::Runner,
+    /// Boards' project rows between the events that change them.
+    pub boards: Arc<projections::projectors::board::ProjectRowsCache>,
     districts: scope::DistrictResolver,
     /// Flips to `true` when the server begins to stop: long-lived responses (the live feed)
     /// end then, so they do not hold up a graceful shutdown.
@@ -53,6 +55,7 @@ impl AppState {
     ) -> Self {
         Self {
             runner,
+            boards: Arc::default(),
             handler: CommandHandler::new(store.clone()),
             districts: scope::DistrictResolver::new(store.clone()),
             stopping: Arc::new(tokio::sync::watch::channel(false).0),

@@ -371,3 +371,47 @@ async fn a_new_generation_does_not_take_over_behind_the_one_that_answers() {
     assert_eq!((done.generation, done.position), (2, head));
     assert_eq!(board_row(&db).await.0, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_board_is_the_board_until_its_community_changes_and_then_the_new_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, db) = open(&dir).await;
+    let handler = CommandHandler::new(store.clone());
+    history(&handler, 3).await;
+    let runner = Runner::new(store.clone(), db.clone());
+    let _task = runner.spawn(Box::new(BoardProjector::default()));
+    let as_of = chrono::DateTime::parse_from_rfc3339("2018-06-04T00:00:00+08:00")
+        .expect("a time")
+        .to_utc();
+    let cache = board::ProjectRowsCache::default();
+    let cached = |generation: i64| {
+        let (db, cache) = (&db, &cache);
+        async move {
+            let found = board::board_cached(db, COMMUNITY, as_of, cache, generation)
+                .await
+                .expect("the board reads")
+                .expect("a board");
+            serde_json::to_string(&found).expect("JSON")
+        }
+    };
+    let head = store.head().await.expect("head");
+    runner.wait_for(board::NAME, head, WAIT).await;
+    let generation = board_row(&db).await.0;
+
+    // Read twice (the second from the cache): both are the board.
+    let first = cached(generation).await;
+    assert_eq!(first, board_json(&db).await);
+    assert_eq!(cached(generation).await, first);
+
+    // An event of the community: the next read shows it.
+    let reached = activity_on_new_project(&handler, 9).await;
+    runner.wait_for(board::NAME, reached, WAIT).await;
+    let after = cached(generation).await;
+    assert_ne!(after, first, "the new project is on the board");
+    assert!(after.contains("项目9"), "{after}");
+    assert_eq!(after, board_json(&db).await);
+
+    // Another generation answering is never served rows cached for the previous one.
+    let other = cached(generation + 1).await;
+    assert_eq!(other, after);
+}

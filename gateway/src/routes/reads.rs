@@ -115,9 +115,16 @@ pub async fn community_board(
     let id =
         Uuid::parse_str(&id).map_err(|_| ApiError::NotFound(format!("no community {id:?}")))?;
     let position = reached(&state, board::NAME, &headers).await?;
-    let found = board::board(state.runner.db(), id, query.as_of.unwrap_or_else(Utc::now))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let as_of = query.as_of.unwrap_or_else(Utc::now);
+    let db = state.runner.db();
+    let found = match state.runner.progress(board::NAME) {
+        Some(progress) => {
+            let generation = progress.borrow().generation;
+            board::board_cached(db, id, as_of, &state.boards, generation).await
+        }
+        None => board::board(db, id, as_of).await,
+    }
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
     let Some(found) = found else {
         return Err(ApiError::NotFound(format!("no community {id}")));
     };

@@ -4,7 +4,8 @@
 //! Documents: `community` (the board's summary), `project` (one row of the board's project list,
 //! parent = its community), `unit` and `meeting` (names and owners, to resolve references).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 
 use domain::values::{MeetingKind, MemberKind, Quarter, Theme};
 use domain::Event;
@@ -474,14 +475,89 @@ pub async fn board(
     community: Uuid,
     as_of: chrono::DateTime<chrono::Utc>,
 ) -> Result<Option<Board>, ProjectionError> {
+    let Some(doc) = community_doc(db, community).await? else {
+        return Ok(None);
+    };
+    let projects = project_rows(db, community, &doc).await?;
+    Ok(Some(assemble(doc, projects, as_of)))
+}
+
+/// [`board`] for a server that answers many reads: the project rows, a document each and most
+/// of a read's work, are kept in `cache` until an event of the community is applied (which
+/// moves the board's newest `recent` entry) or another `generation` answers.
+pub async fn board_cached(
+    db: &ReadDb,
+    community: Uuid,
+    as_of: chrono::DateTime<chrono::Utc>,
+    cache: &ProjectRowsCache,
+    generation: i64,
+) -> Result<Option<Board>, ProjectionError> {
+    let Some(doc) = community_doc(db, community).await? else {
+        return Ok(None);
+    };
+    let revision = (generation, doc.recent.front().map_or(0, |r| r.position));
+    if let Some(rows) = cache.get(community, revision) {
+        return Ok(Some(assemble(doc, rows.as_ref().clone(), as_of)));
+    }
+    let projects = project_rows(db, community, &doc).await?;
+    cache.put(community, revision, Arc::new(projects.clone()));
+    Ok(Some(assemble(doc, projects, as_of)))
+}
+
+/// Project rows of recently read boards, by community, with the revision they were read at.
+#[derive(Debug, Default)]
+pub struct ProjectRowsCache {
+    rows: std::sync::Mutex<HashMap<Uuid, CachedRows>>,
+}
+
+/// One community's rows and the revision they were read at.
+type CachedRows = (Revision, Arc<Vec<ProjectRow>>);
+
+/// The generation that answered and the newest event of the community it had applied.
+type Revision = (i64, i64);
+
+/// Communities whose rows the cache keeps; past that it starts afresh.
+const CACHED_BOARDS: usize = 1_024;
+
+impl ProjectRowsCache {
+    fn get(&self, community: Uuid, revision: Revision) -> Option<Arc<Vec<ProjectRow>>> {
+        let rows = self.rows.lock().ok()?;
+        rows.get(&community)
+            .filter(|(at, _)| *at == revision)
+            .map(|(_, rows)| rows.clone())
+    }
+
+    fn put(&self, community: Uuid, revision: Revision, projects: Arc<Vec<ProjectRow>>) {
+        if let Ok(mut rows) = self.rows.lock() {
+            if rows.len() >= CACHED_BOARDS && !rows.contains_key(&community) {
+                rows.clear();
+            }
+            rows.insert(community, (revision, projects));
+        }
+    }
+}
+
+async fn community_doc(
+    db: &ReadDb,
+    community: Uuid,
+) -> Result<Option<CommunityDoc>, ProjectionError> {
     let Some(doc) = db
         .document(NAME, "community", &community.to_string())
         .await?
     else {
         return Ok(None);
     };
-    let doc: CommunityDoc = serde_json::from_str(&doc)
-        .map_err(|e| ProjectionError::Storage(format!("board document: {e}")))?;
+    serde_json::from_str(&doc)
+        .map(Some)
+        .map_err(|e| ProjectionError::Storage(format!("board document: {e}")))
+}
+
+/// The community's projects, as the board lists them.
+async fn project_rows(
+    db: &ReadDb,
+    community: Uuid,
+    doc: &CommunityDoc,
+) -> Result<Vec<ProjectRow>, ProjectionError> {
     let mut projects = Vec::new();
     for raw in db.children(NAME, "project", &community.to_string()).await? {
         let p: ProjectDoc = serde_json::from_str(&raw)
@@ -504,6 +580,15 @@ pub async fn board(
             meeting_id: p.meeting_id,
         });
     }
+    Ok(projects)
+}
+
+/// The board from its community document and project rows, as of `as_of`.
+fn assemble(
+    doc: CommunityDoc,
+    projects: Vec<ProjectRow>,
+    as_of: chrono::DateTime<chrono::Utc>,
+) -> Board {
     let now = as_of.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let quarter = Quarter::of(as_of);
     let sits = |m: &MeetingRef| chrono::DateTime::parse_from_rfc3339(&m.sits_at).ok();
@@ -522,7 +607,7 @@ pub async fn board(
     let regular_this_quarter = doc.meetings.values().any(|m| {
         m.kind == MeetingKind::Regular && sits(m).is_some_and(|t| Quarter::of(t) == quarter)
     });
-    Ok(Some(Board {
+    Board {
         community: CommunityView {
             id: doc.id,
             name: doc.name,
@@ -553,5 +638,5 @@ pub async fn board(
         },
         totals: doc.totals,
         recent: doc.recent.into_iter().collect(),
-    }))
+    }
 }
