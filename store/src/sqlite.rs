@@ -97,6 +97,21 @@ impl SqliteStore {
         })
     }
 
+    /// Up to `limit` stored rows after position `after`, in position order: what `read_all`
+    /// and `read_all_raw` decode in their two ways.
+    async fn rows_after(&self, after: Position, limit: usize) -> Result<Vec<EventRow>, StoreError> {
+        // One writer assigns positions in commit order under the file lock, so a position is
+        // never committed after a higher one: reading by position cannot skip an event.
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        Ok(sqlx::query_as(select_events!(
+            "WHERE position > ?1 ORDER BY position LIMIT ?2"
+        ))
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.inner.pool)
+        .await?)
+    }
+
     /// The database file this store writes.
     pub fn path(&self) -> &Path {
         &self.inner.path
@@ -162,17 +177,7 @@ impl EventStore for SqliteStore {
         after: Position,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        // One writer assigns positions in commit order under the file lock, so a position is
-        // never committed after a higher one: reading by position cannot skip an event.
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows: Vec<EventRow> = sqlx::query_as(select_events!(
-            "WHERE position > ?1 ORDER BY position LIMIT ?2"
-        ))
-        .bind(after)
-        .bind(limit)
-        .fetch_all(&self.inner.pool)
-        .await?;
-        decode_all(rows)
+        decode_all(self.rows_after(after, limit).await?)
     }
 
     async fn read_all_raw(
@@ -180,14 +185,7 @@ impl EventStore for SqliteStore {
         after: Position,
         limit: usize,
     ) -> Result<Vec<RawEvent>, StoreError> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows: Vec<EventRow> = sqlx::query_as(select_events!(
-            "WHERE position > ?1 ORDER BY position LIMIT ?2"
-        ))
-        .bind(after)
-        .bind(limit)
-        .fetch_all(&self.inner.pool)
-        .await?;
+        let rows = self.rows_after(after, limit).await?;
         rows.into_iter().map(EventRow::into_raw).collect()
     }
 
