@@ -110,8 +110,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let read_db = projections::readdb::ReadDb::open(&args.store.data_dir).await?;
     let interrupted = projections::rebuild::interrupted(&read_db).await?;
     let runner = projections::runner::Runner::new(store.clone(), read_db);
-    // One task for every projector: each page of the log is read and decoded once.
-    runner.spawn_group(projections::projectors::all());
+    // One task for every projector, on a thread of its own: each page of the log is read and
+    // decoded once, and applying it never holds up a request.
+    runner
+        .spawn_group_on_thread(projections::projectors::all())
+        .context("starting the projections' thread")?;
     let state = gateway::AppState::new(store, tokens, runner);
     // Rebuilds a stopped process left half-way go on from their checkpoints.
     for (projector, generation) in interrupted {

@@ -42,6 +42,7 @@ impl Op for Appender {
                 data: payload.data,
                 metadata: payload.metadata,
             }],
+            unchanged: Vec::new(),
         };
         match self.store.append(request).await {
             Ok(AppendOutcome::Appended(_)) => Ok(()),

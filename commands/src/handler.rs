@@ -1,8 +1,11 @@
 //! The command pipeline: authorise → load the target → load the facts → decide → append.
 //!
-//! An append races other appends to the same stream only through the store's expected version.
-//! On a conflict the whole decision is made again from the fresh log, unless the client pinned
-//! the version with `If-Match`, in which case the conflict is the answer.
+//! A decision is first made from the histories this process holds in memory ([`StreamCache`]),
+//! and appended with the target's version and every other stream's version it read as guards:
+//! the store refuses it if any of them moved. On such a conflict the whole decision is made again
+//! from the log, unless the client pinned the target's version with `If-Match`, in which case the
+//! conflict is the answer. A refusal decided from memory is decided again from the log before it
+//! is answered, so memory only ever makes a command cheaper, never changes its answer.
 
 use std::sync::Arc;
 
@@ -11,13 +14,14 @@ use domain::{Command, DomainError, Event, Facts};
 use serde::Serialize;
 use store::{
     AppendOutcome, AppendRequest, EventStore, ExpectedVersion, IdempotencyKey, NewEvent,
-    RecordedEvent, StoreError,
+    RecordedEvent, StoreError, StreamVersion,
 };
 use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::auth::{self, Principal};
 use crate::metadata::{self, Actor, EventMetadata};
+use crate::stream_cache::{Cached, StreamCache};
 use crate::stream_locks::StreamLocks;
 
 /// How often a decision is retried after losing a race for its stream to another process
@@ -29,7 +33,8 @@ const MAX_ATTEMPTS: u32 = 32;
 pub struct CommandRequest {
     pub command: Command,
     pub principal: Principal,
-    /// Hex SHA-256 of the command name and its canonical JSON body, for idempotency.
+    /// Hex SHA-256 of the command name and its canonical JSON body, for idempotency: only read
+    /// when `idempotency_key` is set (callers may leave it empty otherwise).
     pub request_hash: String,
     /// `Idempotency-Key`, at most 200 characters.
     pub idempotency_key: Option<String>,
@@ -132,11 +137,47 @@ impl CommandError {
     }
 }
 
+/// Where an attempt reads the streams it decides on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// Memory first ([`StreamCache`]); the first attempt of every command.
+    Cache,
+    /// The log, for every stream: after a conflict, or to confirm a refusal.
+    Log,
+}
+
+/// A stream as one attempt loaded it.
+struct Loaded {
+    events: Arc<[Event]>,
+    version: i64,
+    from_cache: bool,
+}
+
+/// What one attempt decided.
+struct Decision {
+    /// Whether any stream it read came from memory rather than the log.
+    from_cache: bool,
+    /// The accepted decision, or the refusal to answer (forbidden, rejected, `If-Match`).
+    outcome: Result<Accepted, CommandError>,
+}
+
+/// An accepted decision, with what it was decided on.
+struct Accepted {
+    history: Arc<[Event]>,
+    /// The target's version it was decided on: the append's expected version.
+    version: i64,
+    decided: Vec<Event>,
+    scope: domain::Scope,
+    /// The other streams it read, at the versions it read.
+    unchanged: Vec<StreamVersion>,
+}
+
 /// Decides and appends commands against one event store.
 #[derive(Clone)]
 pub struct CommandHandler {
     store: Arc<dyn EventStore>,
     locks: Arc<StreamLocks>,
+    cache: Arc<StreamCache>,
 }
 
 impl CommandHandler {
@@ -144,6 +185,7 @@ impl CommandHandler {
         Self {
             store,
             locks: Arc::default(),
+            cache: Arc::default(),
         }
     }
 
@@ -156,7 +198,8 @@ impl CommandHandler {
     /// refused with nothing written.
     pub async fn handle(&self, request: CommandRequest) -> Result<CommandOutcome, CommandError> {
         let name = request.command.name();
-        let span = tracing::info_span!(
+        // Debug: the request's own span already names the command at info.
+        let span = tracing::debug_span!(
             "command",
             command = name,
             actor = %request.principal.actor_id,
@@ -208,27 +251,20 @@ impl CommandHandler {
         let command_id = Uuid::now_v7();
         let _turn = self.locks.lock(&stream).await;
 
+        let mut source = Source::Cache;
         for attempt in 1..=MAX_ATTEMPTS {
-            let (history, version) = self.load(&stream).await?;
-            if let Some(expected) = if_match {
-                if expected != version {
-                    return Err(CommandError::VersionConflict {
-                        stream,
-                        expected,
-                        actual: version,
-                    });
+            let decision = self
+                .decide_on(&command, &principal, &stream, if_match, source)
+                .await?;
+            let accepted = match decision.outcome {
+                Ok(accepted) => accepted,
+                // Memory may be behind the log (another process appended): confirm first.
+                Err(_) if decision.from_cache => {
+                    source = Source::Log;
+                    continue;
                 }
-            }
-            let scope = domain::scope_of(&command, &history);
-            auth::authorize(&principal, &command, &scope)
-                .map_err(|f| CommandError::Forbidden(f.0))?;
-
-            let mut facts = Facts::new();
-            for fact_stream in domain::required_facts(&command, &history) {
-                let (events, _) = self.load(&fact_stream).await?;
-                facts.insert(fact_stream, events);
-            }
-            let decided = domain::decide(&command, &history, &facts)?;
+                Err(refusal) => return Err(refusal),
+            };
 
             let recorded_at = Utc::now();
             let occurred_at = command
@@ -241,7 +277,7 @@ impl CommandHandler {
                     name: principal.name.clone(),
                     role: principal.role,
                 },
-                acting_for: metadata::acting_for(&principal, &scope),
+                acting_for: metadata::acting_for(&principal, &accepted.scope),
                 command: command.name(),
                 command_id,
                 correlation_id: correlation_id.unwrap_or(command_id),
@@ -250,7 +286,8 @@ impl CommandHandler {
             };
             let meta = serde_json::to_value(&meta)
                 .map_err(|e| CommandError::Internal(format!("metadata: {e}")))?;
-            let events = decided
+            let events = accepted
+                .decided
                 .iter()
                 .map(|event| NewEvent {
                     id: Uuid::now_v7(),
@@ -262,22 +299,40 @@ impl CommandHandler {
                 .collect();
             let append = AppendRequest {
                 stream: stream.clone(),
-                expected: ExpectedVersion::Exact(version),
+                expected: ExpectedVersion::Exact(accepted.version),
                 command_id,
                 idempotency: idempotency.clone(),
                 events,
+                unchanged: accepted.unchanged,
             };
             match self.store.append(append).await {
                 Ok(AppendOutcome::Appended(events)) => {
-                    return CommandOutcome::from_events(&events, false)
-                        .ok_or_else(|| CommandError::Internal("append wrote no events".into()));
+                    let outcome = CommandOutcome::from_events(&events, false)
+                        .ok_or_else(|| CommandError::Internal("append wrote no events".into()))?;
+                    // The guard held, so the history it was decided on plus what was just
+                    // written is the stream as the log now has it.
+                    let mut now = accepted.history.to_vec();
+                    now.extend(accepted.decided);
+                    self.cache.put(
+                        &stream,
+                        Cached {
+                            events: now.into(),
+                            version: outcome.version,
+                        },
+                    );
+                    return Ok(outcome);
                 }
                 Ok(AppendOutcome::Duplicate(events)) => {
                     return CommandOutcome::from_events(&events, true)
                         .ok_or_else(|| CommandError::Internal("duplicate of no events".into()));
                 }
-                Err(StoreError::VersionConflict { actual, .. }) => {
-                    if let Some(expected) = if_match {
+                Err(StoreError::VersionConflict {
+                    stream: moved,
+                    actual,
+                    ..
+                }) => {
+                    self.cache.forget(&moved);
+                    if let (true, Some(expected)) = (moved == stream, if_match) {
                         return Err(CommandError::VersionConflict {
                             stream,
                             expected,
@@ -285,12 +340,15 @@ impl CommandHandler {
                         });
                     }
                     metrics::counter!("lianxi_command_retries_total").increment(1);
-                    tracing::debug!(attempt, "lost the race for the stream; deciding again");
-                    // Another process writes this stream too: step aside a little, with jitter,
-                    // so that the two do not keep colliding.
-                    let jitter = u64::from(command_id.as_bytes()[15] % 8);
-                    let pause = (1u64 << attempt.min(6)) + jitter;
-                    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                    tracing::debug!(attempt, %moved, "a stream moved under the decision; deciding again");
+                    if source == Source::Log {
+                        // Another process writes these streams too: step aside a little, with
+                        // jitter, so that the two do not keep colliding.
+                        let jitter = u64::from(command_id.as_bytes()[15] % 8);
+                        let pause = (1u64 << attempt.min(6)) + jitter;
+                        tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                    }
+                    source = Source::Log;
                 }
                 Err(StoreError::IdempotencyKeyReused { key }) => {
                     return Err(CommandError::IdempotencyKeyReused(key));
@@ -301,6 +359,66 @@ impl CommandHandler {
         Err(CommandError::Internal(format!(
             "gave up on {stream} after {MAX_ATTEMPTS} conflicting attempts"
         )))
+    }
+
+    /// Loads what `command` depends on from `source` and decides it. `Err` is a failure to load;
+    /// a refusal is [`Decision::outcome`].
+    async fn decide_on(
+        &self,
+        command: &Command,
+        principal: &Principal,
+        stream: &str,
+        if_match: Option<i64>,
+        source: Source,
+    ) -> Result<Decision, CommandError> {
+        // A target this process has not seen is taken as new: the append's expected version
+        // checks that, and a refusal it causes is confirmed from the log.
+        let target = self.load(stream, source, true).await?;
+        let mut from_cache = target.from_cache;
+        let refused = |from_cache, error| Decision {
+            from_cache,
+            outcome: Err(error),
+        };
+        if let Some(expected) = if_match {
+            if expected != target.version {
+                let conflict = CommandError::VersionConflict {
+                    stream: stream.to_owned(),
+                    expected,
+                    actual: target.version,
+                };
+                return Ok(refused(from_cache, conflict));
+            }
+        }
+        let scope = domain::scope_of(command, &target.events);
+        if let Err(forbidden) = auth::authorize(principal, command, &scope) {
+            return Ok(refused(from_cache, CommandError::Forbidden(forbidden.0)));
+        }
+
+        let mut facts = Facts::new();
+        let mut unchanged = Vec::new();
+        for fact_stream in domain::required_facts(command, &target.events) {
+            if fact_stream == stream {
+                continue;
+            }
+            let fact = self.load(&fact_stream, source, false).await?;
+            from_cache |= fact.from_cache;
+            unchanged.push(StreamVersion::new(fact_stream.as_str(), fact.version));
+            facts.insert(fact_stream, fact.events);
+        }
+        let decided = match domain::decide(command, &target.events, &facts) {
+            Ok(decided) => decided,
+            Err(rejected) => return Ok(refused(from_cache, rejected.into())),
+        };
+        Ok(Decision {
+            from_cache,
+            outcome: Ok(Accepted {
+                history: target.events,
+                version: target.version,
+                decided,
+                scope,
+                unchanged,
+            }),
+        })
     }
 
     /// The first answer to an idempotency key, when the key was used before.
@@ -322,8 +440,48 @@ impl CommandHandler {
         }
     }
 
-    /// A stream's events, upcast to this build's shapes, and its version.
-    async fn load(&self, stream: &str) -> Result<(Vec<Event>, i64), CommandError> {
+    /// A stream's history from `source`. From the cache, a stream it does not hold is read from
+    /// the log, or, when `missing_is_empty`, taken as empty.
+    async fn load(
+        &self,
+        stream: &str,
+        source: Source,
+        missing_is_empty: bool,
+    ) -> Result<Loaded, CommandError> {
+        if source == Source::Cache {
+            if let Some(cached) = self.cache.get(stream) {
+                return Ok(Loaded {
+                    events: cached.events,
+                    version: cached.version,
+                    from_cache: true,
+                });
+            }
+            if missing_is_empty {
+                return Ok(Loaded {
+                    events: Arc::from(Vec::new()),
+                    version: 0,
+                    from_cache: true,
+                });
+            }
+        }
+        let (events, version) = self.read(stream).await?;
+        let events: Arc<[Event]> = events.into();
+        self.cache.put(
+            stream,
+            Cached {
+                events: Arc::clone(&events),
+                version,
+            },
+        );
+        Ok(Loaded {
+            events,
+            version,
+            from_cache: false,
+        })
+    }
+
+    /// A stream's events from the log, upcast to this build's shapes, and its version.
+    async fn read(&self, stream: &str) -> Result<(Vec<Event>, i64), CommandError> {
         let recorded = self
             .store
             .read_stream(stream, 0)

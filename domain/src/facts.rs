@@ -5,6 +5,7 @@
 //! A stream that is absent or empty reads as "does not exist": the typed accessors return `None`.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::aggregates::{
     community::{self, CommunityState},
@@ -18,7 +19,8 @@ use crate::ids::{CommunityId, DistrictId, MeetingId, UnitId};
 /// Histories of other streams, keyed by stream id (`<kind>-<uuid>`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Facts {
-    streams: HashMap<String, Vec<Event>>,
+    /// Shared, so that a caller holding histories in memory lends them without copying.
+    streams: HashMap<String, Arc<[Event]>>,
 }
 
 impl Facts {
@@ -28,8 +30,8 @@ impl Facts {
     }
 
     /// Records `stream`'s history, replacing what was there.
-    pub fn insert(&mut self, stream: String, events: Vec<Event>) {
-        self.streams.insert(stream, events);
+    pub fn insert(&mut self, stream: String, events: impl Into<Arc<[Event]>>) {
+        self.streams.insert(stream, events.into());
     }
 
     /// [`Facts::insert`] for builders: `Facts::new().with(s, events)`.
@@ -40,7 +42,10 @@ impl Facts {
 
     /// The events of `stream`: empty when it was not loaded or has none.
     pub fn events(&self, stream: &str) -> &[Event] {
-        self.streams.get(stream).map(Vec::as_slice).unwrap_or(&[])
+        self.streams
+            .get(stream)
+            .map(|events| &events[..])
+            .unwrap_or(&[])
     }
 
     /// The stream ids loaded, in no particular order.

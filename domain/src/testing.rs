@@ -46,7 +46,7 @@ impl Given {
         events: impl IntoIterator<Item = Event>,
     ) -> Self {
         self.facts
-            .insert(stream.into(), events.into_iter().collect());
+            .insert(stream.into(), events.into_iter().collect::<Vec<_>>());
         self
     }
 

@@ -521,13 +521,42 @@ impl Runner {
     /// Starts one task that keeps all of `projectors` up to date with the log, reading and
     /// decoding each page once for all of them and committing them together.
     pub fn spawn_group(&self, projectors: Vec<Box<dyn Projector>>) -> JoinHandle<()> {
-        let mut members = Vec::with_capacity(projectors.len());
-        for projector in projectors {
-            let progress = self.register(projector.name());
-            members.push((projector, progress));
-        }
+        let members = self.members(projectors);
         let runner = self.clone();
         tokio::spawn(async move { runner.run(members).await })
+    }
+
+    /// [`Runner::spawn_group`] on a thread of its own, with a single-threaded runtime: what a
+    /// server uses. Applying a batch is milliseconds of CPU in one poll; on the shared runtime
+    /// it held up the request tasks queued on that worker (the commands' p99 went from 23 to
+    /// 27 ms at 64 clients), and the runner waited behind them (its lag was ten times longer).
+    /// The thread ends with the process.
+    pub fn spawn_group_on_thread(
+        &self,
+        projectors: Vec<Box<dyn Projector>>,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
+        let members = self.members(projectors);
+        let runner = self.clone();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new()
+            .name("lianxi-projections".into())
+            .spawn(move || runtime.block_on(runner.run(members)))
+    }
+
+    /// Registers each projector's progress, so that readers see it from now on.
+    fn members(
+        &self,
+        projectors: Vec<Box<dyn Projector>>,
+    ) -> Vec<(Box<dyn Projector>, watch::Sender<Progress>)> {
+        projectors
+            .into_iter()
+            .map(|projector| {
+                let progress = self.register(projector.name());
+                (projector, progress)
+            })
+            .collect()
     }
 
     /// A fresh progress channel for `name`, replacing any earlier one.

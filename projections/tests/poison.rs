@@ -78,6 +78,7 @@ async fn append_district(store: &dyn EventStore, n: u128) {
                     "occurred_at": "2018-04-24T14:30:00+08:00"
                 }),
             }],
+            unchanged: Vec::new(),
         })
         .await
         .expect("append");

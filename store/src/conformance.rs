@@ -28,7 +28,7 @@ use crate::hash::{event_hash, to_stored_precision, HashInput};
 use crate::tokens::{TokenRecord, TokenRegistry};
 use crate::{
     AppendOutcome, AppendRequest, EventStore, ExpectedVersion, IdempotencyKey, NewEvent,
-    RecordedEvent, StoreError,
+    RecordedEvent, StoreError, StreamVersion,
 };
 
 /// Instantiates every conformance case as a `#[tokio::test]` for the store `$factory` makes.
@@ -50,6 +50,8 @@ macro_rules! conformance_suite {
             no_stream_on_an_existing_stream_conflicts,
             a_stale_exact_version_conflicts_and_writes_nothing,
             any_appends_whatever_the_version,
+            an_append_is_refused_when_a_stream_it_read_has_moved,
+            a_fact_changed_concurrently_never_lets_a_stale_decision_in,
             a_multi_event_append_is_atomic_and_consecutive,
             read_all_pages_by_position_across_streams,
             read_all_raw_is_read_all_with_the_json_as_text,
@@ -100,7 +102,14 @@ pub fn request(stream: &str, expected: ExpectedVersion, events: Vec<NewEvent>) -
         command_id: Uuid::new_v4(),
         idempotency: None,
         events,
+        unchanged: Vec::new(),
     }
+}
+
+/// `request`, also requiring `stream` to be at `version` when it commits.
+pub fn unchanged(mut request: AppendRequest, stream: &str, version: i64) -> AppendRequest {
+    request.unchanged.push(StreamVersion::new(stream, version));
+    request
 }
 
 /// `request` guarded by idempotency key `key` of holder `scope`, for a request digest `digest`.
@@ -239,6 +248,113 @@ pub async fn a_stale_exact_version_conflicts_and_writes_nothing(store: Arc<dyn E
     )
     .await;
     assert_eq!(versions(&current), [4]);
+}
+
+pub async fn an_append_is_refused_when_a_stream_it_read_has_moved(store: Arc<dyn EventStore>) {
+    let fact = || vec![new_event("Fact", json!({}))];
+    append_new(&*store, request("fact", ExpectedVersion::NoStream, fact())).await;
+    append_new(&*store, request("fact", ExpectedVersion::Exact(1), fact())).await;
+    let head = store.head().await.expect("head");
+
+    for stale in [0, 1, 3] {
+        let guarded = unchanged(
+            request("s", ExpectedVersion::NoStream, fact()),
+            "fact",
+            stale,
+        );
+        assert_conflict(store.append(guarded).await, "fact", 2);
+    }
+    // Every condition must hold, not just one of them.
+    let two = unchanged(
+        unchanged(request("s", ExpectedVersion::NoStream, fact()), "fact", 2),
+        "absent",
+        1,
+    );
+    assert_conflict(store.append(two).await, "absent", 0);
+    assert_eq!(
+        store.head().await.expect("head"),
+        head,
+        "nothing was written"
+    );
+
+    let current = unchanged(
+        unchanged(request("s", ExpectedVersion::NoStream, fact()), "fact", 2),
+        "absent",
+        0,
+    );
+    assert_eq!(versions(&append_new(&*store, current).await), [1]);
+}
+
+/// Writers move a fact stream while others append decisions guarded by the version they saw:
+/// a guarded append only lands while its fact is still at that version.
+pub async fn a_fact_changed_concurrently_never_lets_a_stale_decision_in(
+    store: Arc<dyn EventStore>,
+) {
+    append_new(
+        &*store,
+        request(
+            "fact",
+            ExpectedVersion::NoStream,
+            vec![new_event("Fact", json!({}))],
+        ),
+    )
+    .await;
+    let mut tasks = Vec::new();
+    for n in 0..24 {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            if n % 3 == 0 {
+                let moved = request(
+                    "fact",
+                    ExpectedVersion::Any,
+                    vec![new_event("Fact", json!({}))],
+                );
+                store.append(moved).await.map(|_| None)
+            } else {
+                let seen = store.read_stream("fact", 0).await?.len();
+                let seen = i64::try_from(seen).expect("small");
+                let guarded = unchanged(
+                    request(
+                        &format!("s-{n}"),
+                        ExpectedVersion::NoStream,
+                        vec![new_event("Decided", json!({ "saw": seen }))],
+                    ),
+                    "fact",
+                    seen,
+                );
+                match store.append(guarded).await {
+                    Ok(outcome) => Ok(Some(outcome.events()[0].clone())),
+                    Err(StoreError::VersionConflict { .. }) => Ok(None),
+                    Err(other) => Err(other),
+                }
+            }
+        }));
+    }
+    let mut decided = Vec::new();
+    for task in tasks {
+        if let Some(event) = task.await.expect("task").expect("append") {
+            decided.push(event);
+        }
+    }
+    let log = whole_log(&*store).await;
+    for event in &decided {
+        let saw = event.data["saw"].as_i64().expect("saw");
+        let fact_version_then = log
+            .iter()
+            .filter(|e| e.stream == "fact" && e.position < event.position)
+            .count();
+        assert_eq!(
+            i64::try_from(fact_version_then).expect("small"),
+            saw,
+            "{} was decided on fact version {saw} but committed after another",
+            event.stream
+        );
+    }
+    assert_eq!(
+        log.iter().filter(|e| e.stream == "fact").count(),
+        9,
+        "every move of the fact was appended"
+    );
 }
 
 pub async fn any_appends_whatever_the_version(store: Arc<dyn EventStore>) {
@@ -840,6 +956,13 @@ pub async fn invalid_requests_are_refused_and_write_nothing(store: Arc<dyn Event
             ExpectedVersion::Any,
             vec![duplicated.clone(), duplicated],
         ),
+        unchanged(request("s", ExpectedVersion::Any, one()), "s", 0),
+        unchanged(request("s", ExpectedVersion::Any, one()), "", 0),
+        unchanged(request("s", ExpectedVersion::Any, one()), "t", -1),
+        (0..=AppendRequest::MAX_UNCHANGED)
+            .fold(request("s", ExpectedVersion::Any, one()), |request, n| {
+                unchanged(request, &format!("t{n}"), 0)
+            }),
     ];
     for request in invalid {
         match store.append(request.clone()).await {

@@ -19,7 +19,7 @@ mod types;
 pub use error::StoreError;
 pub use types::{
     AppendOutcome, AppendRequest, ExpectedVersion, IdempotencyKey, NewEvent, RawEvent,
-    RecordedEvent, VerifyFailure, VerifyReport,
+    RecordedEvent, StreamVersion, VerifyFailure, VerifyReport,
 };
 
 use async_trait::async_trait;
@@ -31,8 +31,9 @@ pub type Position = i64;
 /// The event log. Every method is safe to call from many tasks at once.
 #[async_trait]
 pub trait EventStore: Send + Sync + 'static {
-    /// Appends the request's events atomically, after checking the expected version and the
-    /// idempotency key. Concurrent appends are group-committed: they share one transaction and
+    /// Appends the request's events atomically, after checking the idempotency key, the expected
+    /// version and that every stream in `unchanged` is still at its version (a failed check is a
+    /// [`StoreError::VersionConflict`] naming the stream). Concurrent appends are group-committed: they share one transaction and
     /// one fsync, but each request succeeds or fails on its own.
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError>;
 

@@ -2,13 +2,14 @@
 //!
 //! Appends go to one writer task (`writer`, on a thread of its own) that group-commits them on
 //! its own connection; reads, `verify` and tokens use a small pool of other connections, which
-//! WAL lets run while the writer writes. An acknowledged append has been fsynced
-//! (`synchronous = FULL`).
+//! WAL lets run while the writer writes, and one more connection checkpoints the WAL in the
+//! background (`checkpoint`). An acknowledged append has been fsynced (`synchronous = FULL`).
 //!
 //! Several processes may open the same file (`lianxi serve` and `lianxi demo`, say): SQLite's
 //! file lock serialises their writers and each writer re-reads versions inside its transaction,
 //! so streams stay consistent. [`EventStore::subscribe`] only announces this process's appends.
 
+mod checkpoint;
 mod plan;
 mod rows;
 mod schema;
@@ -75,7 +76,8 @@ impl SqliteStore {
     #[tracing::instrument(skip_all, fields(path = %path.display()), err)]
     pub async fn open_file(path: &Path) -> Result<SqliteStore, StoreError> {
         let options = schema::connect_options(path);
-        let mut write_conn = options.connect().await?;
+        let writer_options = checkpoint::writer_options(&options);
+        let mut write_conn = writer_options.connect().await?;
         schema::migrate(&mut write_conn).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(READ_CONNECTIONS)
@@ -85,8 +87,9 @@ impl SqliteStore {
             .fetch_one(&pool)
             .await?;
         let head = Arc::new(watch::Sender::new(head));
+        checkpoint::spawn(&options, head.subscribe()).await?;
         let (jobs, queue) = mpsc::channel(MAX_BATCH_REQUESTS * 4);
-        Writer::new(write_conn, options, queue, Arc::clone(&head)).spawn()?;
+        Writer::new(write_conn, writer_options, queue, Arc::clone(&head)).spawn()?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 path: path.to_owned(),
@@ -135,6 +138,7 @@ impl SqliteStore {
 #[async_trait]
 impl EventStore for SqliteStore {
     #[tracing::instrument(
+        level = "debug",
         skip_all,
         fields(
             stream = %request.stream,
@@ -155,7 +159,7 @@ impl EventStore for SqliteStore {
         result
     }
 
-    #[tracing::instrument(skip_all, fields(stream = %stream, after_version), err)]
+    #[tracing::instrument(level = "debug", skip_all, fields(stream = %stream, after_version), err)]
     async fn read_stream(
         &self,
         stream: &str,
@@ -171,7 +175,7 @@ impl EventStore for SqliteStore {
         decode_all(rows)
     }
 
-    #[tracing::instrument(skip_all, fields(after, limit), err)]
+    #[tracing::instrument(level = "debug", skip_all, fields(after, limit), err)]
     async fn read_all(
         &self,
         after: Position,
@@ -189,7 +193,7 @@ impl EventStore for SqliteStore {
         rows.into_iter().map(EventRow::into_raw).collect()
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(level = "debug", skip_all, err)]
     async fn head(&self) -> Result<Position, StoreError> {
         let head = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
             .fetch_one(&self.inner.pool)
@@ -201,7 +205,7 @@ impl EventStore for SqliteStore {
         self.inner.head.subscribe()
     }
 
-    #[tracing::instrument(skip_all, err)]
+    #[tracing::instrument(level = "debug", skip_all, err)]
     async fn find_idempotent(
         &self,
         scope: &str,
@@ -377,6 +381,7 @@ mod tests {
                 data: serde_json::json!({}),
                 metadata: serde_json::json!({}),
             }],
+            unchanged: Vec::new(),
         };
         match orphan.append(request).await {
             Err(StoreError::Unavailable(_)) => {}

@@ -52,6 +52,27 @@ pub struct IdempotencyKey {
     pub request_hash: String,
 }
 
+/// Another stream a decision read, at the version it read it.
+///
+/// An append carrying it is refused with [`StoreError::VersionConflict`] (naming this stream)
+/// when the stream has moved since: a decision is only written if every fact it was made on
+/// still holds at commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamVersion {
+    pub stream: String,
+    /// The number of events the decision saw (0: it saw no stream).
+    pub version: i64,
+}
+
+impl StreamVersion {
+    pub fn new(stream: impl Into<String>, version: i64) -> Self {
+        Self {
+            stream: stream.into(),
+            version,
+        }
+    }
+}
+
 /// A request to append events to one stream on behalf of one command.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AppendRequest {
@@ -62,6 +83,9 @@ pub struct AppendRequest {
     pub idempotency: Option<IdempotencyKey>,
     /// At least one event.
     pub events: Vec<NewEvent>,
+    /// Other streams that must still be at these versions when the events are committed.
+    #[serde(default)]
+    pub unchanged: Vec<StreamVersion>,
 }
 
 impl AppendRequest {
@@ -70,20 +94,40 @@ impl AppendRequest {
     /// The longest idempotency key or scope, in characters.
     pub const MAX_KEY_CHARS: usize = 200;
 
+    /// The most streams one append may require unchanged.
+    pub const MAX_UNCHANGED: usize = 16;
+
     /// Refuses a request no backend should try: no events, an empty or over-long stream id, an
-    /// empty or over-long idempotency key, or one event id used twice.
+    /// empty or over-long idempotency key, one event id used twice, or an unchanged-stream
+    /// condition that is malformed or names the target (whose guard is `expected`).
     pub fn validate(&self) -> Result<(), StoreError> {
         if self.events.is_empty() {
             return Err(StoreError::Invalid(
                 "an append needs at least one event".into(),
             ));
         }
-        let stream_chars = self.stream.chars().count();
-        if stream_chars == 0 || stream_chars > Self::MAX_STREAM_CHARS {
+        check_stream_id(&self.stream)?;
+        if self.unchanged.len() > Self::MAX_UNCHANGED {
             return Err(StoreError::Invalid(format!(
-                "a stream id has 1 to {} characters, not {stream_chars}",
-                Self::MAX_STREAM_CHARS
+                "an append may require at most {} other streams unchanged, not {}",
+                Self::MAX_UNCHANGED,
+                self.unchanged.len()
             )));
+        }
+        for condition in &self.unchanged {
+            check_stream_id(&condition.stream)?;
+            if condition.stream == self.stream {
+                return Err(StoreError::Invalid(format!(
+                    "stream {} is the append's target; its guard is the expected version",
+                    condition.stream
+                )));
+            }
+            if condition.version < 0 {
+                return Err(StoreError::Invalid(format!(
+                    "stream {} cannot be required at version {}",
+                    condition.stream, condition.version
+                )));
+            }
         }
         if let Some(idempotency) = &self.idempotency {
             for (what, text) in [("key", &idempotency.key), ("scope", &idempotency.scope)] {
@@ -105,6 +149,18 @@ impl AppendRequest {
         }
         Ok(())
     }
+}
+
+/// Refuses an empty or over-long stream id.
+fn check_stream_id(stream: &str) -> Result<(), StoreError> {
+    let chars = stream.chars().count();
+    if chars == 0 || chars > AppendRequest::MAX_STREAM_CHARS {
+        return Err(StoreError::Invalid(format!(
+            "a stream id has 1 to {} characters, not {chars}",
+            AppendRequest::MAX_STREAM_CHARS
+        )));
+    }
+    Ok(())
 }
 
 /// What an append did.

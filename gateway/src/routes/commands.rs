@@ -73,7 +73,11 @@ pub async fn send_command(
             ApiError::InvalidField(vec![FieldError { field, message }])
         }
     })?;
-    let request_hash = request_hash(&name, &body);
+    // Only a keyed request is ever compared with another; hashing costs a second parse.
+    let request_hash = idempotency_key
+        .as_ref()
+        .map(|_| request_hash(&name, &body))
+        .unwrap_or_default();
     tracing::Span::current().record("command", name.as_str());
 
     let outcome = state

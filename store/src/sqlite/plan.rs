@@ -18,7 +18,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use crate::hash::{event_hash, format_recorded_at, HashInput};
-use crate::{AppendRequest, Position, RecordedEvent, StoreError};
+use crate::{AppendRequest, ExpectedVersion, Position, RecordedEvent, StoreError};
 
 /// A stream's last version and hash (version 0 and no hash for a stream with no events).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -126,6 +126,16 @@ impl BatchState {
             return Decision::Duplicate(earlier.events.clone());
         }
 
+        for condition in &request.unchanged {
+            let actual = self.head(&condition.stream).version;
+            if actual != condition.version {
+                return Decision::Refuse(StoreError::VersionConflict {
+                    stream: condition.stream.clone(),
+                    expected: ExpectedVersion::Exact(condition.version),
+                    actual,
+                });
+            }
+        }
         let head = self.head(&request.stream);
         if !request.expected.admits(head.version) {
             return Decision::Refuse(StoreError::VersionConflict {
@@ -210,7 +220,7 @@ impl BatchState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ExpectedVersion, IdempotencyKey, NewEvent};
+    use crate::{IdempotencyKey, NewEvent, StreamVersion};
     use serde_json::json;
     use uuid::Uuid;
 
@@ -229,6 +239,7 @@ mod tests {
                     metadata: json!({}),
                 })
                 .collect(),
+            unchanged: Vec::new(),
         }
     }
 
@@ -280,6 +291,24 @@ mod tests {
             Decision::Refuse(StoreError::VersionConflict { actual: 3, .. }) => {}
             other => panic!("expected a conflict, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_fact_stream_that_moved_in_the_batch_refuses_the_append() {
+        let mut state = empty_state();
+        run(&mut state, &request("fact", ExpectedVersion::NoStream, 1));
+        let mut guarded = request("s", ExpectedVersion::NoStream, 1);
+        guarded.unchanged = vec![StreamVersion::new("fact", 0)];
+        match state.decide(&guarded) {
+            Decision::Refuse(StoreError::VersionConflict {
+                stream,
+                expected: ExpectedVersion::Exact(0),
+                actual: 1,
+            }) => assert_eq!(stream, "fact"),
+            other => panic!("expected a conflict on the fact, got {other:?}"),
+        }
+        guarded.unchanged = vec![StreamVersion::new("fact", 1)];
+        assert_eq!(appended(state.decide(&guarded))[0].version, 1);
     }
 
     #[test]

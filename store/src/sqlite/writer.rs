@@ -120,7 +120,7 @@ impl Writer {
     }
 
     /// Writes one batch and answers every request in it. Leaves `jobs` empty.
-    #[tracing::instrument(name = "group_commit", skip_all, fields(requests = jobs.len(), events = events))]
+    #[tracing::instrument(name = "group_commit", level = "debug", skip_all, fields(requests = jobs.len(), events = events))]
     async fn commit(&mut self, jobs: &mut Vec<AppendJob>, events: usize) {
         let started = Instant::now();
         let requests: Vec<&AppendRequest> = jobs.iter().map(|job| &job.request).collect();
@@ -288,7 +288,13 @@ async fn load_state(
             .fetch_one(&mut *conn)
             .await?;
 
-    let streams: HashSet<&str> = requests.iter().map(|r| r.stream.as_str()).collect();
+    let streams: HashSet<&str> = requests
+        .iter()
+        .flat_map(|r| {
+            let facts = r.unchanged.iter().map(|c| c.stream.as_str());
+            std::iter::once(r.stream.as_str()).chain(facts)
+        })
+        .collect();
     let heads: Vec<(String, i64, String)> = sqlx::query_as(
         "SELECT e.stream_id, e.version, e.hash \
          FROM json_each(?1) AS s \
@@ -559,6 +565,7 @@ mod tests {
                 data: serde_json::json!({}),
                 metadata: serde_json::json!({}),
             }],
+            unchanged: Vec::new(),
         };
         // Two writers that both believe the stream is empty, at different positions.
         let first = request(crate::ExpectedVersion::NoStream);
