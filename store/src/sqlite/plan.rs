@@ -27,13 +27,11 @@ pub(super) struct StreamHead {
     pub hash: Option<String>,
 }
 
-/// The events an earlier command appended.
-#[derive(Debug, Clone)]
+/// Where the events an earlier command appended lie in the log, to be read back (within the
+/// batch's transaction, which also sees an earlier request of the same batch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum EarlierEvents {
-    /// Committed before this batch: to be read back from this position range.
     InLog { first: Position, last: Position },
-    /// Appended by an earlier request of this same batch.
-    InBatch(Vec<RecordedEvent>),
 }
 
 /// A command that already appended, as far as idempotency is concerned.
@@ -152,7 +150,7 @@ impl BatchState {
 
     /// Records that `request` was appended as `staged`.
     pub fn accept(&mut self, request: &AppendRequest, staged: &[Staged]) {
-        let Some(last) = staged.last() else {
+        let (Some(first), Some(last)) = (staged.first(), staged.last()) else {
             return;
         };
         self.last_position = last.event.position;
@@ -173,7 +171,11 @@ impl BatchState {
                 .idempotency
                 .as_ref()
                 .map(|key| key.request_hash.clone()),
-            events: EarlierEvents::InBatch(staged.iter().map(|s| s.event.clone()).collect()),
+            // Positions, not copies: a duplicate within one batch is rare, every copy is not.
+            events: EarlierEvents::InLog {
+                first: first.event.position,
+                last: last.event.position,
+            },
         });
     }
 
@@ -351,7 +353,9 @@ mod tests {
             &mut state,
             &with_key(request("s", ExpectedVersion::Any, 1), "d"),
         ) {
-            Decision::Duplicate(EarlierEvents::InBatch(events)) => assert_eq!(events, first),
+            Decision::Duplicate(EarlierEvents::InLog { first: from, last }) => {
+                assert_eq!((from, last), (first[0].position, first[0].position));
+            }
             other => panic!("expected a duplicate, got {other:?}"),
         }
         match run(

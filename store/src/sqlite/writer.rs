@@ -483,9 +483,6 @@ async fn resolve(
             Decision::Append(staged) => Ok(AppendOutcome::Appended(
                 staged.into_iter().map(|staged| staged.event).collect(),
             )),
-            Decision::Duplicate(EarlierEvents::InBatch(events)) => {
-                Ok(AppendOutcome::Duplicate(events))
-            }
             Decision::Duplicate(EarlierEvents::InLog { first, last }) => {
                 let rows: Vec<EventRow> = sqlx::query_as(select_events!(
                     "WHERE position BETWEEN ?1 AND ?2 ORDER BY position"
