@@ -121,7 +121,7 @@ impl BatchState {
                     });
                 }
             }
-            return Decision::Duplicate(earlier.events.clone());
+            return Decision::Duplicate(earlier.events);
         }
 
         for condition in &request.unchanged {
