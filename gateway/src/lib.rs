@@ -40,7 +40,7 @@ pub struct AppState {
     /// The projectors of this process and their read models.
     pub runner: projections::runner::Runner,
     /// Boards' project rows between the events that change them.
-    pub boards: Arc<projections::projectors::board::ProjectRowsCache>,
+    pub boards: Arc<projections::projectors::board::BoardCache>,
     districts: scope::DistrictResolver,
     /// Flips to `true` when the server begins to stop: long-lived responses (the live feed)
     /// end then, so they do not hold up a graceful shutdown.

@@ -383,7 +383,7 @@ async fn a_cached_board_is_the_board_until_its_community_changes_and_then_the_ne
     let as_of = chrono::DateTime::parse_from_rfc3339("2018-06-04T00:00:00+08:00")
         .expect("a time")
         .to_utc();
-    let cache = board::ProjectRowsCache::default();
+    let cache = board::BoardCache::default();
     let cached = |generation: i64| {
         let (db, cache) = (&db, &cache);
         async move {
@@ -414,4 +414,60 @@ async fn a_cached_board_is_the_board_until_its_community_changes_and_then_the_ne
     // Another generation answering is never served rows cached for the previous one.
     let other = cached(generation + 1).await;
     assert_eq!(other, after);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rendered_board_is_served_again_until_its_community_its_generation_or_the_second_changes()
+{
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, db) = open(&dir).await;
+    let handler = CommandHandler::new(store.clone());
+    history(&handler, 3).await;
+    let runner = Runner::new(store.clone(), db.clone());
+    let _task = runner.spawn(Box::new(BoardProjector::default()));
+    let as_of = chrono::DateTime::parse_from_rfc3339("2018-06-04T00:00:00+08:00")
+        .expect("a time")
+        .to_utc();
+    let cache = board::BoardCache::default();
+    let rendered = |generation: i64, as_of: chrono::DateTime<chrono::Utc>| {
+        let (db, cache) = (&db, &cache);
+        async move {
+            board::board_rendered(db, COMMUNITY, as_of, cache, generation)
+                .await
+                .expect("the board reads")
+                .expect("a board")
+        }
+    };
+    let text =
+        |board: &board::RenderedBoard| String::from_utf8(board.json.to_vec()).expect("UTF-8");
+    let head = store.head().await.expect("head");
+    runner.wait_for(board::NAME, head, WAIT).await;
+    let generation = board_row(&db).await.0;
+
+    let first = rendered(generation, as_of).await;
+    assert_eq!(text(&first), board_json(&db).await);
+    assert!(
+        Arc::ptr_eq(&first, &rendered(generation, as_of).await),
+        "a second read is served the same rendering"
+    );
+    let a_moment_later = rendered(generation, as_of + chrono::Duration::milliseconds(500)).await;
+    assert!(
+        Arc::ptr_eq(&first, &a_moment_later),
+        "within the same second"
+    );
+
+    // Another second or another generation renders again (to the same board here).
+    let next_second = rendered(generation, as_of + chrono::Duration::seconds(1)).await;
+    assert!(!Arc::ptr_eq(&first, &next_second));
+    assert_eq!(text(&next_second), text(&first));
+    let other = rendered(generation + 1, as_of).await;
+    assert!(!Arc::ptr_eq(&first, &other));
+
+    // An event of the community: the next read shows it.
+    let reached = activity_on_new_project(&handler, 9).await;
+    runner.wait_for(board::NAME, reached, WAIT).await;
+    let after = rendered(generation, as_of).await;
+    assert!(text(&after).contains("项目9"), "{}", text(&after));
+    assert_eq!(text(&after), board_json(&db).await);
+    assert_eq!(after.district_id, first.district_id);
 }

@@ -1,11 +1,12 @@
 //! Read models: every answer says how far into the log it is (`X-Projection-Position`), and a
 //! client that just wrote can ask to wait until its write is visible (`X-Min-Position`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
@@ -120,21 +121,28 @@ pub async fn community_board(
     let found = match state.runner.progress(board::NAME) {
         Some(progress) => {
             let generation = progress.borrow().generation;
-            board::board_cached(db, id, as_of, &state.boards, generation).await
+            board::board_rendered(db, id, as_of, &state.boards, generation).await
         }
-        None => board::board(db, id, as_of).await,
+        None => board::board(db, id, as_of)
+            .await
+            .and_then(|found| found.as_ref().map(board::RenderedBoard::render).transpose())
+            .map(|found| found.map(Arc::new)),
     }
     .map_err(|e| ApiError::Internal(e.to_string()))?;
     let Some(found) = found else {
         return Err(ApiError::NotFound(format!("no community {id}")));
     };
-    let members: Vec<Uuid> = found.members.iter().map(|m| m.unit_id).collect();
-    if !may_read_community(&principal, id, found.community.district_id, &members) {
+    if !may_read_community(&principal, id, found.district_id, &found.members) {
         return Err(ApiError::Forbidden(
             "this community is outside the token's scope".to_owned(),
         ));
     }
-    Ok(with_position(Json(found), position))
+    // Rendered once per change of the board: the bytes are shared, not serialised per read.
+    let body = (
+        [(header::CONTENT_TYPE, "application/json")],
+        found.json.clone(),
+    );
+    Ok(with_position(body, position))
 }
 
 /// One projection's progress.

@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use domain::values::{MeetingKind, MemberKind, Quarter, Theme};
 use domain::Event;
 use serde::{Deserialize, Serialize};
@@ -482,32 +483,97 @@ pub async fn board(
     Ok(Some(assemble(doc, projects, as_of)))
 }
 
-/// [`board`] for a server that answers many reads: the project rows, a document each and most
-/// of a read's work, are kept in `cache` until an event of the community is applied (which
-/// moves the board's newest `recent` entry) or another `generation` answers.
+/// The board from its community document, with project rows from `cache` while the community
+/// has had no new event since they were read (`generation`: the generation answering).
 pub async fn board_cached(
     db: &ReadDb,
     community: Uuid,
     as_of: chrono::DateTime<chrono::Utc>,
-    cache: &ProjectRowsCache,
+    cache: &BoardCache,
     generation: i64,
 ) -> Result<Option<Board>, ProjectionError> {
     let Some(doc) = community_doc(db, community).await? else {
         return Ok(None);
     };
-    let revision = (generation, doc.recent.front().map_or(0, |r| r.position));
-    if let Some(rows) = cache.get(community, revision) {
-        return Ok(Some(assemble(doc, rows.as_ref().clone(), as_of)));
-    }
-    let projects = project_rows(db, community, &doc).await?;
-    cache.put(community, revision, Arc::new(projects.clone()));
-    Ok(Some(assemble(doc, projects, as_of)))
+    Ok(Some(
+        with_cached_rows(db, community, doc, as_of, cache, generation).await?,
+    ))
 }
 
-/// Project rows of recently read boards, by community, with the revision they were read at.
+/// A board as served: its JSON, and what the reader's scope check needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedBoard {
+    pub json: Bytes,
+    pub district_id: Uuid,
+    pub members: Vec<Uuid>,
+}
+
+impl RenderedBoard {
+    pub fn render(board: &Board) -> Result<Self, ProjectionError> {
+        let json = serde_json::to_vec(board)
+            .map_err(|e| ProjectionError::Storage(format!("board JSON: {e}")))?;
+        Ok(Self {
+            json: Bytes::from(json),
+            district_id: board.community.district_id,
+            members: board.members.iter().map(|m| m.unit_id).collect(),
+        })
+    }
+}
+
+/// [`board_cached`], rendered: a board is serialised once per change of its community (and per
+/// second of `as_of`, which decides "last held" and "this quarter"), however often it is read.
+pub async fn board_rendered(
+    db: &ReadDb,
+    community: Uuid,
+    as_of: chrono::DateTime<chrono::Utc>,
+    cache: &BoardCache,
+    generation: i64,
+) -> Result<Option<Arc<RenderedBoard>>, ProjectionError> {
+    let Some(text) = db
+        .document(NAME, "community", &community.to_string())
+        .await?
+    else {
+        return Ok(None);
+    };
+    let at = Rendering {
+        generation,
+        second: as_of.timestamp(),
+        doc: text,
+    };
+    if let Some(rendered) = cache.rendered(community, &at) {
+        return Ok(Some(rendered));
+    }
+    let doc: CommunityDoc = serde_json::from_str(&at.doc)
+        .map_err(|e| ProjectionError::Storage(format!("board document: {e}")))?;
+    let board = with_cached_rows(db, community, doc, as_of, cache, generation).await?;
+    let rendered = Arc::new(RenderedBoard::render(&board)?);
+    cache.keep_rendered(community, at, Arc::clone(&rendered));
+    Ok(Some(rendered))
+}
+
+async fn with_cached_rows(
+    db: &ReadDb,
+    community: Uuid,
+    doc: CommunityDoc,
+    as_of: chrono::DateTime<chrono::Utc>,
+    cache: &BoardCache,
+    generation: i64,
+) -> Result<Board, ProjectionError> {
+    let revision = (generation, doc.recent.front().map_or(0, |r| r.position));
+    if let Some(rows) = cache.rows(community, revision) {
+        return Ok(assemble(doc, rows.as_ref().clone(), as_of));
+    }
+    let projects = project_rows(db, community, &doc).await?;
+    cache.keep_rows(community, revision, Arc::new(projects.clone()));
+    Ok(assemble(doc, projects, as_of))
+}
+
+/// Recently read boards, by community: their project rows with the revision they were read at,
+/// and their last rendering with what it was rendered from.
 #[derive(Debug, Default)]
-pub struct ProjectRowsCache {
+pub struct BoardCache {
     rows: std::sync::Mutex<HashMap<Uuid, CachedRows>>,
+    rendered: std::sync::Mutex<HashMap<Uuid, (Rendering, Arc<RenderedBoard>)>>,
 }
 
 /// One community's rows and the revision they were read at.
@@ -516,24 +582,50 @@ type CachedRows = (Revision, Arc<Vec<ProjectRow>>);
 /// The generation that answered and the newest event of the community it had applied.
 type Revision = (i64, i64);
 
-/// Communities whose rows the cache keeps; past that it starts afresh.
+/// What a rendering depends on besides the project rows (which follow the document's newest
+/// event): the answering generation, the second of `as_of`, the community document's text.
+#[derive(Debug, PartialEq, Eq)]
+struct Rendering {
+    generation: i64,
+    second: i64,
+    doc: String,
+}
+
+/// Communities the cache keeps; past that it starts afresh.
 const CACHED_BOARDS: usize = 1_024;
 
-impl ProjectRowsCache {
-    fn get(&self, community: Uuid, revision: Revision) -> Option<Arc<Vec<ProjectRow>>> {
+/// Inserts into a per-community map, starting afresh when it holds too many communities.
+fn keep<V>(map: &std::sync::Mutex<HashMap<Uuid, V>>, community: Uuid, value: V) {
+    if let Ok(mut map) = map.lock() {
+        if map.len() >= CACHED_BOARDS && !map.contains_key(&community) {
+            map.clear();
+        }
+        map.insert(community, value);
+    }
+}
+
+impl BoardCache {
+    fn rows(&self, community: Uuid, revision: Revision) -> Option<Arc<Vec<ProjectRow>>> {
         let rows = self.rows.lock().ok()?;
         rows.get(&community)
             .filter(|(at, _)| *at == revision)
             .map(|(_, rows)| rows.clone())
     }
 
-    fn put(&self, community: Uuid, revision: Revision, projects: Arc<Vec<ProjectRow>>) {
-        if let Ok(mut rows) = self.rows.lock() {
-            if rows.len() >= CACHED_BOARDS && !rows.contains_key(&community) {
-                rows.clear();
-            }
-            rows.insert(community, (revision, projects));
-        }
+    fn keep_rows(&self, community: Uuid, revision: Revision, projects: Arc<Vec<ProjectRow>>) {
+        keep(&self.rows, community, (revision, projects));
+    }
+
+    fn rendered(&self, community: Uuid, at: &Rendering) -> Option<Arc<RenderedBoard>> {
+        let rendered = self.rendered.lock().ok()?;
+        rendered
+            .get(&community)
+            .filter(|(was, _)| was == at)
+            .map(|(_, board)| Arc::clone(board))
+    }
+
+    fn keep_rendered(&self, community: Uuid, at: Rendering, board: Arc<RenderedBoard>) {
+        keep(&self.rendered, community, (at, board));
     }
 }
 
