@@ -13,6 +13,8 @@ mod error;
 pub mod hash;
 pub mod sqlite;
 mod telemetry;
+#[cfg(feature = "conformance")]
+pub mod throwaway_postgres;
 pub mod tokens;
 mod types;
 
