@@ -7,7 +7,6 @@
 
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -82,36 +81,6 @@ async fn migrate(conn: &mut SqliteConnection) -> Result<(), ProjectionError> {
 #[derive(Debug, Clone)]
 pub struct ReadDb {
     pool: SqlitePool,
-    /// Held by every clone; the background checkpointer stops once the last one is dropped.
-    _open: Arc<()>,
-}
-
-/// The shortest time between two background checkpoints of the read-model file.
-const CHECKPOINT_PAUSE: Duration = Duration::from_millis(200);
-
-/// Copies the WAL back into the read-model file from a connection of its own, `PASSIVE`, so that
-/// no projector's commit pays for it: with documents keyed by random ids a batch dirties pages
-/// all over the file, the WAL passes SQLite's 1,000-page automatic checkpoint every few batches,
-/// and the commit that trips it rewrites and fsyncs the database before the batch counts as
-/// applied (the lag's tail).
-async fn checkpoint_in_background(
-    options: &SqliteConnectOptions,
-    open: std::sync::Weak<()>,
-) -> Result<(), ProjectionError> {
-    let mut conn = options.connect().await?;
-    tokio::spawn(async move {
-        while open.strong_count() > 0 {
-            let done: Result<(i64, i64, i64), sqlx::Error> =
-                sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
-                    .fetch_one(&mut conn)
-                    .await;
-            if let Err(error) = done {
-                tracing::warn!(%error, "cannot checkpoint the read models; will try again");
-            }
-            tokio::time::sleep(CHECKPOINT_PAUSE).await;
-        }
-    });
-    Ok(())
 }
 
 impl ReadDb {
@@ -128,12 +97,8 @@ impl ReadDb {
         let mut first = options.connect().await?;
         migrate(&mut first).await?;
         first.close().await?;
-        let open = Arc::new(());
-        checkpoint_in_background(&options, Arc::downgrade(&open)).await?;
-        let options = options.pragma("wal_autocheckpoint", "0");
         Ok(Self {
             pool: pool(options, 8).await?,
-            _open: open,
         })
     }
 
@@ -146,10 +111,7 @@ impl ReadDb {
         let mut conn = pool.acquire().await?;
         migrate(&mut conn).await?;
         drop(conn);
-        Ok(Self {
-            pool,
-            _open: Arc::new(()),
-        })
+        Ok(Self { pool })
     }
 
     pub fn pool(&self) -> &SqlitePool {
