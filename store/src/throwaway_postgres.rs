@@ -124,7 +124,10 @@ impl ThrowawayPostgres {
             .spawn()
             .map_err(|e| format!("starting postgres: {e}"))?;
         let deadline = Instant::now() + READY_WITHIN;
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        let is_ready = program("pg_isready")?;
+        // Listening is not enough: until recovery ends the server refuses with "the database
+        // system is starting up". pg_isready succeeds only once it accepts connections.
+        while !accepts_connections(&is_ready, self.port) {
             if let Ok(Some(status)) = child.try_wait() {
                 return Err(format!(
                     "postgres exited at start ({status}): {}",
@@ -220,6 +223,25 @@ fn free_port() -> Result<u16, String> {
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())
         .map_err(|e| format!("finding a free port: {e}"))
+}
+
+fn accepts_connections(pg_isready: &Path, port: u16) -> bool {
+    Command::new(pg_isready)
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            USER,
+            "-t",
+            "1",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
 }
 
 fn log_file(dir: &Path) -> Result<std::fs::File, String> {
