@@ -30,6 +30,16 @@ async fn process(dir: &std::path::Path) -> Process {
 }
 
 async fn send(process: &Process, name: &str, body: Value) -> Result<CommandOutcome, CommandError> {
+    send_if_match(process, name, body, None).await
+}
+
+/// `send` with an `If-Match` of the target's version.
+async fn send_if_match(
+    process: &Process,
+    name: &str,
+    body: Value,
+    if_match: Option<i64>,
+) -> Result<CommandOutcome, CommandError> {
     let command = Command::parse(name, body.to_string().as_bytes()).expect("a valid command");
     process
         .handler
@@ -43,7 +53,7 @@ async fn send(process: &Process, name: &str, body: Value) -> Result<CommandOutco
             },
             request_hash: String::new(),
             idempotency_key: None,
-            if_match: None,
+            if_match,
             correlation_id: None,
             causation_id: None,
         })
@@ -202,30 +212,14 @@ async fn an_if_match_refused_from_stale_memory_is_confirmed_from_the_log() {
         .len();
 
     // The client read the community at its current version through B; A's memory is older.
-    let command = Command::parse(
+    let version = i64::try_from(version).expect("small");
+    let outcome = send_if_match(
+        &a,
         "WithdrawMemberUnit",
-        json!({"community_id": world.community, "unit_id": world.units[1]})
-            .to_string()
-            .as_bytes(),
+        json!({"community_id": world.community, "unit_id": world.units[1]}),
+        Some(version),
     )
-    .expect("valid");
-    let outcome = a
-        .handler
-        .handle(CommandRequest {
-            command,
-            principal: Principal {
-                actor_id: Uuid::from_u128(1),
-                name: "admin".into(),
-                role: Role::Admin,
-                scope: None,
-            },
-            request_hash: String::new(),
-            idempotency_key: None,
-            if_match: Some(i64::try_from(version).expect("small")),
-            correlation_id: None,
-            causation_id: None,
-        })
-        .await
-        .expect("If-Match names the log's version, so the command is carried out");
-    assert_eq!(outcome.version, i64::try_from(version + 1).expect("small"));
+    .await
+    .expect("If-Match names the log's version, so the command is carried out");
+    assert_eq!(outcome.version, version + 1);
 }

@@ -372,17 +372,50 @@ async fn a_new_generation_does_not_take_over_behind_the_one_that_answers() {
     assert_eq!(board_row(&db).await.0, 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cached_board_is_the_board_until_its_community_changes_and_then_the_new_one() {
+/// A small history with the board projector following it live, and the business time the
+/// boards are read at.
+struct LiveBoard {
+    _dir: tempfile::TempDir,
+    store: Arc<dyn EventStore>,
+    db: ReadDb,
+    handler: CommandHandler,
+    runner: Runner,
+    _task: tokio::task::JoinHandle<()>,
+    as_of: chrono::DateTime<chrono::Utc>,
+}
+
+async fn live_board() -> LiveBoard {
     let dir = tempfile::tempdir().expect("tempdir");
     let (store, db) = open(&dir).await;
     let handler = CommandHandler::new(store.clone());
     history(&handler, 3).await;
     let runner = Runner::new(store.clone(), db.clone());
-    let _task = runner.spawn(Box::new(BoardProjector::default()));
+    let task = runner.spawn(Box::new(BoardProjector::default()));
     let as_of = chrono::DateTime::parse_from_rfc3339("2018-06-04T00:00:00+08:00")
         .expect("a time")
         .to_utc();
+    LiveBoard {
+        _dir: dir,
+        store,
+        db,
+        handler,
+        runner,
+        _task: task,
+        as_of,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_board_is_the_board_until_its_community_changes_and_then_the_new_one() {
+    let LiveBoard {
+        _dir,
+        store,
+        db,
+        handler,
+        runner,
+        _task,
+        as_of,
+    } = live_board().await;
     let cache = board::BoardCache::default();
     let cached = |generation: i64| {
         let (db, cache) = (&db, &cache);
@@ -419,15 +452,15 @@ async fn a_cached_board_is_the_board_until_its_community_changes_and_then_the_ne
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rendered_board_is_served_again_until_its_community_its_generation_or_the_second_changes()
 {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (store, db) = open(&dir).await;
-    let handler = CommandHandler::new(store.clone());
-    history(&handler, 3).await;
-    let runner = Runner::new(store.clone(), db.clone());
-    let _task = runner.spawn(Box::new(BoardProjector::default()));
-    let as_of = chrono::DateTime::parse_from_rfc3339("2018-06-04T00:00:00+08:00")
-        .expect("a time")
-        .to_utc();
+    let LiveBoard {
+        _dir,
+        store,
+        db,
+        handler,
+        runner,
+        _task,
+        as_of,
+    } = live_board().await;
     let cache = board::BoardCache::default();
     let rendered = |generation: i64, as_of: chrono::DateTime<chrono::Utc>| {
         let (db, cache) = (&db, &cache);
