@@ -112,6 +112,15 @@ async fn world(p: &Process) -> World {
     }
 }
 
+/// Two processes on one fresh log, and the world set up through the first.
+async fn two_processes() -> (tempfile::TempDir, Process, Process, World) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = process(dir.path()).await;
+    let b = process(dir.path()).await;
+    let world = world(&a).await;
+    (dir, a, b, world)
+}
+
 fn admit(world: &World, unit: usize) -> Value {
     json!({"community_id": world.community, "unit_id": world.units[unit], "kind": "jurisdiction"})
 }
@@ -133,10 +142,7 @@ async fn claims_in_log(store: &dyn EventStore, project: Uuid) -> usize {
 
 #[tokio::test]
 async fn a_refusal_from_stale_memory_is_confirmed_from_the_log() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let a = process(dir.path()).await;
-    let b = process(dir.path()).await;
-    let world = world(&a).await;
+    let (_dir, a, b, world) = two_processes().await;
 
     // A learns (and keeps in memory) that unit 0 is not a member.
     match send(&a, "ClaimProject", claim(&world, 0)).await {
@@ -153,10 +159,7 @@ async fn a_refusal_from_stale_memory_is_confirmed_from_the_log() {
 
 #[tokio::test]
 async fn an_acceptance_from_stale_memory_of_the_target_is_refused_at_append() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let a = process(dir.path()).await;
-    let b = process(dir.path()).await;
-    let world = world(&a).await;
+    let (_dir, a, b, world) = two_processes().await;
     ok(&a, "AdmitMemberUnit", admit(&world, 0)).await;
     ok(&a, "AdmitMemberUnit", admit(&world, 1)).await;
 
@@ -174,10 +177,7 @@ async fn an_acceptance_from_stale_memory_of_the_target_is_refused_at_append() {
 
 #[tokio::test]
 async fn an_acceptance_from_stale_memory_of_a_fact_is_refused_at_append() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let a = process(dir.path()).await;
-    let b = process(dir.path()).await;
-    let world = world(&a).await;
+    let (_dir, a, b, world) = two_processes().await;
     ok(&a, "AdmitMemberUnit", admit(&world, 0)).await;
 
     // A remembers unit 0 as a member; B withdraws it from the community.
@@ -197,10 +197,7 @@ async fn an_acceptance_from_stale_memory_of_a_fact_is_refused_at_append() {
 
 #[tokio::test]
 async fn an_if_match_refused_from_stale_memory_is_confirmed_from_the_log() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let a = process(dir.path()).await;
-    let b = process(dir.path()).await;
-    let world = world(&a).await;
+    let (_dir, a, b, world) = two_processes().await;
     let community = format!("community-{}", world.community);
     ok(&a, "AdmitMemberUnit", admit(&world, 0)).await;
     ok(&b, "AdmitMemberUnit", admit(&world, 1)).await;
