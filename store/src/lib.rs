@@ -3,14 +3,16 @@
 //! The store knows nothing of the domain: it keeps opaque JSON events in streams, guards each
 //! stream with an expected version, chains every stream with SHA-256 hashes over canonical bytes,
 //! and records command ids and idempotency keys in the same transaction as the events they
-//! produced. Two backends sit behind [`EventStore`]: SQLite (embedded, the default) and, later,
-//! PostgreSQL; both run the one [`conformance`] suite.
+//! produced. Two backends sit behind [`EventStore`]: SQLite (embedded, the default) and
+//! PostgreSQL (several servers, one database); both run the one [`conformance`] suite.
 
 pub mod canonical;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod error;
 pub mod hash;
+mod plan;
+pub mod postgres;
 pub mod sqlite;
 mod telemetry;
 #[cfg(feature = "conformance")]

@@ -10,7 +10,6 @@
 //! so streams stay consistent. [`EventStore::subscribe`] only announces this process's appends.
 
 mod checkpoint;
-mod plan;
 mod rows;
 mod schema;
 mod tokens;

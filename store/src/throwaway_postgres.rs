@@ -11,6 +11,8 @@ use std::os::unix::fs::chown;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// The account that runs the cluster when the tests run as root.
@@ -70,9 +72,51 @@ impl ThrowawayPostgres {
         Ok(server)
     }
 
+    /// One server for the whole test binary, started by the first test that asks.
+    ///
+    /// Statics are never dropped, so this server is stopped by a small watcher process instead:
+    /// it polls this process's pid and, once the tests are gone, stops the server by its pid and
+    /// deletes its files. Tests take a database each from it ([`Self::fresh_database`]).
+    pub fn shared() -> Result<&'static ThrowawayPostgres, String> {
+        static SHARED: OnceLock<Result<ThrowawayPostgres, String>> = OnceLock::new();
+        SHARED
+            .get_or_init(|| {
+                let server = ThrowawayPostgres::start()?;
+                server.stop_when_this_process_exits()?;
+                Ok(server)
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// Creates an empty database of its own for one test and returns its url.
+    pub async fn fresh_database(&self) -> Result<String, String> {
+        use sqlx::Connection;
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let name = format!(
+            "test_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut admin = sqlx::PgConnection::connect(&self.url())
+            .await
+            .map_err(|e| format!("connecting to {}: {e}", self.url()))?;
+        sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .map_err(|e| format!("creating database {name}: {e}"))?;
+        let _ = admin.close().await;
+        Ok(self.database_url(&name))
+    }
+
     /// `postgres://…` for the cluster's `postgres` database.
     pub fn url(&self) -> String {
-        format!("postgres://{USER}@127.0.0.1:{}/postgres", self.port)
+        self.database_url("postgres")
+    }
+
+    /// `postgres://…` for database `name` of the cluster.
+    pub fn database_url(&self, name: &str) -> String {
+        format!("postgres://{USER}@127.0.0.1:{}/{name}", self.port)
     }
 
     pub fn port(&self) -> u16 {
@@ -115,7 +159,7 @@ impl ThrowawayPostgres {
             // operating system before they are acknowledged (synchronous_commit stays on), so an
             // acknowledged commit survives a stop of the server, as restart tests need.
             .args(["-c", "fsync=off"])
-            .args(["-c", "full_page_writes=off", "-c", "max_connections=200"])
+            .args(["-c", "full_page_writes=off", "-c", "max_connections=400"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log_file(self.dir.path())?));
@@ -145,6 +189,26 @@ impl ThrowawayPostgres {
         }
         self.server = Some(child);
         Ok(())
+    }
+
+    /// Starts the watcher that stops the server (by pid) and deletes its files once this process
+    /// has exited, for a server that is never dropped.
+    fn stop_when_this_process_exits(&self) -> Result<(), String> {
+        let server = self.pid().ok_or("the server is not running")?;
+        let script = format!(
+            "while kill -0 {tests} 2>/dev/null; do sleep 0.2; done; \
+             kill -QUIT {server} 2>/dev/null; sleep 2; rm -rf '{dir}'",
+            tests = std::process::id(),
+            dir = self.dir.path().display(),
+        );
+        Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map(drop)
+            .map_err(|e| format!("starting the server's watcher: {e}"))
     }
 
     /// What the server wrote to its log so far.

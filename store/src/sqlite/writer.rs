@@ -37,9 +37,9 @@ use sqlx::{ConnectOptions, Connection, Transaction};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument;
 
-use super::plan::{BatchState, Decision, EarlierCommand, EarlierEvents, Staged, StreamHead};
 use super::rows::{decode_all, select_events, EventRow};
 use crate::hash::to_stored_precision;
+use crate::plan::{BatchState, Decision, EarlierCommand, EarlierEvents, Staged, StreamHead};
 use crate::{telemetry, AppendOutcome, AppendRequest, Position, StoreError};
 
 /// The most requests one group commit takes.
@@ -483,7 +483,8 @@ async fn resolve(
             Decision::Append(staged) => Ok(AppendOutcome::Appended(
                 staged.into_iter().map(|staged| staged.event).collect(),
             )),
-            Decision::Duplicate(EarlierEvents::InLog { first, last }) => {
+            Decision::Duplicate(earlier) => {
+                let EarlierEvents::InLog { first, last } = earlier.events;
                 let rows: Vec<EventRow> = sqlx::query_as(select_events!(
                     "WHERE position BETWEEN ?1 AND ?2 ORDER BY position"
                 ))

@@ -22,7 +22,7 @@ use crate::{AppendRequest, ExpectedVersion, Position, RecordedEvent, StoreError}
 
 /// A stream's last version and hash (version 0 and no hash for a stream with no events).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(super) struct StreamHead {
+pub(crate) struct StreamHead {
     pub version: i64,
     pub hash: Option<String>,
 }
@@ -30,13 +30,13 @@ pub(super) struct StreamHead {
 /// Where the events an earlier command appended lie in the log, to be read back (within the
 /// batch's transaction, which also sees an earlier request of the same batch).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum EarlierEvents {
+pub(crate) enum EarlierEvents {
     InLog { first: Position, last: Position },
 }
 
 /// A command that already appended, as far as idempotency is concerned.
 #[derive(Debug)]
-pub(super) struct EarlierCommand {
+pub(crate) struct EarlierCommand {
     /// The command id as stored (hyphenated lowercase UUID text).
     pub command_id: String,
     pub key: Option<(String, String)>,
@@ -46,7 +46,7 @@ pub(super) struct EarlierCommand {
 
 /// An event ready to insert, with its JSON and timestamp already in their stored text forms.
 #[derive(Debug)]
-pub(super) struct Staged {
+pub(crate) struct Staged {
     pub event: RecordedEvent,
     pub data: String,
     pub metadata: String,
@@ -55,15 +55,16 @@ pub(super) struct Staged {
 
 /// What one request comes to.
 #[derive(Debug)]
-pub(super) enum Decision {
+pub(crate) enum Decision {
     Append(Vec<Staged>),
-    Duplicate(EarlierEvents),
+    /// A repeat of an earlier command: its events are read back, not written again.
+    Duplicate(Arc<EarlierCommand>),
     Refuse(StoreError),
 }
 
 /// Everything a batch's decisions depend on, as of the current point in the batch.
 #[derive(Debug, Clone)]
-pub(super) struct BatchState {
+pub(crate) struct BatchState {
     /// The last position written, before this batch or in it.
     last_position: Position,
     /// The heads of the streams the batch touches; a stream missing here has no events.
@@ -121,7 +122,7 @@ impl BatchState {
                     });
                 }
             }
-            return Decision::Duplicate(earlier.events);
+            return Decision::Duplicate(Arc::clone(earlier));
         }
 
         for condition in &request.unchanged {
@@ -353,7 +354,8 @@ mod tests {
             &mut state,
             &with_key(request("s", ExpectedVersion::Any, 1), "d"),
         ) {
-            Decision::Duplicate(EarlierEvents::InLog { first: from, last }) => {
+            Decision::Duplicate(earlier) => {
+                let EarlierEvents::InLog { first: from, last } = earlier.events;
                 assert_eq!((from, last), (first[0].position, first[0].position));
             }
             other => panic!("expected a duplicate, got {other:?}"),
@@ -382,7 +384,8 @@ mod tests {
             Utc::now(),
         );
         match state.decide(&replay) {
-            Decision::Duplicate(EarlierEvents::InLog { first: 3, last: 4 }) => {}
+            Decision::Duplicate(earlier)
+                if earlier.events == (EarlierEvents::InLog { first: 3, last: 4 }) => {}
             other => panic!("expected a duplicate, got {other:?}"),
         }
     }
