@@ -1,5 +1,6 @@
 //! The `lianxi` binary: wires the crates together behind the command line of API.md.
 
+mod backend;
 mod cli;
 mod demo;
 mod progress;
@@ -9,13 +10,10 @@ mod trace_cmd;
 
 use std::io::Write;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use commands::TokenService;
-use store::sqlite::SqliteStore;
-use store::EventStore;
 
 use cli::{Cli, Commands, ExportFormat, ServeArgs, ServeRole, StoreArgs, TokenCommand};
 
@@ -63,9 +61,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     name,
                 },
         } => {
-            let sqlite = open(&store).await?;
+            let backend = backend::open(&store).await?;
             let role: commands::Role = role.parse().map_err(anyhow::Error::msg)?;
-            let tokens = TokenService::new(Arc::new(sqlite.clone()), Arc::new(sqlite), None);
+            let tokens = TokenService::new(backend.tokens, backend.log, None);
             let token = tokens.issue(None, role, scope, &name).await?;
             println!("{token}");
             Ok(ExitCode::SUCCESS)
@@ -79,9 +77,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             .await
             .map(|()| ExitCode::SUCCESS),
         Commands::Demo { store } => {
-            let sqlite = open(&store).await?;
-            let summary = demo::run(Arc::new(sqlite)).await?;
-            println!("{}", demo::report(&summary, &store.data_dir));
+            let backend = backend::open(&store).await?;
+            let summary = demo::run(backend.log).await?;
+            let store_flag = match &store.database_url {
+                // Never print the URL: it may hold a password.
+                Some(_) => "--database-url \"$LIANXI_DATABASE_URL\"".to_owned(),
+                None => format!("--data-dir {}", store.data_dir.display()),
+            };
+            println!("{}", demo::report(&summary, &store_flag));
             Ok(ExitCode::SUCCESS)
         }
         Commands::Replay(args) => replay::command(args).await,
@@ -90,24 +93,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-/// Opens the embedded store; PostgreSQL arrives with the distributed deployment.
-async fn open(args: &StoreArgs) -> Result<SqliteStore> {
-    if args.database_url.is_some() {
-        bail!("--database-url (PostgreSQL) is not supported by this build yet; use --data-dir");
-    }
-    SqliteStore::open(&args.data_dir)
-        .await
-        .with_context(|| format!("opening the store in {}", args.data_dir.display()))
-}
-
 async fn serve(args: ServeArgs) -> Result<()> {
     if args.role != ServeRole::All || args.nats_url.is_some() {
         bail!("only the embedded mode (--role all, no --nats-url) is available in this build");
     }
-    let sqlite = open(&args.store).await?;
-    let store: Arc<dyn EventStore> = Arc::new(sqlite.clone());
-    let tokens = TokenService::new(Arc::new(sqlite), store.clone(), args.admin_token.as_deref());
-    let read_db = projections::readdb::ReadDb::open(&args.store.data_dir).await?;
+    let backend = backend::open(&args.store).await?;
+    let store = backend.log.clone();
+    let tokens = TokenService::new(backend.tokens, store.clone(), args.admin_token.as_deref());
+    let read_db = backend::read_models(&args.store).await?;
     let interrupted = projections::rebuild::interrupted(&read_db).await?;
     let runner = projections::runner::Runner::new(store.clone(), read_db);
     // One task for every projector, on a thread of its own: each page of the log is read and
@@ -130,7 +123,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     let local = listener.local_addr()?;
-    tracing::info!(listen = %local, data_dir = %args.store.data_dir.display(), "lianxi serving");
+    tracing::info!(listen = %local, log = %backend.location, "lianxi serving");
     // Scripts and tests read this line to learn the port when listening on port 0.
     println!("listening on http://{local}");
     std::io::stdout().flush().ok();
@@ -168,7 +161,7 @@ async fn shutdown_signal() {
 }
 
 async fn verify(args: &StoreArgs) -> Result<ExitCode> {
-    let store = open(args).await?;
+    let store = backend::open(args).await?.log;
     let report = store.verify().await?;
     match report.first_failure {
         None => {
@@ -195,7 +188,7 @@ async fn verify(args: &StoreArgs) -> Result<ExitCode> {
 }
 
 async fn export(args: &StoreArgs, after: i64, format: ExportFormat) -> Result<()> {
-    let store = open(args).await?;
+    let store = backend::open(args).await?.log;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     if format == ExportFormat::Csv {

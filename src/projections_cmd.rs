@@ -11,8 +11,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Result};
 use clap::Subcommand;
-use projections::readdb::{GenerationRow, ReadDb};
-use store::EventStore;
+use projections::readdb::GenerationRow;
 
 use crate::cli::StoreArgs;
 use crate::progress::Progress;
@@ -42,8 +41,8 @@ pub async fn command(command: ProjectionsCommand) -> Result<ExitCode> {
 }
 
 async fn status(args: &StoreArgs) -> Result<ExitCode> {
-    let store = crate::open(args).await?;
-    let db = ReadDb::open(&args.data_dir).await?;
+    let store = crate::backend::open(args).await?.log;
+    let db = crate::backend::read_models(args).await?;
     let head = store.head().await?;
     let rows = db.generations().await?;
     print!(
@@ -128,8 +127,8 @@ async fn rebuild(args: &StoreArgs, name: &str) -> Result<ExitCode> {
             projections::rebuild::names().join(", ")
         );
     };
-    let store = crate::open(args).await?;
-    let db = ReadDb::open(&args.data_dir).await?;
+    let store = crate::backend::open(args).await?.log;
+    let db = crate::backend::read_models(args).await?;
     let head = store.head().await?;
     let fresh = projections::rebuild::start(&db, projector.as_mut()).await?;
     eprintln!(
@@ -143,7 +142,7 @@ async fn rebuild(args: &StoreArgs, name: &str) -> Result<ExitCode> {
         }
     );
     let mut progress = Progress::new(format!("rebuild {name}"), "events", head.max(0) as u64);
-    let rebuilt = projections::rebuild::build(&store, &db, projector.as_mut(), &fresh, |p| {
+    let rebuilt = projections::rebuild::build(store.as_ref(), &db, projector.as_mut(), &fresh, |p| {
         progress.set(p.max(0) as u64)
     })
     .await?;

@@ -61,7 +61,7 @@ pub async fn command(args: ReplayArgs) -> Result<ExitCode> {
     if args.until_position.is_some_and(|p| p < 0) {
         anyhow::bail!("--until-position must be a log position (0 or more)");
     }
-    let store: Arc<dyn EventStore> = Arc::new(crate::open(&args.store).await?);
+    let store: Arc<dyn EventStore> = crate::backend::open(&args.store).await?.log;
     let head = store.head().await?;
     let until = match (args.until_position, args.as_of) {
         (Some(position), _) => position.min(head),

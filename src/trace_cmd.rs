@@ -85,7 +85,7 @@ pub async fn command(args: TraceArgs) -> Result<ExitCode> {
         from: args.from,
         to: args.to,
     };
-    let store: Arc<dyn EventStore> = Arc::new(crate::open(&args.store).await?);
+    let store: Arc<dyn EventStore> = crate::backend::open(&args.store).await?.log;
     let head = store.head().await?;
     let shared = ReadDb::open(&args.store.data_dir).await.with_context(|| {
         format!(

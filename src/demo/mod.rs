@@ -140,8 +140,9 @@ pub async fn run(store: Arc<dyn EventStore>) -> Result<Summary, DemoError> {
     Ok(summary)
 }
 
-/// The closing message: what was written, and how to look at a board.
-pub fn report(summary: &Summary, data_dir: &std::path::Path) -> String {
+/// The closing message: what was written, and how to look at a board. `store_flag` is the
+/// option that names the store (`--data-dir DIR` or `--database-url …`).
+pub fn report(summary: &Summary, store_flag: &str) -> String {
     let what = if summary.events == 0 {
         format!(
             "the demo was already loaded: {} commands answered from the log, nothing new written",
@@ -153,13 +154,12 @@ pub fn report(summary: &Summary, data_dir: &std::path::Path) -> String {
             summary.commands, summary.events, summary.already_loaded
         )
     };
-    let dir = data_dir.display();
     format!(
         "demo: {what}; the log's head is at position {head}.\n\
          \n\
          See 沱源社区's board (start the server first if it is not running):\n\
-         \x20 lianxi serve --data-dir {dir} &\n\
-         \x20 TOKEN=$(lianxi token issue --data-dir {dir} --role admin --name me)\n\
+         \x20 lianxi serve {store_flag} &\n\
+         \x20 TOKEN=$(lianxi token issue {store_flag} --role admin --name me)\n\
          \x20 curl -s -H \"authorization: Bearer $TOKEN\" \\\n\
          \x20   'http://127.0.0.1:8080/v1/communities/{tuoyuan}/board?as_of=2018-06-04T00:00:00%2B08:00'\n\
          Communities: 三江 {sanjiang}, 沱源 {tuoyuan}, 十里 {shili}, 玉龙街 {yulongjie}.",

@@ -7,7 +7,7 @@ use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Row};
 use uuid::Uuid;
 
-use crate::helpers::{project_stream, spawn_app, TestApp, World};
+use crate::helpers::{project_stream, spawn_app, spawn_app_sqlite, TestApp, World};
 
 /// A valid body for each of the 19 commands, against `world` (which has two member units).
 fn every_command(world: &World, project: Uuid, meeting: Uuid) -> Vec<(&'static str, Value)> {
@@ -414,7 +414,7 @@ async fn a_district_admin_registers_only_in_its_own_district() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_actor_on_events_is_the_token_s_never_the_body_s() {
-    let app = spawn_app().await;
+    let app = spawn_app_sqlite().await;
     let world = app.world(1).await;
     let unit = world.units[0];
     let rep = app.issue_token("unit_rep", Some(unit), "罗俊").await;
@@ -535,7 +535,7 @@ async fn a_token_issued_over_http_or_on_the_command_line_works_at_once_on_the_ru
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_are_stored_only_as_hashes() {
-    let app = spawn_app().await;
+    let app = spawn_app_sqlite().await;
     let world = app.world(1).await;
     let mut tokens = vec![app.admin_token.clone()];
     tokens.push(

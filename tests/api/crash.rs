@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use uuid::Uuid;
 
-use crate::helpers::{client, project_stream, spawn_app, spawn_app_with_log};
+use crate::helpers::{client, project_stream, spawn_app_sqlite, spawn_app_with_log};
 
 /// One acknowledged command: the stream and the event it reported.
 #[derive(Debug, Clone)]
@@ -27,7 +27,7 @@ struct Ack {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_event_survives_kill_9_and_the_log_still_verifies() {
-    let mut app = spawn_app().await;
+    let mut app = spawn_app_sqlite().await;
     let world = app.world(8).await;
     let mut projects = Vec::new();
     for unit in &world.units {
@@ -171,7 +171,7 @@ async fn drop_event_triggers(conn: &mut sqlx::SqliteConnection) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_finds_and_names_an_event_changed_behind_the_log_s_back() {
-    let mut app = spawn_app().await;
+    let mut app = spawn_app_sqlite().await;
     let world = app.world(1).await;
     let project = app.propose(world.community).await;
     app.claim(project, world.units[0]).await;
@@ -234,7 +234,7 @@ async fn verify_finds_forged_metadata_times_types_and_a_deleted_event() {
         ("a deleted event", "DELETE FROM events WHERE position = ?1"),
     ];
     for (what, forge) in forgeries {
-        let mut app = spawn_app().await;
+        let mut app = spawn_app_sqlite().await;
         let world = app.world(1).await;
         let project = app.launched_project(world.community, world.units[0]).await;
         app.ok(
@@ -272,7 +272,7 @@ async fn verify_finds_an_event_deleted_from_the_end_of_its_stream() {
     // Positions are gap-free by design (the single writer assigns them in commit order), so a
     // missing position in the middle of the log is evidence of a deletion even when no stream's
     // chain breaks: here the last event of one stream, followed by other streams' events.
-    let mut app = spawn_app().await;
+    let mut app = spawn_app_sqlite().await;
     let world = app.world(1).await;
     let project = app.propose(world.community).await;
     let cancelled = app
@@ -392,7 +392,7 @@ async fn sigterm_lets_an_in_flight_command_finish_and_exits_zero() {
 async fn sigterm_is_not_held_up_forever_by_a_client_stalled_in_its_headers() {
     // A client that sends half a request head and goes quiet (a slow or hostile client) must not
     // keep the server from stopping: the request timeout is 30 s, so 35 s is generous.
-    let mut app = spawn_app().await;
+    let mut app = spawn_app_sqlite().await;
     let mut stalled = TcpStream::connect(app.addr).await.expect("connect");
     stalled
         .write_all(b"POST /v1/commands/RegisterDistrict HTTP/1.1\r\nhost: lianxi\r\n")

@@ -1,7 +1,6 @@
 //! `lianxi demo`: the seed report's story as real commands, beside a running server or before
 //! one starts; a second run adds nothing.
 
-use std::path::Path;
 
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -13,13 +12,10 @@ const YULONGJIE: &str = "2018a000-0000-4000-8000-000200000004";
 /// The report's publication date, so that "last held" and "next scheduled" do not move.
 const AS_OF: &str = "2018-06-04T00%3A51%3A19%2B08%3A00";
 
-async fn demo(data_dir: &Path) -> (String, String) {
-    let output = cli(&[
-        "demo".to_owned(),
-        "--data-dir".to_owned(),
-        data_dir.display().to_string(),
-    ])
-    .await;
+async fn demo(app: &TestApp) -> (String, String) {
+    let mut args = vec!["demo".to_owned()];
+    args.extend(app.store_args());
+    let output = cli(&args).await;
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(
@@ -56,7 +52,7 @@ fn project<'a>(board: &'a Value, title: &str) -> &'a Value {
 #[tokio::test]
 async fn the_demo_loads_the_seed_story_beside_a_running_server_and_a_second_run_adds_nothing() {
     let app = spawn_app().await;
-    let (stdout, stderr) = demo(app.data_dir.path()).await;
+    let (stdout, stderr) = demo(&app).await;
     assert!(stdout.contains("events appended"), "{stdout}");
     assert!(
         stdout.contains(&format!("/v1/communities/{TUOYUAN}/board")),
@@ -88,7 +84,7 @@ async fn the_demo_loads_the_seed_story_beside_a_running_server_and_a_second_run_
     insta::assert_json_snapshot!("demo_tuoyuan_board", tuoyuan);
 
     let head = app.head().await;
-    let (again, _) = demo(app.data_dir.path()).await;
+    let (again, _) = demo(&app).await;
     assert!(again.contains("already loaded"), "{again}");
     assert_eq!(app.head().await, head, "a second run appends nothing");
     assert_eq!(board(&app, TUOYUAN).await, tuoyuan);
@@ -98,7 +94,7 @@ async fn the_demo_loads_the_seed_story_beside_a_running_server_and_a_second_run_
 async fn the_demo_needs_no_server_and_a_server_started_after_it_shows_the_boards() {
     let mut app = spawn_app().await;
     app.kill9().await;
-    demo(app.data_dir.path()).await;
+    demo(&app).await;
     app.restart().await;
     let tuoyuan = board(&app, TUOYUAN).await;
     assert_eq!(tuoyuan["community"]["name"], "沱源社区");
@@ -143,7 +139,7 @@ fn settings() -> insta::Settings {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_read_model_after_the_demo_story() {
     let app = spawn_app().await;
-    demo(app.data_dir.path()).await;
+    demo(&app).await;
     let head = app.head().await.to_string();
     let get = |path: String| {
         let app = &app;

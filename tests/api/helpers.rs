@@ -1,6 +1,7 @@
 //! The harness: the real `lianxi` binary, started on port 0 over a fresh data directory.
 //!
-//! [`spawn_app`] runs `lianxi serve --listen 127.0.0.1:0 --data-dir <tempdir>` with a random
+//! [`spawn_app`] runs `lianxi serve --listen 127.0.0.1:0 --data-dir <tempdir>` (plus
+//! `--database-url` of a fresh database when `LIANXI_TEST_BACKEND=postgres`) with a random
 //! bootstrap admin token, learns the port from the `listening on http://ADDR` line it prints, and
 //! hands back a [`TestApp`] with typed helpers. The child is killed when the `TestApp` drops. The
 //! server's log (stderr) goes to a file beside the data directory: it is printed when the server
@@ -41,6 +42,8 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub admin_token: String,
     pub data_dir: TempDir,
+    /// The PostgreSQL database the log is in, when the suite runs on PostgreSQL.
+    pub database_url: Option<String>,
     pub child: Option<Child>,
     pub client: reqwest::Client,
     /// Holds the server's stderr log, outside the data directory.
@@ -48,21 +51,62 @@ pub struct TestApp {
     log_filter: String,
 }
 
-/// Starts a server with the default log filter.
+/// The backend the suite runs on: `LIANXI_TEST_BACKEND=postgres` runs every test that does not
+/// ask for SQLite against PostgreSQL (`scripts/test` runs the suite once for each).
+pub fn backend_is_postgres() -> bool {
+    match std::env::var("LIANXI_TEST_BACKEND").as_deref() {
+        Ok("postgres") => true,
+        Ok("sqlite") | Err(_) => false,
+        Ok(other) => panic!("LIANXI_TEST_BACKEND is sqlite or postgres, not {other:?}"),
+    }
+}
+
+/// Starts a server with the default log filter, on the suite's backend.
 pub async fn spawn_app() -> TestApp {
     spawn_app_with_log("info").await
 }
 
+/// Starts a server on the embedded SQLite store whatever the suite's backend, for tests of what
+/// only a file on disk has (tampering with it, kill -9 mid-write, file permissions).
+pub async fn spawn_app_sqlite() -> TestApp {
+    spawn(None, "info").await
+}
+
 /// Starts a server whose log uses `filter` (`LIANXI_LOG`), for tests that read the log.
 pub async fn spawn_app_with_log(filter: &str) -> TestApp {
+    let database_url = if backend_is_postgres() {
+        Some(fresh_database().await)
+    } else {
+        None
+    };
+    spawn(database_url, filter).await
+}
+
+/// Starts a server on the PostgreSQL database at `url` (a server the test controls).
+pub async fn spawn_app_on_database(url: &str) -> TestApp {
+    spawn(Some(url.to_owned()), "info").await
+}
+
+/// An empty database of its own on the test binary's throwaway PostgreSQL server.
+pub async fn fresh_database() -> String {
+    store::throwaway_postgres::ThrowawayPostgres::shared()
+        .expect("a throwaway PostgreSQL (LIANXI_TEST_BACKEND=postgres)")
+        .fresh_database()
+        .await
+        .expect("a fresh database")
+}
+
+async fn spawn(database_url: Option<String>, filter: &str) -> TestApp {
     let data_dir = tempfile::tempdir().expect("a temporary data directory");
     let log_dir = tempfile::tempdir().expect("a temporary log directory");
     let admin_token = format!("test-admin-{}", Uuid::new_v4().simple());
-    let (child, addr) = start_server(data_dir.path(), &admin_token, log_dir.path(), filter).await;
+    let args = store_args(data_dir.path(), database_url.as_deref());
+    let (child, addr) = start_server(&args, &admin_token, log_dir.path(), filter).await;
     TestApp {
         addr,
         admin_token,
         data_dir,
+        database_url,
         child: Some(child),
         client: client(),
         log_dir,
@@ -79,8 +123,17 @@ pub fn client() -> reqwest::Client {
         .expect("a reqwest client")
 }
 
+/// The options that name the store: the data directory, and the database when there is one.
+fn store_args(data_dir: &Path, database_url: Option<&str>) -> Vec<String> {
+    let mut args = vec!["--data-dir".to_owned(), data_dir.display().to_string()];
+    if let Some(url) = database_url {
+        args.extend(["--database-url".to_owned(), url.to_owned()]);
+    }
+    args
+}
+
 async fn start_server(
-    data_dir: &Path,
+    store_args: &[String],
     admin_token: &str,
     log_dir: &Path,
     filter: &str,
@@ -96,8 +149,8 @@ async fn start_server(
         command.env_remove(var);
     }
     command
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(store_args)
         .env("LIANXI_ADMIN_TOKEN", admin_token)
         .env("LIANXI_LOG", filter)
         .env("LIANXI_CATCH_UP_WRITE_EVERY", CATCH_UP_WRITE_EVERY)
@@ -207,6 +260,11 @@ pub fn assert_problem(
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// The options that name this app's store, for the command line beside it.
+    pub fn store_args(&self) -> Vec<String> {
+        store_args(self.data_dir.path(), self.database_url.as_deref())
     }
 
     pub fn db_path(&self) -> PathBuf {
@@ -427,16 +485,14 @@ impl TestApp {
 
     /// Issues a token with `lianxi token issue` against the data directory (beside the server).
     pub async fn issue_token_cli(&self, role: &str, scope: Option<Uuid>, name: &str) -> String {
-        let mut args = vec![
-            "token".to_owned(),
-            "issue".to_owned(),
-            "--data-dir".to_owned(),
-            self.data_dir.path().display().to_string(),
+        let mut args = vec!["token".to_owned(), "issue".to_owned()];
+        args.extend(self.store_args());
+        args.extend([
             "--role".to_owned(),
             role.to_owned(),
             "--name".to_owned(),
             name.to_owned(),
-        ];
+        ]);
         if let Some(scope) = scope {
             args.push("--scope".to_owned());
             args.push(scope.to_string());
@@ -457,28 +513,22 @@ impl TestApp {
         lines[0].trim().to_owned()
     }
 
-    /// `lianxi verify --data-dir …`: its exit code and stdout.
+    /// `lianxi verify` on this app's store: its exit code and stdout.
     pub async fn verify(&self) -> (i32, String) {
-        let output = cli(&[
-            "verify".to_owned(),
-            "--data-dir".to_owned(),
-            self.data_dir.path().display().to_string(),
-        ])
-        .await;
+        let mut args = vec!["verify".to_owned()];
+        args.extend(self.store_args());
+        let output = cli(&args).await;
         (
             output.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&output.stdout).into_owned(),
         )
     }
 
-    /// `lianxi export --data-dir …` (NDJSON): its stdout, which must succeed.
+    /// `lianxi export` on this app's store (NDJSON): its stdout, which must succeed.
     pub async fn export(&self) -> String {
-        let output = cli(&[
-            "export".to_owned(),
-            "--data-dir".to_owned(),
-            self.data_dir.path().display().to_string(),
-        ])
-        .await;
+        let mut args = vec!["export".to_owned()];
+        args.extend(self.store_args());
+        let output = cli(&args).await;
         assert!(
             output.status.success(),
             "lianxi export failed: {}",
@@ -525,7 +575,7 @@ impl TestApp {
     pub async fn restart(&mut self) {
         self.kill9().await;
         let (child, addr) = start_server(
-            self.data_dir.path(),
+            &self.store_args(),
             &self.admin_token,
             self.log_dir.path(),
             &self.log_filter,

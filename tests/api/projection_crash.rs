@@ -21,7 +21,7 @@ use tokio::io::AsyncReadExt;
 use tokio::process::Child;
 use uuid::Uuid;
 
-use crate::helpers::{cli, cli_command, spawn_app, TestApp};
+use crate::helpers::{cli, cli_command, spawn_app_sqlite, TestApp};
 
 /// Waits until every projection of the server reports the log head.
 async fn settled(app: &crate::helpers::TestApp) -> i64 {
@@ -49,7 +49,7 @@ async fn settled(app: &crate::helpers::TestApp) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_kill_during_live_projection_the_read_models_equal_a_fresh_rebuild() {
-    let mut app = spawn_app().await;
+    let mut app = spawn_app_sqlite().await;
     let mut generator = Generator::new(99, 1, 3, 10);
     // Setup first, in order, then a stream of random commands cut short by kill -9.
     for _ in 0..40 {
@@ -551,7 +551,7 @@ async fn kill_cli_rebuilds_half_way(
 async fn after_a_kill_during_rebuilds_on_the_server_a_restart_answers_at_the_head_with_read_models_equal_to_a_fresh_rebuild(
 ) {
     let started = Instant::now();
-    let mut app = spawn_app().await;
+    let mut app = spawn_app_sqlite().await;
     let data_dir = app.data_dir.path().to_owned();
     app.kill9().await;
     let (written, mut generators) = write_history(&data_dir, 7_100, REBUILD_HISTORY).await;
@@ -720,7 +720,7 @@ async fn after_a_kill_during_rebuilds_on_the_server_a_restart_answers_at_the_hea
 async fn after_kills_during_cli_rebuilds_with_the_server_stopped_and_beside_it_the_rebuilds_run_again_take_over_with_read_models_equal_to_a_fresh_rebuild(
 ) {
     let started = Instant::now();
-    let mut app = spawn_app().await;
+    let mut app = spawn_app_sqlite().await;
     let data_dir = app.data_dir.path().to_owned();
     app.kill9().await;
     let (head, _) = write_history(&data_dir, 7_300, REBUILD_HISTORY).await;

@@ -12,8 +12,7 @@ use crate::helpers::{cli, spawn_app, TestApp};
 async fn projections_cli(app: &TestApp, args: &[&str]) -> (bool, String, String) {
     let mut all = vec!["projections".to_owned()];
     all.extend(args.iter().map(|a| (*a).to_owned()));
-    all.push("--data-dir".to_owned());
-    all.push(app.data_dir.path().display().to_string());
+    all.extend(app.store_args());
     let output = cli(&all).await;
     (
         output.status.success(),

@@ -10,11 +10,8 @@ use uuid::Uuid;
 use crate::helpers::{cli, spawn_app, TestApp};
 
 async fn replay(app: &TestApp, args: &[&str]) -> std::process::Output {
-    let mut all = vec![
-        "replay".to_owned(),
-        "--data-dir".to_owned(),
-        app.data_dir.path().display().to_string(),
-    ];
+    let mut all = vec!["replay".to_owned()];
+    all.extend(app.store_args());
     all.extend(args.iter().map(|a| (*a).to_owned()));
     cli(&all).await
 }

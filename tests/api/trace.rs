@@ -323,11 +323,8 @@ async fn from_and_to_bound_the_recording_time() {
 }
 
 async fn cli_trace(app: &TestApp, args: &[&str]) -> std::process::Output {
-    let mut all = vec![
-        "trace".to_owned(),
-        "--data-dir".to_owned(),
-        app.data_dir.path().display().to_string(),
-    ];
+    let mut all = vec!["trace".to_owned()];
+    all.extend(app.store_args());
     all.extend(args.iter().map(|a| (*a).to_owned()));
     cli(&all).await
 }

@@ -1,0 +1,161 @@
+//! What only a database server can do to lianxi: go away under load and come back. While
+//! PostgreSQL is down the server answers 503 `store_unavailable` (never 500, nothing
+//! half-written) and `/readyz` says so; when it is back, the server recovers by itself, and every
+//! command it acknowledged is in the log. Also checks that the suite's PostgreSQL run really
+//! writes to PostgreSQL.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::json;
+use sqlx::{Connection, PgConnection};
+use store::throwaway_postgres::ThrowawayPostgres;
+use uuid::Uuid;
+
+use crate::helpers::{backend_is_postgres, spawn_app, spawn_app_on_database, TestApp};
+
+#[tokio::test]
+async fn the_suite_runs_on_the_backend_it_names() {
+    let app = spawn_app().await;
+    let world = app.world(1).await;
+    app.propose(world.community).await;
+    let head = app.head().await;
+    match (&app.database_url, backend_is_postgres()) {
+        (Some(url), true) => {
+            let mut conn = PgConnection::connect(url).await.expect("the test's database");
+            let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+                .fetch_one(&mut conn)
+                .await
+                .expect("count the events");
+            assert_eq!(events, head, "every event is in PostgreSQL");
+            assert!(!app.db_path().exists(), "and no SQLite log was made");
+        }
+        (None, false) => assert!(app.db_path().is_file(), "the SQLite log is on disk"),
+        (url, postgres) => panic!("backend postgres={postgres} but database url {url:?}"),
+    }
+}
+
+/// What one command sent during the outage came to.
+#[derive(Debug)]
+struct Sent {
+    project: Uuid,
+    status: StatusCode,
+    code: Option<String>,
+}
+
+/// Sends ProposeProject commands from `clients` tasks until `stop` is set.
+fn load(app: &Arc<TestApp>, community: Uuid, clients: usize, stop: &Arc<AtomicBool>) -> Vec<tokio::task::JoinHandle<Vec<Sent>>> {
+    (0..clients)
+        .map(|_| {
+            let (app, stop) = (Arc::clone(app), Arc::clone(stop));
+            tokio::spawn(async move {
+                let mut sent = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let project = Uuid::new_v4();
+                    let body = json!({
+                        "project_id": project,
+                        "community_id": community,
+                        "title": "停电也不丢",
+                        "theme": "public_welfare",
+                    });
+                    let reply = app
+                        .command_reply(&app.admin_token, "ProposeProject", body, &[])
+                        .await;
+                    let code = reply.json["code"].as_str().map(str::to_owned);
+                    sent.push(Sent {
+                        project,
+                        status: reply.status,
+                        code,
+                    });
+                    if reply.status != StatusCode::OK && reply.status != StatusCode::CREATED {
+                        // Do not spin while the database is away.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+                sent
+            })
+        })
+        .collect()
+}
+
+async fn ready(app: &TestApp) -> (StatusCode, Option<String>) {
+    let reply = app.get("/readyz", None, &[]).await;
+    (reply.status, reply.json["code"].as_str().map(str::to_owned))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn when_postgres_restarts_under_load_the_server_answers_503_recovers_and_keeps_every_acknowledged_command(
+) {
+    // A server of this test's own: stopping the shared one would fail the others.
+    let mut postgres = ThrowawayPostgres::start().expect("a throwaway PostgreSQL");
+    let url = postgres.fresh_database().await.expect("a database");
+    let app = Arc::new(spawn_app_on_database(&url).await);
+    let world = app.world(1).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = load(&app, world.community, 8, &stop);
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    postgres.stop();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        ready(&app).await,
+        (StatusCode::SERVICE_UNAVAILABLE, Some("store_unavailable".to_owned())),
+        "/readyz says the store is away"
+    );
+    postgres.resume().expect("PostgreSQL starts again");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ready(&app).await.0 != StatusCode::OK {
+        assert!(Instant::now() < deadline, "the server did not recover within 30 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut sent = Vec::new();
+    for client in clients {
+        sent.extend(client.await.expect("a client"));
+    }
+
+    let acknowledged: BTreeSet<Uuid> = sent
+        .iter()
+        .filter(|sent| sent.status.is_success())
+        .map(|sent| sent.project)
+        .collect();
+    let unavailable = sent
+        .iter()
+        .filter(|sent| sent.status == StatusCode::SERVICE_UNAVAILABLE)
+        .count();
+    let other: Vec<&Sent> = sent
+        .iter()
+        .filter(|sent| {
+            !sent.status.is_success()
+                && !(sent.status == StatusCode::SERVICE_UNAVAILABLE
+                    && sent.code.as_deref() == Some("store_unavailable"))
+        })
+        .collect();
+    assert!(other.is_empty(), "only successes and 503 store_unavailable: {other:?}");
+    assert!(unavailable > 0, "some commands met the outage: {} sent", sent.len());
+    // Commands succeeded again after the restart, not only before it.
+    let last_success = sent.iter().rposition(|sent| sent.status.is_success());
+    let first_failure = sent.iter().position(|sent| !sent.status.is_success());
+    assert!(
+        matches!((first_failure, last_success), (Some(f), Some(l)) if l > f),
+        "the server recovered by itself"
+    );
+
+    // Every acknowledged command is in the log, whole: one ProjectProposed per project.
+    let mut proposed = BTreeSet::new();
+    for event in app.all_events().await {
+        if event["event_type"] == "ProjectProposed" {
+            let project: Uuid = serde_json::from_value(event["data"]["project_id"].clone())
+                .expect("a project id");
+            assert!(proposed.insert(project), "project {project} proposed twice");
+        }
+    }
+    let lost: Vec<&Uuid> = acknowledged.difference(&proposed).collect();
+    assert!(lost.is_empty(), "acknowledged but not in the log: {lost:?}");
+    let (code, report) = app.verify().await;
+    assert_eq!(code, 0, "{report}");
+}
