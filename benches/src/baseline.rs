@@ -38,7 +38,7 @@ const INSERT: &str = "INSERT INTO events \
 
 /// A stand-in for the store's hash column: same width, not computed (the baseline measures
 /// commits, not hashing).
-const HASH: &str = "5d41402abc4b2a76b9719d911017c5925d41402abc4b2a76b9719d911017c592";
+pub(crate) const HASH: &str = "5d41402abc4b2a76b9719d911017c5925d41402abc4b2a76b9719d911017c592";
 
 /// The single writer: one connection, one event per transaction.
 struct Committer {

@@ -125,14 +125,30 @@ impl Server {
         scratch: tempfile::TempDir,
         admin_token: &str,
     ) -> Result<Server> {
+        Self::start_on(binary, scratch, admin_token, None).await
+    }
+
+    /// Like [`Server::start`], with the log in the PostgreSQL database at `database_url`
+    /// (`--database-url`) when given; the data directory is passed either way.
+    pub(crate) async fn start_on(
+        binary: &Path,
+        scratch: tempfile::TempDir,
+        admin_token: &str,
+        database_url: Option<&str>,
+    ) -> Result<Server> {
         let log = scratch.path().join("server.log");
         let stderr = std::fs::File::create(&log).context("creating the server log")?;
-        let mut child = Command::new(binary)
+        let mut command = Command::new(binary);
+        command
             .arg("serve")
             .arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--data-dir")
-            .arg(Self::data_dir(&scratch))
+            .arg(Self::data_dir(&scratch));
+        if let Some(url) = database_url {
+            command.arg("--database-url").arg(url);
+        }
+        let mut child = command
             .env("LIANXI_ADMIN_TOKEN", admin_token)
             .env_remove("LIANXI_DATABASE_URL")
             .env_remove("LIANXI_NATS_URL")
@@ -258,6 +274,30 @@ fn log_tail(log: &Path) -> String {
     lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
+/// Something that takes commands by name and JSON body: the HTTP API, or a command handler in
+/// this process (the PostgreSQL benchmark's fallback). `Err` is a failure label.
+pub(crate) trait Commands: Clone + Send + Sync + 'static {
+    fn send(
+        &self,
+        name: &str,
+        body: &Value,
+    ) -> impl std::future::Future<Output = std::result::Result<(), String>> + Send;
+}
+
+impl Commands for Api {
+    async fn send(&self, name: &str, body: &Value) -> std::result::Result<(), String> {
+        self.command(name, body).await
+    }
+}
+
+/// Sends a set-up command: any failure stops the benchmark.
+async fn must<C: Commands>(commands: &C, name: &str, body: Value) -> Result<()> {
+    commands
+        .send(name, &body)
+        .await
+        .map_err(|label| anyhow::anyhow!("set-up command failed: {label}"))
+}
+
 /// The HTTP API as the workers use it.
 #[derive(Clone)]
 pub(crate) struct Api {
@@ -309,13 +349,6 @@ impl Api {
             .and_then(|problem| problem.get("code")?.as_str().map(str::to_owned))
             .unwrap_or_default();
         Err(format!("{} {name} {code}", status.as_u16()))
-    }
-
-    /// Like [`Api::command`], for set-up: any failure stops the benchmark.
-    async fn must(&self, name: &str, body: Value) -> Result<()> {
-        self.command(name, &body)
-            .await
-            .map_err(|label| anyhow::anyhow!("set-up command failed: {label}"))
     }
 
     /// The server's Prometheus text.
@@ -420,15 +453,16 @@ fn transport_kind(error: &reqwest::Error) -> &'static str {
 
 /// What the set-up registered.
 #[derive(Debug, Clone)]
-struct Community {
+pub(crate) struct Community {
     id: Uuid,
     units: Vec<Uuid>,
 }
 
 /// Registers a district, its communities and units, and admits the units as members.
-async fn set_up(api: &Api) -> Result<Vec<Community>> {
+pub(crate) async fn set_up<C: Commands>(api: &C) -> Result<Vec<Community>> {
     let district = Uuid::now_v7();
-    api.must(
+    must(
+        api,
         "RegisterDistrict",
         json!({"district_id": district, "name": "Zhaozhen benchmark district"}),
     )
@@ -436,7 +470,8 @@ async fn set_up(api: &Api) -> Result<Vec<Community>> {
     let mut communities = Vec::with_capacity(COMMUNITIES);
     for c in 0..COMMUNITIES {
         let community = Uuid::now_v7();
-        api.must(
+        must(
+            api,
             "RegisterCommunity",
             json!({
                 "community_id": community,
@@ -449,12 +484,14 @@ async fn set_up(api: &Api) -> Result<Vec<Community>> {
         let mut units = Vec::with_capacity(UNITS_PER_COMMUNITY);
         for u in 0..UNITS_PER_COMMUNITY {
             let unit = Uuid::now_v7();
-            api.must(
+            must(
+                api,
                 "RegisterUnit",
                 json!({"unit_id": unit, "district_id": district, "name": format!("Unit {c}-{u}")}),
             )
             .await?;
-            api.must(
+            must(
+                api,
                 "AdmitMemberUnit",
                 json!({"community_id": community, "unit_id": unit, "kind": "jurisdiction"}),
             )
@@ -496,14 +533,26 @@ impl Op for Proposer {
 }
 
 /// One client of the `propose-claim` workload: proposes, then claims what it proposed.
-struct ProposerClaimer {
-    api: Api,
+pub(crate) struct ProposerClaimer<C> {
+    api: C,
     community: Community,
     sent: usize,
     proposed: Option<Uuid>,
 }
 
-impl Op for ProposerClaimer {
+impl<C: Commands> ProposerClaimer<C> {
+    /// Client `worker` of `communities` (clients are spread over them in turn).
+    pub(crate) fn new(api: C, communities: &[Community], worker: usize) -> Self {
+        ProposerClaimer {
+            api,
+            community: communities[worker % communities.len()].clone(),
+            sent: 0,
+            proposed: None,
+        }
+    }
+}
+
+impl<C: Commands> Op for ProposerClaimer<C> {
     async fn run(&mut self) -> std::result::Result<(), String> {
         self.sent += 1;
         if let Some(project) = self.proposed.take() {
@@ -513,11 +562,11 @@ impl Op for ProposerClaimer {
                 "unit_id": unit,
                 "commitment": "Two staff every Saturday and the van.",
             });
-            return self.api.command("ClaimProject", &body).await;
+            return self.api.send("ClaimProject", &body).await;
         }
         let project = Uuid::now_v7();
         let body = proposal(project, self.community.id, self.sent);
-        self.api.command("ProposeProject", &body).await?;
+        self.api.send("ProposeProject", &body).await?;
         self.proposed = Some(project);
         Ok(())
     }
@@ -645,7 +694,7 @@ async fn measure_all(
             let measurement = measure_http(
                 settings,
                 &api,
-                server.pid,
+                (server.pid, None),
                 &communities,
                 workload,
                 concurrency,
@@ -670,11 +719,12 @@ async fn measure_all(
     Ok(points)
 }
 
-/// One measurement of `workload` with `concurrency` clients.
-async fn measure_http(
+/// One measurement of `workload` with `concurrency` clients; `pids` are the server's and, when
+/// it runs on PostgreSQL, the database server's postmaster (their CPU is measured).
+pub(crate) async fn measure_http(
     settings: &Settings,
     api: &Api,
-    server_pid: u32,
+    pids: (u32, Option<u32>),
     communities: &[Community],
     workload: Workload,
     concurrency: usize,
@@ -684,7 +734,10 @@ async fn measure_http(
         let api = api.clone();
         async move {
             let text = api.metrics().await?;
-            Ok((CpuUse::now(Some(server_pid)), CommitStats::parse(&text)))
+            Ok((
+                CpuUse::with_database(Some(pids.0), pids.1),
+                CommitStats::parse(&text),
+            ))
         }
     };
     let (load, before, after) = match workload {
@@ -700,12 +753,7 @@ async fn measure_http(
         }
         Workload::ProposeClaim => {
             let ops = (0..concurrency)
-                .map(|worker| ProposerClaimer {
-                    api: api.clone(),
-                    community: community(worker),
-                    sent: 0,
-                    proposed: None,
-                })
+                .map(|worker| ProposerClaimer::new(api.clone(), communities, worker))
                 .collect();
             load::measure(ops, settings.window, probe).await?
         }

@@ -3,7 +3,9 @@
 //! - `store`: appends/s through [`store::sqlite::SqliteStore`] alone, at several concurrencies;
 //! - `http`: commands/s and latency over loopback HTTP against a spawned `lianxi serve`;
 //! - `all`: both;
-//! - `log`, `rebuild`, `lag`, `reads`, `read-side`: the read side of issue 3 ([`readside`]).
+//! - `log`, `rebuild`, `lag`, `reads`, `read-side`: the read side of issue 3 ([`readside`]);
+//! - `postgres`: appends, commands and stream loads on a durable PostgreSQL 15, against one-row
+//!   `INSERT` transactions on the same server ([`pg`]).
 //!
 //! Every run also measures the baseline ([`baseline`]): one durable SQLite commit per event from
 //! one connection, on the same disk, minutes apart at most, so each figure is also reported as a
@@ -13,6 +15,7 @@ mod baseline;
 mod http_bench;
 mod load;
 mod payload;
+mod pg;
 mod procstat;
 mod prom;
 mod readside;
@@ -53,6 +56,9 @@ enum Command {
     Reads(readside::ReadsArgs),
     /// `rebuild`, `lag` and `reads` with their defaults, one after the other.
     ReadSide(readside::ReadSideArgs),
+    /// Appends, commands and stream loads on its own durable PostgreSQL 15, against one-row
+    /// INSERT transactions on the same server.
+    Postgres(pg::PostgresArgs),
 }
 
 /// Options every benchmark shares.
@@ -195,6 +201,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Lag(args) => return readside::lag(args).await,
         Command::Reads(args) => return readside::reads(args).await,
         Command::ReadSide(args) => return readside::read_side(args).await,
+        Command::Postgres(args) => return pg::run(args).await,
     };
     let mut settings = common.settings()?;
     settings.keep_server_logs = http.is_some_and(|http| http.keep_server_logs);

@@ -49,6 +49,52 @@ impl CpuSnapshot {
         CpuSnapshot { process, threads }
     }
 
+    /// Reads the CPU times of process `root` and all its descendants (a PostgreSQL postmaster
+    /// and its backends, WAL writer, checkpointer…), grouped by process name. Processes that
+    /// exited since the last snapshot take their time with them; benchmarks keep their
+    /// connections open through a window, so that loses only short-lived helpers.
+    pub fn of_tree(root: u32) -> CpuSnapshot {
+        let mut parents: Vec<(u32, u32)> = Vec::new();
+        if let Ok(entries) = std::fs::read_dir("/proc") {
+            for entry in entries.flatten() {
+                let Some(pid) = entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|n| n.parse::<u32>().ok())
+                else {
+                    continue;
+                };
+                if let Some(ppid) = std::fs::read_to_string(entry.path().join("stat"))
+                    .ok()
+                    .and_then(|text| parse_ppid(&text))
+                {
+                    parents.push((pid, ppid));
+                }
+            }
+        }
+        let mut tree = vec![root];
+        let mut index = 0;
+        while let Some(&pid) = tree.get(index) {
+            tree.extend(
+                parents
+                    .iter()
+                    .filter(|(_, ppid)| *ppid == pid)
+                    .map(|(child, _)| *child),
+            );
+            index += 1;
+        }
+        let mut snapshot = CpuSnapshot::default();
+        for pid in tree {
+            if let Some((name, seconds)) =
+                read_stat(&Path::new("/proc").join(pid.to_string()).join("stat"))
+            {
+                snapshot.process += seconds;
+                *snapshot.threads.entry(group_name(&name)).or_default() += seconds;
+            }
+        }
+        snapshot
+    }
+
     /// Reads this process's CPU times.
     pub fn own() -> CpuSnapshot {
         Self::of(std::process::id())
@@ -114,20 +160,29 @@ fn parse_system(text: &str) -> Option<SystemCpu> {
     })
 }
 
-/// Where the CPU went during a measurement: the harness, the server (HTTP only), the machine.
+/// Where the CPU went during a measurement: the harness, the server (HTTP only), the database
+/// server (PostgreSQL benchmark only: the postmaster and all its processes), the machine.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CpuUse {
     pub harness: CpuSnapshot,
     pub server: Option<CpuSnapshot>,
+    pub database: Option<CpuSnapshot>,
     pub system: SystemCpu,
 }
 
 impl CpuUse {
     /// Snapshots this process, the server `server_pid` if any, and the machine.
     pub fn now(server_pid: Option<u32>) -> CpuUse {
+        Self::with_database(server_pid, None)
+    }
+
+    /// Like [`CpuUse::now`], and the database server whose postmaster is `database_pid` with
+    /// all its processes.
+    pub fn with_database(server_pid: Option<u32>, database_pid: Option<u32>) -> CpuUse {
         CpuUse {
             harness: CpuSnapshot::own(),
             server: server_pid.map(CpuSnapshot::of),
+            database: database_pid.map(CpuSnapshot::of_tree),
             system: SystemCpu::now(),
         }
     }
@@ -140,14 +195,20 @@ impl CpuUse {
                 (Some(now), Some(then)) => Some(now.since(then)),
                 _ => None,
             },
+            database: match (&self.database, &earlier.database) {
+                (Some(now), Some(then)) => Some(now.since(then)),
+                _ => None,
+            },
             system: self.system.since(&earlier.system),
         }
     }
 
-    /// CPU seconds of other processes: the machine's busy time less the harness's and server's.
+    /// CPU seconds of other processes: the machine's busy time less the harness's, server's
+    /// and database's.
     pub fn others(&self) -> f64 {
         let server = self.server.as_ref().map_or(0.0, |cpu| cpu.process);
-        (self.system.busy - self.harness.process - server).max(0.0)
+        let database = self.database.as_ref().map_or(0.0, |cpu| cpu.process);
+        (self.system.busy - self.harness.process - server - database).max(0.0)
     }
 }
 
@@ -242,6 +303,16 @@ fn parse_stat(text: &str) -> Option<(String, f64)> {
     Some((comm, (utime + stime) / ticks_per_second()))
 }
 
+/// The parent pid from a `stat` file's text.
+fn parse_ppid(text: &str) -> Option<u32> {
+    let close = text.rfind(')')?;
+    text.get(close + 1..)?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
 /// Folds numbered threads into one group: `sqlx-sqlite-wor`, `tokio-rt-worker`, …
 fn group_name(comm: &str) -> String {
     comm.trim_end_matches(|c: char| c.is_ascii_digit() || c == '-')
@@ -258,6 +329,25 @@ mod tests {
         let (name, seconds) = parse_stat(line).expect("parsed");
         assert_eq!(name, "a (b) c");
         assert!((seconds - 300.0 / ticks_per_second()).abs() < 1e-9);
+    }
+
+    #[test]
+    fn reads_the_parent_pid() {
+        let line = "1234 (a (b) c) S 77 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 5 0 0";
+        assert_eq!(parse_ppid(line), Some(77));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_tree_holds_its_children() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .expect("a child");
+        let tree = CpuSnapshot::of_tree(std::process::id());
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(tree.threads.contains_key("sleep"), "{:?}", tree.threads);
     }
 
     #[test]

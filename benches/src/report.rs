@@ -27,20 +27,21 @@ pub struct Measurement {
 
 impl Measurement {
     /// CPU microseconds per successful operation of a snapshot.
-    fn micros_per_op(&self, seconds: f64) -> Option<f64> {
+    pub(crate) fn micros_per_op(&self, seconds: f64) -> Option<f64> {
         (self.load.ok > 0).then(|| seconds * 1e6 / self.load.ok as f64)
     }
 
     /// CPU seconds per second of the window.
-    fn cores(&self, seconds: f64) -> Option<f64> {
+    pub(crate) fn cores(&self, seconds: f64) -> Option<f64> {
         let elapsed = self.load.elapsed.as_secs_f64();
         (elapsed > 0.0).then(|| seconds / elapsed)
     }
 
-    /// Cores kept busy by the harness and the server together.
-    fn cores_busy(&self) -> Option<f64> {
+    /// Cores kept busy by the harness, the server and the database server together.
+    pub(crate) fn cores_busy(&self) -> Option<f64> {
         let server = self.cpu.server.as_ref().map_or(0.0, |cpu| cpu.process);
-        self.cores(self.cpu.harness.process + server)
+        let database = self.cpu.database.as_ref().map_or(0.0, |cpu| cpu.process);
+        self.cores(self.cpu.harness.process + server + database)
     }
 }
 
@@ -134,11 +135,11 @@ pub fn thousands(value: f64) -> String {
     out
 }
 
-fn opt(value: Option<f64>, format: impl Fn(f64) -> String) -> String {
+pub(crate) fn opt(value: Option<f64>, format: impl Fn(f64) -> String) -> String {
     value.map_or_else(|| "–".to_owned(), format)
 }
 
-fn ms(value: f64) -> String {
+pub(crate) fn ms(value: f64) -> String {
     if value < 10.0 {
         format!("{value:.2}")
     } else {
@@ -214,6 +215,11 @@ impl Machine {
             facts.push(("lianxi binary", built(lianxi)));
         }
         Machine { facts }
+    }
+
+    /// Adds a fact (the database server's version and settings, say).
+    pub fn push(&mut self, name: &'static str, value: String) {
+        self.facts.push((name, value));
     }
 
     pub fn markdown(&self) -> String {
@@ -296,19 +302,21 @@ fn filesystem(dir: &Path) -> String {
 }
 
 /// Medians of one (workload, concurrency) over the runs.
-struct Summary {
-    runs: usize,
-    rate: Option<f64>,
-    min: Option<f64>,
-    max: Option<f64>,
-    ratio: Option<f64>,
-    p50: Option<f64>,
-    p99: Option<f64>,
-    batch: Option<f64>,
-    commit_ms: Option<f64>,
-    harness_us: Option<f64>,
-    server_us: Option<f64>,
-    cores: Option<f64>,
+pub(crate) struct Summary {
+    pub(crate) runs: usize,
+    pub(crate) rate: Option<f64>,
+    pub(crate) min: Option<f64>,
+    pub(crate) max: Option<f64>,
+    pub(crate) ratio: Option<f64>,
+    pub(crate) p50: Option<f64>,
+    pub(crate) p99: Option<f64>,
+    pub(crate) batch: Option<f64>,
+    pub(crate) commit_ms: Option<f64>,
+    pub(crate) harness_us: Option<f64>,
+    pub(crate) server_us: Option<f64>,
+    /// CPU µs per operation of the database server (all its processes).
+    pub(crate) database_us: Option<f64>,
+    pub(crate) cores: Option<f64>,
     /// The slowest projection's lag at the window's end, in events.
     lag: Option<f64>,
     /// Cores used by other processes on the machine (noise).
@@ -320,7 +328,9 @@ struct Summary {
 }
 
 impl Summary {
-    fn of(series: &[(&Measurement, &Measurement)]) -> Summary {
+    /// The medians of `series`: each run's measurement paired with the baseline it is compared
+    /// with (the same run's).
+    pub(crate) fn of(series: &[(&Measurement, &Measurement)]) -> Summary {
         let rates: Vec<f64> = series.iter().map(|(m, _)| m.load.rate()).collect();
         let mut failures: BTreeMap<&str, u64> = BTreeMap::new();
         for (m, _) in series {
@@ -360,6 +370,12 @@ impl Summary {
                     .as_ref()
                     .and_then(|cpu| m.micros_per_op(cpu.process))
             })),
+            database_us: median(series.iter().map(|(m, _)| {
+                m.cpu
+                    .database
+                    .as_ref()
+                    .and_then(|cpu| m.micros_per_op(cpu.process))
+            })),
             cores: median(series.iter().map(|(m, _)| m.cores_busy())),
             lag: median(
                 series
@@ -376,7 +392,7 @@ impl Summary {
         }
     }
 
-    fn noise_cell(&self) -> String {
+    pub(crate) fn noise_cell(&self) -> String {
         format!(
             "{} / {}",
             opt(self.others, |v| format!("{v:.2}")),
@@ -384,7 +400,7 @@ impl Summary {
         )
     }
 
-    fn failures_cell(&self) -> String {
+    pub(crate) fn failures_cell(&self) -> String {
         match &self.top_failure {
             Some(top) if self.failed > 0 => format!("{} ({top})", thousands(self.failed as f64)),
             _ => "0".to_owned(),
@@ -471,6 +487,16 @@ fn cpu_table(set: &RunSet, with_server: bool) -> String {
 }
 
 fn header(settings: &Settings, set: &RunSet, title: &str) -> String {
+    header_for(settings, set.runs.len(), set.failed_runs, title)
+}
+
+/// A table's title and how it was measured, for `runs` runs (`failed_runs` more left out).
+pub(crate) fn header_for(
+    settings: &Settings,
+    runs: usize,
+    failed_runs: usize,
+    title: &str,
+) -> String {
     let quiet = settings.quiet.map_or_else(
         || "no wait for a quiet machine".to_owned(),
         |gate| {
@@ -481,11 +507,8 @@ fn header(settings: &Settings, set: &RunSet, title: &str) -> String {
             )
         },
     );
-    let failed = if set.failed_runs > 0 {
-        format!(
-            " ({} more run(s) failed and are left out, see stderr)",
-            set.failed_runs
-        )
+    let failed = if failed_runs > 0 {
+        format!(" ({failed_runs} more run(s) failed and are left out, see stderr)")
     } else {
         String::new()
     };
@@ -495,7 +518,7 @@ fn header(settings: &Settings, set: &RunSet, title: &str) -> String {
          \"other procs / steal\" is the CPU other processes used and the hypervisor stole during the \
          measurement (noise).\n\n",
         invocation(),
-        set.runs.len(),
+        runs,
         settings.window.measure.as_secs_f64(),
         settings.window.warmup.as_secs_f64(),
     )

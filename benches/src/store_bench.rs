@@ -19,13 +19,13 @@ use crate::{baseline, Settings};
 /// The workload's name in the tables.
 pub const WORKLOAD: &str = "append";
 
-/// One writer: appends to a fresh stream per request.
-struct Appender {
-    store: SqliteStore,
-    ids: Ids,
+/// One writer: appends to a fresh stream per request (any backend).
+pub(crate) struct Appender<S> {
+    pub(crate) store: S,
+    pub(crate) ids: Ids,
 }
 
-impl Op for Appender {
+impl<S: EventStore + 'static> Op for Appender<S> {
     async fn run(&mut self) -> std::result::Result<(), String> {
         let project_id = self.ids.next_id();
         let command_id = self.ids.next_id();
@@ -52,7 +52,7 @@ impl Op for Appender {
     }
 }
 
-fn failure_label(error: &StoreError) -> String {
+pub(crate) fn failure_label(error: &StoreError) -> String {
     match error {
         StoreError::VersionConflict { .. } => "version_conflict".to_owned(),
         StoreError::IdempotencyKeyReused { .. } => "idempotency_key_reused".to_owned(),

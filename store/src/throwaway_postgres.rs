@@ -1,6 +1,11 @@
 //! A throwaway PostgreSQL server for tests: its own cluster in a temporary directory, on a free
 //! loopback port, with durability off, stopped by pid when dropped.
 //!
+//! Benchmarks start a durable one instead ([`ThrowawayPostgres::start_durable`], or
+//! [`ThrowawayPostgres::start_with`] and [`Options`]): PostgreSQL's default durability (`fsync`,
+//! `synchronous_commit` and `full_page_writes` on), so every acknowledged commit waited for its
+//! WAL flush, in a directory on the disk under test.
+//!
 //! Tests of the PostgreSQL backend start one each (or share one per test binary) and never touch
 //! a server they did not start. `initdb` refuses to run as root, so as root the cluster is made
 //! and run as the unprivileged `postgres` account (Debian's packages create it). A machine
@@ -22,6 +27,30 @@ const READY_WITHIN: Duration = Duration::from_secs(30);
 /// The superuser the cluster is made with (trust authentication on loopback only).
 const USER: &str = "lianxi";
 
+/// What a throwaway server promises about a commit it acknowledged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// For tests: `fsync=off` and `full_page_writes=off`. A commit has reached the operating
+    /// system when it is acknowledged (`synchronous_commit` stays on), so it survives a stop of
+    /// the server, not a power cut.
+    #[default]
+    Off,
+    /// PostgreSQL's defaults, set explicitly: `fsync=on`, `synchronous_commit=on`,
+    /// `full_page_writes=on`. A commit is acknowledged after its WAL is flushed to the disk. For
+    /// benchmarks, which must pay what a production server pays.
+    Full,
+}
+
+/// How to start a throwaway server ([`ThrowawayPostgres::start_with`]).
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub durability: Durability,
+    /// The directory the cluster's own temporary directory goes in; the system temp dir when
+    /// `None`. A benchmark puts it on the disk under test (not tmpfs). As root, the unprivileged
+    /// account must be able to reach it.
+    pub parent_dir: Option<PathBuf>,
+}
+
 /// A running throwaway server. Dropping it stops the server and deletes its files.
 #[derive(Debug)]
 pub struct ThrowawayPostgres {
@@ -30,16 +59,36 @@ pub struct ThrowawayPostgres {
     server: Option<Child>,
     /// uid and gid to run as, when the tests run as root.
     account: Option<(u32, u32)>,
+    durability: Durability,
 }
 
 impl ThrowawayPostgres {
-    /// Makes a new cluster and starts it. `Err` says what is missing or what failed.
+    /// Makes a new cluster with durability off (for tests) and starts it. `Err` says what is
+    /// missing or what failed.
     pub fn start() -> Result<Self, String> {
+        Self::start_with(&Options::default())
+    }
+
+    /// Makes a new cluster with PostgreSQL's default durability ([`Durability::Full`]) in the
+    /// system temp dir and starts it: for benchmarks, never needed by tests.
+    pub fn start_durable() -> Result<Self, String> {
+        Self::start_with(&Options {
+            durability: Durability::Full,
+            parent_dir: None,
+        })
+    }
+
+    /// Makes a new cluster as `options` say and starts it.
+    pub fn start_with(options: &Options) -> Result<Self, String> {
         let account = unprivileged_account()?;
+        let parent = options
+            .parent_dir
+            .clone()
+            .unwrap_or_else(std::env::temp_dir);
         let dir = tempfile::Builder::new()
             .prefix("lianxi-pg-")
-            .tempdir()
-            .map_err(|e| format!("a temporary directory: {e}"))?;
+            .tempdir_in(&parent)
+            .map_err(|e| format!("a temporary directory in {}: {e}", parent.display()))?;
         if let Some((uid, gid)) = account {
             chown(dir.path(), Some(uid), Some(gid))
                 .map_err(|e| format!("giving {} to {UNPRIVILEGED}: {e}", dir.path().display()))?;
@@ -67,6 +116,7 @@ impl ThrowawayPostgres {
             port: free_port()?,
             server: None,
             account,
+            durability: options.durability,
         };
         server.resume()?;
         Ok(server)
@@ -123,6 +173,16 @@ impl ThrowawayPostgres {
         self.port
     }
 
+    /// The durability it was started with.
+    pub fn durability(&self) -> Durability {
+        self.durability
+    }
+
+    /// The cluster's directory (its data directory is `data` inside).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     /// The server's process id while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.server.as_ref().map(Child::id)
@@ -154,12 +214,27 @@ impl ThrowawayPostgres {
             .args(["-p", &self.port.to_string()])
             .arg("-k")
             .arg(self.dir.path())
-            .args(["-c", "listen_addresses=127.0.0.1"])
-            // Tests only: nothing here must survive a power cut. Commits still reach the
-            // operating system before they are acknowledged (synchronous_commit stays on), so an
-            // acknowledged commit survives a stop of the server, as restart tests need.
-            .args(["-c", "fsync=off"])
-            .args(["-c", "full_page_writes=off", "-c", "max_connections=400"])
+            .args([
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "max_connections=400",
+            ])
+            .args(match self.durability {
+                // Tests only: nothing here must survive a power cut. Commits still reach the
+                // operating system before they are acknowledged (synchronous_commit stays on),
+                // so an acknowledged commit survives a stop of the server, as restart tests need.
+                Durability::Off => ["-c", "fsync=off", "-c", "full_page_writes=off"].as_slice(),
+                Durability::Full => [
+                    "-c",
+                    "fsync=on",
+                    "-c",
+                    "synchronous_commit=on",
+                    "-c",
+                    "full_page_writes=on",
+                ]
+                .as_slice(),
+            })
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log_file(self.dir.path())?));
