@@ -4,15 +4,16 @@
 //! ([`Collection::want`]); the runner loads the missing ones in a few queries, the projector
 //! changes them in memory, and the runner writes back only the changed ones, in the same
 //! transaction as the checkpoint. A failed batch throws the cache away, so memory never runs
-//! ahead of the database.
+//! ahead of the database. Loads and writes are the same SQL on SQLite and PostgreSQL.
 
 use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use sqlx::QueryBuilder;
 
+use crate::readdb::{on_conn, Conn};
 use crate::ProjectionError;
 
 /// How many documents one `IN (…)` load or one multi-row upsert carries.
@@ -102,17 +103,9 @@ impl<T> Collection<T> {
 #[async_trait]
 pub trait Store: Send {
     /// Loads the wanted documents that are not cached yet.
-    async fn load(
-        &mut self,
-        conn: &mut SqliteConnection,
-        ns: &Namespace,
-    ) -> Result<(), ProjectionError>;
+    async fn load(&mut self, conn: &mut Conn<'_>, ns: &Namespace) -> Result<(), ProjectionError>;
     /// Writes the changed documents.
-    async fn flush(
-        &mut self,
-        conn: &mut SqliteConnection,
-        ns: &Namespace,
-    ) -> Result<(), ProjectionError>;
+    async fn flush(&mut self, conn: &mut Conn<'_>, ns: &Namespace) -> Result<(), ProjectionError>;
     /// After a commit: everything is clean; drop clean documents beyond `keep`.
     fn committed(&mut self, keep: usize);
     /// How many changes are held in memory, not yet written: the runner writes them out
@@ -127,33 +120,32 @@ impl<T> Store for Collection<T>
 where
     T: Serialize + DeserializeOwned + Send,
 {
-    async fn load(
-        &mut self,
-        conn: &mut SqliteConnection,
-        ns: &Namespace,
-    ) -> Result<(), ProjectionError> {
+    async fn load(&mut self, conn: &mut Conn<'_>, ns: &Namespace) -> Result<(), ProjectionError> {
         if self.wanted.is_empty() {
             return Ok(());
         }
         let wanted: Vec<String> = self.wanted.drain().collect();
         for chunk in wanted.chunks(CHUNK) {
-            let mut query = QueryBuilder::<Sqlite>::new(
-                "SELECT key, parent, doc FROM documents WHERE projection = ",
-            );
-            query
-                .push_bind(ns.projection)
-                .push(" AND generation = ")
-                .push_bind(ns.generation)
-                .push(" AND kind = ")
-                .push_bind(self.kind)
-                .push(" AND key IN (");
-            let mut separated = query.separated(", ");
-            for key in chunk {
-                separated.push_bind(key.as_str());
-            }
-            separated.push_unseparated(")");
-            let rows: Vec<(String, Option<String>, String)> =
-                query.build_query_as().fetch_all(&mut *conn).await?;
+            let rows = on_conn!(&mut *conn, |conn, Db| {
+                let mut query = QueryBuilder::<Db>::new(
+                    "SELECT key, parent, doc FROM documents WHERE projection = ",
+                );
+                query
+                    .push_bind(ns.projection)
+                    .push(" AND generation = ")
+                    .push_bind(ns.generation)
+                    .push(" AND kind = ")
+                    .push_bind(self.kind)
+                    .push(" AND key IN (");
+                let mut separated = query.separated(", ");
+                for key in chunk {
+                    separated.push_bind(key.as_str());
+                }
+                separated.push_unseparated(")");
+                let rows: Vec<(String, Option<String>, String)> =
+                    query.build_query_as().fetch_all(&mut *conn).await?;
+                rows
+            });
             let mut found = HashSet::with_capacity(rows.len());
             for (key, parent, doc) in rows {
                 let doc: T = serde_json::from_str(&doc).map_err(|e| {
@@ -181,11 +173,7 @@ where
         Ok(())
     }
 
-    async fn flush(
-        &mut self,
-        conn: &mut SqliteConnection,
-        ns: &Namespace,
-    ) -> Result<(), ProjectionError> {
+    async fn flush(&mut self, conn: &mut Conn<'_>, ns: &Namespace) -> Result<(), ProjectionError> {
         let mut dirty = Vec::new();
         for (key, entry) in &self.cache {
             if entry.dirty {
@@ -198,22 +186,24 @@ where
         // instead of in the cache's hash order all over it.
         dirty.sort_unstable_by_key(|(key, _, _)| *key);
         for chunk in dirty.chunks(CHUNK) {
-            let mut query = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO documents (projection, generation, kind, key, parent, doc) ",
-            );
-            query.push_values(chunk, |mut row, (key, parent, doc)| {
-                row.push_bind(ns.projection)
-                    .push_bind(ns.generation)
-                    .push_bind(self.kind)
-                    .push_bind(*key)
-                    .push_bind(*parent)
-                    .push_bind(doc.as_str());
-            });
-            query.push(
-                " ON CONFLICT (projection, generation, kind, key) \
+            on_conn!(&mut *conn, |conn, Db| {
+                let mut query = QueryBuilder::<Db>::new(
+                    "INSERT INTO documents (projection, generation, kind, key, parent, doc) ",
+                );
+                query.push_values(chunk, |mut row, (key, parent, doc)| {
+                    row.push_bind(ns.projection)
+                        .push_bind(ns.generation)
+                        .push_bind(self.kind)
+                        .push_bind(*key)
+                        .push_bind(*parent)
+                        .push_bind(doc.as_str());
+                });
+                query.push(
+                    " ON CONFLICT (projection, generation, kind, key) \
                  DO UPDATE SET parent = excluded.parent, doc = excluded.doc",
-            );
-            query.build().execute(&mut *conn).await?;
+                );
+                query.build().execute(&mut *conn).await?;
+            });
         }
         Ok(())
     }

@@ -4,18 +4,25 @@
 //! never wait for the log's single writer, and the reverse. It holds nothing that cannot be
 //! rebuilt from the log, so it runs with `synchronous = NORMAL`: a power cut may lose the last
 //! batches, but documents and checkpoint always roll back together and are projected again.
+//!
+//! On PostgreSQL ([`ReadDb::connect`]) the same tables live in a schema of their own
+//! (see [`postgres`]), in the log's database or another. Every method behaves the same on both
+//! backends; the SQL is written once where the dialects agree (`$1` placeholders, which SQLite
+//! takes too) and per backend where they do not (locks, isolation).
+
+mod conn;
+pub mod postgres;
+mod sqlite;
 
 use std::path::Path;
-use std::str::FromStr;
-use std::time::Duration;
 
 use chrono::Utc;
 use serde::Serialize;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
-use sqlx::{ConnectOptions, Connection, SqliteConnection};
+use sqlx::postgres::{PgConnectOptions, PgPool};
+use sqlx::sqlite::SqlitePool;
 
+pub use self::conn::Conn;
+pub(crate) use self::conn::{on_conn, Pooled, Tx};
 use crate::collection::Namespace;
 use crate::ProjectionError;
 
@@ -46,97 +53,187 @@ pub struct DocumentRow {
     pub doc: String,
 }
 
-/// A pool on the read-model database.
-/// The pragmas every read-model connection runs with.
-fn tuned(options: SqliteConnectOptions) -> SqliteConnectOptions {
-    options
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal)
-        .busy_timeout(Duration::from_secs(10))
-        // 8 MiB of pages per connection: the pool's connections each grow their own cache,
-        // and together they are most of the server's memory during a rebuild.
-        .pragma("cache_size", "-8000")
-}
-
-async fn pool(
-    options: SqliteConnectOptions,
-    connections: u32,
-) -> Result<SqlitePool, ProjectionError> {
-    Ok(SqlitePoolOptions::new()
-        .max_connections(connections)
-        .min_connections(1)
-        .idle_timeout(None)
-        .max_lifetime(None)
-        .connect_with(options)
-        .await?)
-}
-
-async fn migrate(conn: &mut SqliteConnection) -> Result<(), ProjectionError> {
-    sqlx::migrate!("./migrations/sqlite")
-        .run(conn)
-        .await
-        .map_err(|e| ProjectionError::Storage(format!("migrating read models: {e}")))
+/// Which database holds the read models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
 }
 
 #[derive(Debug, Clone)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$p` bound to the backend's own pool: one body, compiled once per backend.
+macro_rules! on_pool {
+    ($pool:expr, |$p:ident| $body:expr) => {
+        match $pool {
+            Pool::Sqlite($p) => $body,
+            Pool::Postgres($p) => $body,
+        }
+    };
+}
+
+/// `SELECT` of a [`GenerationRow`] from `projections`, followed by `$rest`.
+macro_rules! select_generations {
+    ($rest:literal) => {
+        concat!(
+            "SELECT name, generation, version, position, state, active != 0 AS active, error, \
+             error_position, updated_at FROM projections ",
+            $rest
+        )
+    };
+}
+
+/// The read-model database, on SQLite or PostgreSQL. Cheap to clone: clones share the pool.
+#[derive(Debug, Clone)]
 pub struct ReadDb {
-    pool: SqlitePool,
+    pool: Pool,
 }
 
 impl ReadDb {
     /// Opens (creating) `<data_dir>/readmodels.db` and migrates it.
     pub async fn open(data_dir: &Path) -> Result<Self, ProjectionError> {
-        let options = tuned(
-            SqliteConnectOptions::new()
-                .filename(data_dir.join(READ_MODEL_FILE))
-                .create_if_missing(true),
-        );
-        // Turning a new file to WAL takes an exclusive lock, and SQLite answers a second
-        // connection doing the same at that moment with "database is locked" rather than
-        // waiting. So one connection switches the mode and migrates before the pool opens more.
-        let mut first = options.connect().await?;
-        migrate(&mut first).await?;
-        first.close().await?;
         Ok(Self {
-            pool: pool(options, 8).await?,
+            pool: Pool::Sqlite(sqlite::open(data_dir).await?),
         })
     }
 
     /// A private in-memory database: replays and reports that must not touch the live tables.
     pub async fn in_memory() -> Result<Self, ProjectionError> {
-        let options = SqliteConnectOptions::from_str("sqlite::memory:")
-            .map_err(|e| ProjectionError::Storage(e.to_string()))?;
-        // One connection: every connection to `:memory:` would be a different database.
-        let pool = pool(tuned(options), 1).await?;
-        let mut conn = pool.acquire().await?;
-        migrate(&mut conn).await?;
-        drop(conn);
-        Ok(Self { pool })
+        Ok(Self {
+            pool: Pool::Sqlite(sqlite::in_memory().await?),
+        })
     }
 
+    /// Connects to the PostgreSQL database at `url` (`postgres://user:password@host/database`),
+    /// creates the `read_models` schema if needed and applies its pending migrations, with
+    /// [`postgres::DEFAULT_CONNECTIONS`] connections. The database may be the event log's.
+    pub async fn connect(url: &str) -> Result<Self, ProjectionError> {
+        let options: PgConnectOptions = url
+            .parse()
+            .map_err(|e| ProjectionError::Storage(format!("read-model database url: {e}")))?;
+        Self::connect_with(options, postgres::DEFAULT_CONNECTIONS).await
+    }
+
+    /// [`ReadDb::connect`] with connect options and a pool size of the caller's.
+    pub async fn connect_with(
+        options: PgConnectOptions,
+        connections: u32,
+    ) -> Result<Self, ProjectionError> {
+        Ok(Self {
+            pool: Pool::Postgres(postgres::connect(options, connections).await?),
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self.pool {
+            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// The SQLite pool, for callers that read the embedded file directly.
+    pub fn sqlite(&self) -> Option<&SqlitePool> {
+        match &self.pool {
+            Pool::Sqlite(pool) => Some(pool),
+            Pool::Postgres(_) => None,
+        }
+    }
+
+    /// The PostgreSQL pool (its connections' search path is the `read_models` schema).
+    pub fn postgres(&self) -> Option<&PgPool> {
+        match &self.pool {
+            Pool::Postgres(pool) => Some(pool),
+            Pool::Sqlite(_) => None,
+        }
+    }
+
+    /// The SQLite pool; kept for callers written before the PostgreSQL backend.
+    ///
+    /// # Panics
+    /// On a PostgreSQL read-model database: use [`ReadDb::sqlite`] or [`ReadDb::postgres`].
     pub fn pool(&self) -> &SqlitePool {
-        &self.pool
+        match &self.pool {
+            Pool::Sqlite(pool) => pool,
+            Pool::Postgres(_) => {
+                panic!("ReadDb::pool() is the SQLite pool; this read-model database is PostgreSQL")
+            }
+        }
+    }
+
+    /// A connection for reads outside a write transaction.
+    pub(crate) async fn acquire(&self) -> Result<Pooled, ProjectionError> {
+        Ok(match &self.pool {
+            Pool::Sqlite(pool) => Pooled::Sqlite(pool.acquire().await?),
+            Pool::Postgres(pool) => Pooled::Postgres(pool.acquire().await?),
+        })
+    }
+
+    /// A transaction that will write. On SQLite it takes the write lock before reading
+    /// (`BEGIN IMMEDIATE`), so a rebuild or another process sharing the file queues for it
+    /// instead of failing with "database is locked" on upgrade; PostgreSQL locks rows as it
+    /// writes them.
+    pub(crate) async fn begin_write(&self) -> Result<Tx, ProjectionError> {
+        Ok(match &self.pool {
+            Pool::Sqlite(pool) => Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
+            Pool::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+        })
+    }
+
+    /// A transaction whose reads all see one snapshot (SQLite's read transactions always do;
+    /// PostgreSQL needs `REPEATABLE READ`).
+    pub(crate) async fn begin_snapshot(&self) -> Result<Tx, ProjectionError> {
+        Ok(match &self.pool {
+            Pool::Sqlite(pool) => Tx::Sqlite(pool.begin().await?),
+            Pool::Postgres(pool) => Tx::Postgres(
+                pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    .await?,
+            ),
+        })
+    }
+
+    /// A transaction that changes which generations exist or answer. On SQLite its first write
+    /// takes the database's write lock (or `immediate` takes it at once); on PostgreSQL the
+    /// `projections` table is locked against every other writer of it (checkpoints included)
+    /// until the commit, so what it reads stays true until then, as on SQLite.
+    async fn begin_generations(&self, immediate: bool) -> Result<Tx, ProjectionError> {
+        Ok(match &self.pool {
+            Pool::Sqlite(pool) if immediate => {
+                Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?)
+            }
+            Pool::Sqlite(pool) => Tx::Sqlite(pool.begin().await?),
+            Pool::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query("LOCK TABLE projections IN SHARE ROW EXCLUSIVE MODE")
+                    .execute(&mut *tx)
+                    .await?;
+                Tx::Postgres(tx)
+            }
+        })
     }
 
     /// Every generation of every projector.
     pub async fn generations(&self) -> Result<Vec<GenerationRow>, ProjectionError> {
-        Ok(sqlx::query_as::<_, GenerationRow>(
-            "SELECT name, generation, version, position, state, active != 0 AS active, error, \
-             error_position, updated_at FROM projections ORDER BY name, generation",
-        )
-        .fetch_all(&self.pool)
-        .await?)
+        Ok(on_pool!(&self.pool, |pool| {
+            sqlx::query_as::<_, GenerationRow>(select_generations!("ORDER BY name, generation"))
+                .fetch_all(pool)
+                .await?
+        }))
     }
 
     /// The generation that answers reads for `name`, if any.
     pub async fn active(&self, name: &str) -> Result<Option<GenerationRow>, ProjectionError> {
-        Ok(sqlx::query_as::<_, GenerationRow>(
-            "SELECT name, generation, version, position, state, active != 0 AS active, error, \
-             error_position, updated_at FROM projections WHERE name = ? AND active = 1",
-        )
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await?)
+        Ok(on_pool!(&self.pool, |pool| {
+            sqlx::query_as::<_, GenerationRow>(select_generations!(
+                "WHERE name = $1 AND active = 1"
+            ))
+            .bind(name)
+            .fetch_optional(pool)
+            .await?
+        }))
     }
 
     /// Starts a new generation of `name` at position 0. It becomes active at once when no other
@@ -146,32 +243,36 @@ impl ReadDb {
         name: &str,
         version: u32,
     ) -> Result<GenerationRow, ProjectionError> {
-        // IMMEDIATE: it reads, then writes; a deferred transaction would fail at once ("database
-        // is locked") when a runner commits between the two, instead of waiting its turn.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let next: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(MAX(generation), 0) + 1 FROM projections WHERE name = ?",
-        )
-        .bind(name)
-        .fetch_one(&mut *tx)
-        .await?;
-        let has_active: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM projections WHERE name = ? AND active = 1)",
-        )
-        .bind(name)
-        .fetch_one(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO projections (name, generation, version, position, state, active, updated_at) \
-             VALUES (?, ?, ?, 0, 'building', ?, ?)",
-        )
-        .bind(name)
-        .bind(next)
-        .bind(i64::from(version))
-        .bind(!has_active)
-        .bind(Utc::now().to_rfc3339())
-        .execute(&mut *tx)
-        .await?;
+        // Immediate: it reads, then writes; a deferred SQLite transaction would fail at once
+        // ("database is locked") when a runner commits between the two, instead of waiting.
+        let mut tx = self.begin_generations(true).await?;
+        let next = on_conn!(&mut tx.conn(), |conn, Db| {
+            let next: i64 = sqlx::query_scalar(
+                "SELECT COALESCE(MAX(generation), 0) + 1 FROM projections WHERE name = $1",
+            )
+            .bind(name)
+            .fetch_one(&mut *conn)
+            .await?;
+            let has_active: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM projections WHERE name = $1 AND active = 1)",
+            )
+            .bind(name)
+            .fetch_one(&mut *conn)
+            .await?;
+            sqlx::query(
+                "INSERT INTO projections \
+                 (name, generation, version, position, state, active, updated_at) \
+                 VALUES ($1, $2, $3, 0, 'building', $4, $5)",
+            )
+            .bind(name)
+            .bind(next)
+            .bind(i64::from(version))
+            .bind(i32::from(!has_active))
+            .bind(Utc::now().to_rfc3339())
+            .execute(&mut *conn)
+            .await?;
+            next
+        });
         tx.commit().await?;
         self.generation(name, next).await?.ok_or_else(|| {
             ProjectionError::Storage(format!("generation {next} of {name} vanished"))
@@ -183,20 +284,21 @@ impl ReadDb {
         name: &str,
         generation: i64,
     ) -> Result<Option<GenerationRow>, ProjectionError> {
-        Ok(sqlx::query_as::<_, GenerationRow>(
-            "SELECT name, generation, version, position, state, active != 0 AS active, error, \
-             error_position, updated_at FROM projections WHERE name = ? AND generation = ?",
-        )
-        .bind(name)
-        .bind(generation)
-        .fetch_optional(&self.pool)
-        .await?)
+        Ok(on_pool!(&self.pool, |pool| {
+            sqlx::query_as::<_, GenerationRow>(select_generations!(
+                "WHERE name = $1 AND generation = $2"
+            ))
+            .bind(name)
+            .bind(generation)
+            .fetch_optional(pool)
+            .await?
+        }))
     }
 
     /// Makes `generation` the one that answers, retires the others and drops their documents.
     pub async fn promote(&self, name: &str, generation: i64) -> Result<(), ProjectionError> {
-        let mut tx = self.pool.begin().await?;
-        Self::swap_active(&mut tx, name, generation).await?;
+        let mut tx = self.begin_generations(false).await?;
+        Self::swap_active(&mut tx.conn(), name, generation).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -212,68 +314,74 @@ impl ReadDb {
         name: &str,
         generation: i64,
     ) -> Result<bool, ProjectionError> {
-        let mut tx = self.pool.begin().await?;
-        // A write first: it takes the database's write lock, so what is read next stays true
-        // until the commit.
-        let touched = sqlx::query(
-            "UPDATE projections SET updated_at = ? WHERE name = ? AND generation = ? \
-             AND state != 'retired'",
-        )
-        .bind(Utc::now().to_rfc3339())
-        .bind(name)
-        .bind(generation)
-        .execute(&mut *tx)
-        .await?;
-        if touched.rows_affected() == 0 {
-            return Err(ProjectionError::Retired);
-        }
-        let behind: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM projections a, projections f \
-             WHERE a.name = ? AND a.active = 1 AND f.name = a.name AND f.generation = ? \
-             AND a.generation != f.generation AND a.position > f.position)",
-        )
-        .bind(name)
-        .bind(generation)
-        .fetch_one(&mut *tx)
-        .await?;
+        let mut tx = self.begin_generations(false).await?;
+        let mut conn = tx.conn();
+        let behind = on_conn!(&mut conn, |conn, Db| {
+            // A write first: on SQLite it takes the database's write lock, so what is read next
+            // stays true until the commit (PostgreSQL's table lock is already held).
+            let touched = sqlx::query(
+                "UPDATE projections SET updated_at = $1 WHERE name = $2 AND generation = $3 \
+                 AND state != 'retired'",
+            )
+            .bind(Utc::now().to_rfc3339())
+            .bind(name)
+            .bind(generation)
+            .execute(&mut *conn)
+            .await?;
+            if touched.rows_affected() == 0 {
+                return Err(ProjectionError::Retired);
+            }
+            let behind: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM projections a, projections f \
+                 WHERE a.name = $1 AND a.active = 1 AND f.name = a.name AND f.generation = $2 \
+                 AND a.generation != f.generation AND a.position > f.position)",
+            )
+            .bind(name)
+            .bind(generation)
+            .fetch_one(&mut *conn)
+            .await?;
+            behind
+        });
         if behind {
             return Ok(false);
         }
-        Self::swap_active(&mut tx, name, generation).await?;
+        Self::swap_active(&mut conn, name, generation).await?;
         tx.commit().await?;
         Ok(true)
     }
 
     /// Makes `generation` the active one and drops the others, inside the caller's transaction.
     async fn swap_active(
-        conn: &mut SqliteConnection,
+        conn: &mut Conn<'_>,
         name: &str,
         generation: i64,
     ) -> Result<(), ProjectionError> {
         let now = Utc::now().to_rfc3339();
-        sqlx::query(
-            "UPDATE projections SET active = 0, state = 'retired', updated_at = ? \
-             WHERE name = ? AND generation != ?",
-        )
-        .bind(&now)
-        .bind(name)
-        .bind(generation)
-        .execute(&mut *conn)
-        .await?;
-        sqlx::query(
-            "UPDATE projections SET active = 1, state = 'live', updated_at = ? \
-             WHERE name = ? AND generation = ?",
-        )
-        .bind(&now)
-        .bind(name)
-        .bind(generation)
-        .execute(&mut *conn)
-        .await?;
-        sqlx::query("DELETE FROM documents WHERE projection = ? AND generation != ?")
+        on_conn!(conn, |conn, Db| {
+            sqlx::query(
+                "UPDATE projections SET active = 0, state = 'retired', updated_at = $1 \
+                 WHERE name = $2 AND generation != $3",
+            )
+            .bind(&now)
             .bind(name)
             .bind(generation)
             .execute(&mut *conn)
             .await?;
+            sqlx::query(
+                "UPDATE projections SET active = 1, state = 'live', updated_at = $1 \
+                 WHERE name = $2 AND generation = $3",
+            )
+            .bind(&now)
+            .bind(name)
+            .bind(generation)
+            .execute(&mut *conn)
+            .await?;
+            sqlx::query("DELETE FROM documents WHERE projection = $1 AND generation != $2")
+                .bind(name)
+                .bind(generation)
+                .execute(&mut *conn)
+                .await?;
+        });
         Ok(())
     }
 
@@ -281,28 +389,32 @@ impl ReadDb {
     /// transaction. Fails with `Retired` when another process promoted a newer generation
     /// meanwhile, or when the checkpoint is no longer at `from`: another builder of the same
     /// generation (a rebuild resumed twice) wrote it, and applying this batch again would count
-    /// its events twice.
+    /// its events twice. (On PostgreSQL the update waits for a concurrent writer of the row and
+    /// then checks the condition again on what it committed.)
     pub(crate) async fn checkpoint(
-        conn: &mut SqliteConnection,
+        conn: &mut Conn<'_>,
         ns: &Namespace,
         from: i64,
         position: i64,
         state: &str,
     ) -> Result<(), ProjectionError> {
-        let updated = sqlx::query(
-            "UPDATE projections SET position = ?, state = ?, error = NULL, error_position = NULL, \
-             updated_at = ? WHERE name = ? AND generation = ? AND position = ? \
-             AND state != 'retired'",
-        )
-        .bind(position)
-        .bind(state)
-        .bind(Utc::now().to_rfc3339())
-        .bind(ns.projection)
-        .bind(ns.generation)
-        .bind(from)
-        .execute(&mut *conn)
-        .await?;
-        if updated.rows_affected() == 0 {
+        let updated = on_conn!(conn, |conn, Db| {
+            sqlx::query(
+                "UPDATE projections SET position = $1, state = $2, error = NULL, \
+                 error_position = NULL, updated_at = $3 WHERE name = $4 AND generation = $5 \
+                 AND position = $6 AND state != 'retired'",
+            )
+            .bind(position)
+            .bind(state)
+            .bind(Utc::now().to_rfc3339())
+            .bind(ns.projection)
+            .bind(ns.generation)
+            .bind(from)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected()
+        });
+        if updated == 0 {
             return Err(ProjectionError::Retired);
         }
         Ok(())
@@ -315,30 +427,102 @@ impl ReadDb {
         position: i64,
         error: &str,
     ) -> Result<(), ProjectionError> {
-        sqlx::query(
-            "UPDATE projections SET state = 'failed', error = ?, error_position = ?, updated_at = ? \
-             WHERE name = ? AND generation = ?",
-        )
-        .bind(error)
-        .bind(position)
-        .bind(Utc::now().to_rfc3339())
-        .bind(ns.projection)
-        .bind(ns.generation)
-        .execute(&self.pool)
-        .await?;
+        on_pool!(&self.pool, |pool| {
+            sqlx::query(
+                "UPDATE projections SET state = 'failed', error = $1, error_position = $2, \
+                 updated_at = $3 WHERE name = $4 AND generation = $5",
+            )
+            .bind(error)
+            .bind(position)
+            .bind(Utc::now().to_rfc3339())
+            .bind(ns.projection)
+            .bind(ns.generation)
+            .execute(pool)
+            .await?;
+        });
         Ok(())
     }
 
     /// Every document of every active generation, in a stable order: what "rebuild equals live"
     /// compares byte for byte.
     pub async fn dump_active(&self) -> Result<Vec<DocumentRow>, ProjectionError> {
-        Ok(sqlx::query_as::<_, DocumentRow>(
-            "SELECT d.projection, d.kind, d.key, d.parent, d.doc FROM documents d \
-             JOIN projections p ON p.name = d.projection AND p.generation = d.generation \
-             AND p.active = 1 ORDER BY d.projection, d.kind, d.key",
-        )
-        .fetch_all(&self.pool)
-        .await?)
+        Ok(on_pool!(&self.pool, |pool| {
+            sqlx::query_as::<_, DocumentRow>(
+                "SELECT d.projection, d.kind, d.key, d.parent, d.doc FROM documents d \
+                 JOIN projections p ON p.name = d.projection AND p.generation = d.generation \
+                 AND p.active = 1 ORDER BY d.projection, d.kind, d.key",
+            )
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
+    /// The trace index of the active `trace` generation, as (entity, position) in order: the
+    /// trace's part of "rebuild equals live".
+    pub async fn dump_active_trace_index(&self) -> Result<Vec<(String, i64)>, ProjectionError> {
+        Ok(on_pool!(&self.pool, |pool| {
+            sqlx::query_as::<_, (String, i64)>(
+                "SELECT t.entity, t.position FROM trace_index t JOIN projections p \
+                   ON p.name = 'trace' AND p.generation = t.generation AND p.active = 1 \
+                 ORDER BY t.entity, t.position",
+            )
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
+    /// The trace index rows of one generation of `trace`, as (entity, position) in order.
+    pub async fn trace_index_of(
+        &self,
+        generation: i64,
+    ) -> Result<Vec<(String, i64)>, ProjectionError> {
+        Ok(on_pool!(&self.pool, |pool| {
+            sqlx::query_as::<_, (String, i64)>(
+                "SELECT entity, position FROM trace_index WHERE generation = $1 \
+                 ORDER BY entity, position",
+            )
+            .bind(generation)
+            .fetch_all(pool)
+            .await?
+        }))
+    }
+
+    /// What the generations that do not answer leave behind: their documents, and the trace
+    /// index rows of `trace` generations that do not answer. Both are (0, 0) once a promotion
+    /// and the next trace batch have cleaned up.
+    pub async fn leftovers(&self) -> Result<(i64, i64), ProjectionError> {
+        Ok(on_pool!(&self.pool, |pool| {
+            let documents: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM documents d WHERE NOT EXISTS (SELECT 1 FROM projections p \
+                 WHERE p.name = d.projection AND p.generation = d.generation AND p.active = 1)",
+            )
+            .fetch_one(pool)
+            .await?;
+            let trace_rows: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM trace_index t WHERE NOT EXISTS (SELECT 1 FROM projections p \
+                 WHERE p.name = 'trace' AND p.generation = t.generation AND p.active = 1)",
+            )
+            .fetch_one(pool)
+            .await?;
+            (documents, trace_rows)
+        }))
+    }
+
+    /// How many documents one generation of `projection` holds, answering or not.
+    pub async fn count_documents(
+        &self,
+        projection: &str,
+        generation: i64,
+    ) -> Result<i64, ProjectionError> {
+        Ok(on_pool!(&self.pool, |pool| {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM documents WHERE projection = $1 AND generation = $2",
+            )
+            .bind(projection)
+            .bind(generation)
+            .fetch_one(pool)
+            .await?
+        }))
     }
 
     /// Documents of one kind in the active generation of `projection`, by key.
@@ -348,16 +532,18 @@ impl ReadDb {
         kind: &str,
         key: &str,
     ) -> Result<Option<String>, ProjectionError> {
-        Ok(sqlx::query_scalar(
-            "SELECT d.doc FROM documents d JOIN projections p \
-               ON p.name = d.projection AND p.generation = d.generation AND p.active = 1 \
-             WHERE d.projection = ? AND d.kind = ? AND d.key = ?",
-        )
-        .bind(projection)
-        .bind(kind)
-        .bind(key)
-        .fetch_optional(&self.pool)
-        .await?)
+        Ok(on_pool!(&self.pool, |pool| {
+            sqlx::query_scalar(
+                "SELECT d.doc FROM documents d JOIN projections p \
+                   ON p.name = d.projection AND p.generation = d.generation AND p.active = 1 \
+                 WHERE d.projection = $1 AND d.kind = $2 AND d.key = $3",
+            )
+            .bind(projection)
+            .bind(kind)
+            .bind(key)
+            .fetch_optional(pool)
+            .await?
+        }))
     }
 
     /// Documents of one kind under `parent` in the active generation, in key order.
@@ -367,28 +553,32 @@ impl ReadDb {
         kind: &str,
         parent: &str,
     ) -> Result<Vec<String>, ProjectionError> {
-        Ok(sqlx::query_scalar(
-            "SELECT d.doc FROM documents d JOIN projections p \
-               ON p.name = d.projection AND p.generation = d.generation AND p.active = 1 \
-             WHERE d.projection = ? AND d.kind = ? AND d.parent = ? ORDER BY d.key",
-        )
-        .bind(projection)
-        .bind(kind)
-        .bind(parent)
-        .fetch_all(&self.pool)
-        .await?)
+        Ok(on_pool!(&self.pool, |pool| {
+            sqlx::query_scalar(
+                "SELECT d.doc FROM documents d JOIN projections p \
+                   ON p.name = d.projection AND p.generation = d.generation AND p.active = 1 \
+                 WHERE d.projection = $1 AND d.kind = $2 AND d.parent = $3 ORDER BY d.key",
+            )
+            .bind(projection)
+            .bind(kind)
+            .bind(parent)
+            .fetch_all(pool)
+            .await?
+        }))
     }
 
     /// Every document of one kind in the active generation, in key order.
     pub async fn all(&self, projection: &str, kind: &str) -> Result<Vec<String>, ProjectionError> {
-        Ok(sqlx::query_scalar(
-            "SELECT d.doc FROM documents d JOIN projections p \
-               ON p.name = d.projection AND p.generation = d.generation AND p.active = 1 \
-             WHERE d.projection = ? AND d.kind = ? ORDER BY d.key",
-        )
-        .bind(projection)
-        .bind(kind)
-        .fetch_all(&self.pool)
-        .await?)
+        Ok(on_pool!(&self.pool, |pool| {
+            sqlx::query_scalar(
+                "SELECT d.doc FROM documents d JOIN projections p \
+                   ON p.name = d.projection AND p.generation = d.generation AND p.active = 1 \
+                 WHERE d.projection = $1 AND d.kind = $2 ORDER BY d.key",
+            )
+            .bind(projection)
+            .bind(kind)
+            .fetch_all(pool)
+            .await?
+        }))
     }
 }

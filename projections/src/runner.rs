@@ -21,11 +21,9 @@ use store::EventStore;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use sqlx::SqliteConnection;
-
 use crate::collection::Namespace;
 use crate::event::ProjectedEvent;
-use crate::readdb::{GenerationRow, ReadDb};
+use crate::readdb::{Conn, GenerationRow, ReadDb};
 use crate::{ProjectionError, Projector};
 
 /// Events read and applied per transaction.
@@ -229,7 +227,7 @@ async fn apply_shared(
 
 /// Applies the events past `lane`'s position to its caches; the reason it stopped, if it did.
 async fn apply_lane(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn<'_>,
     lane: &mut Lane<'_>,
     events: &[ProjectedEvent],
 ) -> Result<Option<LaneStop>, ProjectionError> {
@@ -268,7 +266,8 @@ async fn apply_lanes(
     lanes: &mut [Lane<'_>],
     events: &[ProjectedEvent],
 ) -> Result<(), ProjectionError> {
-    let mut conn = db.pool().acquire().await?;
+    let mut pooled = db.acquire().await?;
+    let mut conn = pooled.conn();
     for lane in lanes.iter_mut().filter(|lane| lane.stopped.is_none()) {
         if let Some(stop) = apply_lane(&mut conn, lane, events).await? {
             lane.rewind();
@@ -286,15 +285,15 @@ async fn write_lanes(
     full: bool,
     written: &mut [bool],
 ) -> Result<(), ProjectionError> {
-    // IMMEDIATE: take the write lock before reading, so that a rebuild or another process
-    // sharing the file queues for it instead of failing with "database is locked" on upgrade.
-    let mut tx = db.pool().begin_with("BEGIN IMMEDIATE").await?;
+    // On SQLite: take the write lock before reading (see `ReadDb::begin_write`).
+    let mut tx = db.begin_write().await?;
+    let mut conn = tx.conn();
     let state = if full { "building" } else { "live" };
     for (lane, written) in lanes.iter_mut().zip(written.iter_mut()) {
         if lane.stopped.is_some() {
             continue;
         }
-        if let Some(stop) = apply_lane(&mut tx, lane, events).await? {
+        if let Some(stop) = apply_lane(&mut conn, lane, events).await? {
             // Nothing of this lane is written: it stays at its checkpoint.
             lane.rewind();
             lane.stopped = Some(stop);
@@ -303,7 +302,7 @@ async fn write_lanes(
         if lane.position == lane.durable {
             continue;
         }
-        match ReadDb::checkpoint(&mut tx, &lane.ns, lane.durable, lane.position, state).await {
+        match ReadDb::checkpoint(&mut conn, &lane.ns, lane.durable, lane.position, state).await {
             Ok(()) => {}
             Err(ProjectionError::Retired) => {
                 lane.rewind();
@@ -313,7 +312,7 @@ async fn write_lanes(
             Err(error) => return Err(error),
         }
         for collection in lane.projector.collections() {
-            collection.flush(&mut tx, &lane.ns).await?;
+            collection.flush(&mut conn, &lane.ns).await?;
         }
         *written = true;
     }
@@ -904,6 +903,18 @@ pub async fn build_in_memory(
     step: usize,
 ) -> Result<ReadDb, ProjectionError> {
     let db = ReadDb::in_memory().await?;
+    build_into(store, &db, until, step).await?;
+    Ok(db)
+}
+
+/// [`build_in_memory`] into `db`, a fresh read-model database of either backend (its
+/// generations are created here, and promoted at the end).
+pub async fn build_into(
+    store: &dyn EventStore,
+    db: &ReadDb,
+    until: Option<i64>,
+    step: usize,
+) -> Result<(), ProjectionError> {
     let target = match until {
         Some(until) => until,
         None => store.head().await?,
@@ -928,7 +939,7 @@ pub async fn build_in_memory(
         })
         .collect();
     let batch = step.clamp(1, BATCH);
-    catch_up_lanes(store, &db, &mut lanes, Some(target), batch, |_, _| {}).await?;
+    catch_up_lanes(store, db, &mut lanes, Some(target), batch, |_, _| {}).await?;
     for lane in &mut lanes {
         if let Some(stop) = lane.stopped.take() {
             return Err(stop.into());
@@ -937,5 +948,5 @@ pub async fn build_in_memory(
     for lane in &lanes {
         db.promote(lane.ns.projection, lane.ns.generation).await?;
     }
-    Ok(db)
+    Ok(())
 }

@@ -11,9 +11,10 @@
 use std::collections::BTreeSet;
 
 use async_trait::async_trait;
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use sqlx::QueryBuilder;
 
 use crate::collection::{Namespace, Store};
+use crate::readdb::{on_conn, Conn};
 use crate::ProjectionError;
 
 /// Rows per multi-row insert (three bound values each).
@@ -39,24 +40,29 @@ impl TraceIndex {
     /// Deletes the rows of the generations older than `ns`'s that do not answer reads.
     async fn delete_retired(
         &mut self,
-        conn: &mut SqliteConnection,
+        conn: &mut Conn<'_>,
         ns: &Namespace,
     ) -> Result<(), ProjectionError> {
-        let retired: Vec<i64> = sqlx::query_scalar(
-            "SELECT generation FROM projections WHERE name = ? AND generation < ? AND active = 0",
-        )
-        .bind(ns.projection)
-        .bind(ns.generation)
-        .fetch_all(&mut *conn)
-        .await?;
+        let retired: Vec<i64> = on_conn!(&mut *conn, |conn, Db| {
+            sqlx::query_scalar(
+                "SELECT generation FROM projections \
+                 WHERE name = $1 AND generation < $2 AND active = 0",
+            )
+            .bind(ns.projection)
+            .bind(ns.generation)
+            .fetch_all(&mut *conn)
+            .await?
+        });
         for generation in retired {
             if self.cleaned.contains(&generation) || self.cleaning.contains(&generation) {
                 continue;
             }
-            sqlx::query("DELETE FROM trace_index WHERE generation = ?")
-                .bind(generation)
-                .execute(&mut *conn)
-                .await?;
+            on_conn!(&mut *conn, |conn, Db| {
+                sqlx::query("DELETE FROM trace_index WHERE generation = $1")
+                    .bind(generation)
+                    .execute(&mut *conn)
+                    .await?;
+            });
             self.cleaning.insert(generation);
         }
         Ok(())
@@ -65,32 +71,31 @@ impl TraceIndex {
 
 #[async_trait]
 impl Store for TraceIndex {
-    async fn load(
-        &mut self,
-        _conn: &mut SqliteConnection,
-        _ns: &Namespace,
-    ) -> Result<(), ProjectionError> {
+    async fn load(&mut self, _conn: &mut Conn<'_>, _ns: &Namespace) -> Result<(), ProjectionError> {
         Ok(())
     }
 
-    async fn flush(
-        &mut self,
-        conn: &mut SqliteConnection,
-        ns: &Namespace,
-    ) -> Result<(), ProjectionError> {
+    async fn flush(&mut self, conn: &mut Conn<'_>, ns: &Namespace) -> Result<(), ProjectionError> {
         self.delete_retired(conn, ns).await?;
         // In key order, so the inserts walk the primary key's B-tree forwards.
         self.rows.sort_unstable();
+        // "Ignore rows already present", in each dialect's words.
+        let (insert, ignore) = match conn {
+            Conn::Sqlite(_) => ("INSERT OR IGNORE INTO", ""),
+            Conn::Postgres(_) => ("INSERT INTO", " ON CONFLICT DO NOTHING"),
+        };
         for chunk in self.rows.chunks(CHUNK) {
-            let mut query = QueryBuilder::<Sqlite>::new(
-                "INSERT OR IGNORE INTO trace_index (generation, entity, position) ",
-            );
-            query.push_values(chunk, |mut row, (entity, position)| {
-                row.push_bind(ns.generation)
-                    .push_bind(entity.as_str())
-                    .push_bind(*position);
+            on_conn!(&mut *conn, |conn, Db| {
+                let mut query = QueryBuilder::<Db>::new(insert);
+                query.push(" trace_index (generation, entity, position) ");
+                query.push_values(chunk, |mut row, (entity, position)| {
+                    row.push_bind(ns.generation)
+                        .push_bind(entity.as_str())
+                        .push_bind(*position);
+                });
+                query.push(ignore);
+                query.build().execute(&mut *conn).await?;
             });
-            query.build().execute(&mut *conn).await?;
         }
         Ok(())
     }

@@ -3,19 +3,19 @@
 //! Everything an entry states about its event — position, times, actor, acting for, command,
 //! type, stream, hash — is read from the stored event itself; the read model only supplies
 //! which positions to read, display names for the summary and `acting_for.name`, and what an
-//! entity belongs to for scope checks. The read-model reads share one SQLite snapshot, so the
-//! index and the names agree with each other.
+//! entity belongs to for scope checks. The read-model reads share one snapshot (a SQLite read
+//! transaction, a PostgreSQL `REPEATABLE READ` one), so the index and the names agree.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use sqlx::QueryBuilder;
 use store::{EventStore, RecordedEvent};
 use uuid::Uuid;
 
 use super::{acting_for_stream, key, streams_named, EntityDoc, ENTITY, NAME};
-use crate::readdb::ReadDb;
+use crate::readdb::{on_conn, Conn, ReadDb};
 use crate::summary::{summarize, Names};
 use crate::ProjectionError;
 
@@ -199,12 +199,14 @@ pub async fn trace(
     let subject = query.subject;
     let unknown = || TraceError::Unknown(format!("{} {}", subject.kind(), subject.id()));
     // One snapshot for every read-model read below.
-    let mut tx = db.pool().begin().await?;
-    let generation: Option<i64> =
-        sqlx::query_scalar("SELECT generation FROM projections WHERE name = ? AND active = 1")
+    let mut tx = db.begin_snapshot().await?;
+    let mut conn = tx.conn();
+    let generation: Option<i64> = on_conn!(&mut conn, |conn, Db| {
+        sqlx::query_scalar("SELECT generation FROM projections WHERE name = $1 AND active = 1")
             .bind(NAME)
-            .fetch_optional(&mut *tx)
-            .await?;
+            .fetch_optional(&mut *conn)
+            .await?
+    });
     let Some(generation) = generation else {
         return match subject {
             Subject::Actor(_) => Ok(Trace {
@@ -215,7 +217,8 @@ pub async fn trace(
     };
     let doc = match subject.stream() {
         Some(stream) => {
-            let mut docs = load_docs(&mut tx, generation, std::iter::once(stream.clone())).await?;
+            let mut docs =
+                load_docs(&mut conn, generation, std::iter::once(stream.clone())).await?;
             Some(docs.remove(&stream).ok_or_else(unknown)?)
         }
         None => None,
@@ -228,7 +231,7 @@ pub async fn trace(
         )));
     }
     let positions = positions(
-        &mut tx,
+        &mut conn,
         generation,
         &key(subject.kind(), subject.id()),
         query.within.key().as_deref(),
@@ -261,7 +264,7 @@ pub async fn trace(
         decoded.push((event, metadata, domain_event));
     }
     let names = DocNames(
-        load_docs(&mut tx, generation, streams.into_iter())
+        load_docs(&mut conn, generation, streams.into_iter())
             .await?
             .into_iter()
             .map(|(stream, doc)| (stream, doc.name))
@@ -328,15 +331,15 @@ fn may_see(subject: Subject, doc: Option<&EntityDoc>, within: Within) -> bool {
 
 /// The positions of the events that concern `entity` (and `also`, when given), in order.
 async fn positions(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn<'_>,
     generation: i64,
     entity: &str,
     also: Option<&str>,
 ) -> Result<Vec<i64>, sqlx::Error> {
-    match also {
+    on_conn!(conn, |conn, Db| match also {
         None => {
             sqlx::query_scalar(
-                "SELECT position FROM trace_index WHERE generation = ? AND entity = ? \
+                "SELECT position FROM trace_index WHERE generation = $1 AND entity = $2 \
                  ORDER BY position",
             )
             .bind(generation)
@@ -346,9 +349,10 @@ async fn positions(
         }
         Some(also) => {
             sqlx::query_scalar(
-                "SELECT t.position FROM trace_index t WHERE t.generation = ? AND t.entity = ? \
-                 AND EXISTS (SELECT 1 FROM trace_index s WHERE s.generation = t.generation \
-                   AND s.entity = ? AND s.position = t.position) \
+                "SELECT t.position FROM trace_index t WHERE t.generation = $1 \
+                 AND t.entity = $2 AND EXISTS (SELECT 1 FROM trace_index s \
+                   WHERE s.generation = t.generation AND s.entity = $3 \
+                   AND s.position = t.position) \
                  ORDER BY t.position",
             )
             .bind(generation)
@@ -357,7 +361,7 @@ async fn positions(
             .fetch_all(&mut *conn)
             .await
         }
-    }
+    })
 }
 
 /// The events at `positions` (ascending), read from the log in ranges of nearby positions.
@@ -401,28 +405,30 @@ async fn read_positions(
 
 /// The entity documents of `streams` in `generation` (those that exist), by stream.
 async fn load_docs(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn<'_>,
     generation: i64,
     streams: impl Iterator<Item = String>,
 ) -> Result<BTreeMap<String, EntityDoc>, TraceError> {
     let streams: Vec<String> = streams.collect();
     let mut docs = BTreeMap::new();
     for chunk in streams.chunks(CHUNK) {
-        let mut query =
-            QueryBuilder::<Sqlite>::new("SELECT key, doc FROM documents WHERE projection = ");
-        query
-            .push_bind(NAME)
-            .push(" AND generation = ")
-            .push_bind(generation)
-            .push(" AND kind = ")
-            .push_bind(ENTITY)
-            .push(" AND key IN (");
-        let mut separated = query.separated(", ");
-        for stream in chunk {
-            separated.push_bind(stream.as_str());
-        }
-        separated.push_unseparated(")");
-        let rows: Vec<(String, String)> = query.build_query_as().fetch_all(&mut *conn).await?;
+        let rows: Vec<(String, String)> = on_conn!(&mut *conn, |conn, Db| {
+            let mut query =
+                QueryBuilder::<Db>::new("SELECT key, doc FROM documents WHERE projection = ");
+            query
+                .push_bind(NAME)
+                .push(" AND generation = ")
+                .push_bind(generation)
+                .push(" AND kind = ")
+                .push_bind(ENTITY)
+                .push(" AND key IN (");
+            let mut separated = query.separated(", ");
+            for stream in chunk {
+                separated.push_bind(stream.as_str());
+            }
+            separated.push_unseparated(")");
+            query.build_query_as().fetch_all(&mut *conn).await?
+        });
         for (stream, raw) in rows {
             let doc: EntityDoc = serde_json::from_str(&raw)
                 .map_err(|e| ProjectionError::Storage(format!("trace document {stream}: {e}")))?;
