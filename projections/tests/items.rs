@@ -2,15 +2,18 @@
 //! claim was withdrawn and taken by another unit, a cancelled project, a closed meeting, a
 //! resolved and an open request (see `item_history`).
 
+mod backends;
 mod item_history;
+
+use backends::{on_both_backends, Backend};
 
 use item_history::*;
 use projections::projectors::items::{self, ItemsProjector, ProjectStatus, RequestStatus};
 use projections::readdb::ReadDb;
 use serde_json::json;
 
-async fn views() -> (History, ReadDb) {
-    let history = History::story().await;
+async fn views(backend: Backend) -> (History, ReadDb) {
+    let history = History::story(backend).await;
     let db = history.project(&mut ItemsProjector::default(), None).await;
     (history, db)
 }
@@ -22,9 +25,8 @@ async fn project(db: &ReadDb, n: u128) -> items::Found<items::ProjectView> {
         .expect("the project exists")
 }
 
-#[tokio::test]
-async fn the_item_views_after_the_story() {
-    let (_history, db) = views().await;
+async fn the_item_views_after_the_story(backend: Backend) {
+    let (_history, db) = views(backend).await;
     for (n, name) in [
         (VACCINATION, "project_vaccination"),
         (CARE, "project_care"),
@@ -49,9 +51,8 @@ async fn the_item_views_after_the_story() {
     }
 }
 
-#[tokio::test]
-async fn a_withdrawn_claim_leaves_the_project_to_the_next_claimant() {
-    let (_history, db) = views().await;
+async fn a_withdrawn_claim_leaves_the_project_to_the_next_claimant(backend: Backend) {
+    let (_history, db) = views(backend).await;
     let care = project(&db, CARE).await;
     let claimant = care.item.claimant.as_ref().expect("a claimant");
     assert_eq!(claimant.unit_id, id(FEDERATION));
@@ -62,9 +63,8 @@ async fn a_withdrawn_claim_leaves_the_project_to_the_next_claimant() {
     assert_eq!(care.owner.units, vec![id(FEDERATION)]);
 }
 
-#[tokio::test]
-async fn a_cancelled_project_keeps_when_and_why() {
-    let (_history, db) = views().await;
+async fn a_cancelled_project_keeps_when_and_why(backend: Backend) {
+    let (_history, db) = views(backend).await;
     let day_care = project(&db, DAY_CARE).await.item;
     assert_eq!(day_care.status, ProjectStatus::Cancelled);
     assert_eq!(
@@ -77,9 +77,8 @@ async fn a_cancelled_project_keeps_when_and_why() {
     );
 }
 
-#[tokio::test]
-async fn versions_are_the_streams_event_counts() {
-    let (history, db) = views().await;
+async fn versions_are_the_streams_event_counts(backend: Backend) {
+    let (history, db) = views(backend).await;
     for n in [VACCINATION, CARE, DAY_CARE] {
         let events = history
             .store
@@ -101,9 +100,8 @@ async fn versions_are_the_streams_event_counts() {
     assert_eq!(request.item.status, RequestStatus::Resolved);
 }
 
-#[tokio::test]
-async fn owners_name_the_district_and_current_members() {
-    let (_history, db) = views().await;
+async fn owners_name_the_district_and_current_members(backend: Backend) {
+    let (_history, db) = views(backend).await;
     let courtyard = items::request(&db, id(COURTYARD))
         .await
         .expect("answers")
@@ -115,9 +113,8 @@ async fn owners_name_the_district_and_current_members() {
     assert_eq!(courtyard.owner.units, vec![id(MARKET)]);
 }
 
-#[tokio::test]
-async fn unknown_ids_have_no_view() {
-    let (_history, db) = views().await;
+async fn unknown_ids_have_no_view(backend: Backend) {
+    let (_history, db) = views(backend).await;
     assert!(items::project(&db, id(999))
         .await
         .expect("answers")
@@ -132,9 +129,8 @@ async fn unknown_ids_have_no_view() {
         .is_none());
 }
 
-#[tokio::test]
-async fn a_project_view_stays_small_however_many_activities() {
-    let mut history = History::story().await;
+async fn a_project_view_stays_small_however_many_activities(backend: Backend) {
+    let mut history = History::story(backend).await;
     for n in 0..25u128 {
         history
             .admin(
@@ -157,9 +153,8 @@ async fn a_project_view_stays_small_however_many_activities() {
     );
 }
 
-#[tokio::test]
-async fn one_event_per_batch_gives_the_same_documents_as_whole_batches() {
-    let history = History::story().await;
+async fn one_event_per_batch_gives_the_same_documents_as_whole_batches(backend: Backend) {
+    let history = History::story(backend).await;
     let whole = history.project(&mut ItemsProjector::default(), None).await;
     let single = history
         .project(&mut ItemsProjector::default(), Some(1))
@@ -169,3 +164,14 @@ async fn one_event_per_batch_gives_the_same_documents_as_whole_batches() {
     assert!(!a.is_empty());
     assert_eq!(a, b);
 }
+
+on_both_backends!(
+    the_item_views_after_the_story,
+    a_withdrawn_claim_leaves_the_project_to_the_next_claimant,
+    a_cancelled_project_keeps_when_and_why,
+    versions_are_the_streams_event_counts,
+    owners_name_the_district_and_current_members,
+    unknown_ids_have_no_view,
+    a_project_view_stays_small_however_many_activities,
+    one_event_per_batch_gives_the_same_documents_as_whole_batches,
+);

@@ -2,13 +2,16 @@
 //! a secretary on the unit's behalf, a withdrawn claim that stays listed, a cancelled project,
 //! activities and requests (see `item_history`).
 
+mod backends;
 mod item_history;
+
+use backends::{on_both_backends, Backend};
 
 use item_history::*;
 use projections::projectors::unit_profile::{self, ClaimStatus, UnitProfileProjector};
 
-async fn profiles() -> (History, projections::readdb::ReadDb) {
-    let history = History::story().await;
+async fn profiles(backend: Backend) -> (History, projections::readdb::ReadDb) {
+    let history = History::story(backend).await;
     let db = history
         .project(&mut UnitProfileProjector::default(), None)
         .await;
@@ -22,9 +25,8 @@ async fn profile(db: &projections::readdb::ReadDb, unit: u128) -> unit_profile::
         .expect("the unit has a profile")
 }
 
-#[tokio::test]
-async fn the_profiles_after_the_story() {
-    let (_history, db) = profiles().await;
+async fn the_profiles_after_the_story(backend: Backend) {
+    let (_history, db) = profiles(backend).await;
     for (unit, name) in [
         (CDC, "cdc"),
         (FEDERATION, "federation"),
@@ -35,9 +37,8 @@ async fn the_profiles_after_the_story() {
     }
 }
 
-#[tokio::test]
-async fn a_claim_recorded_by_a_secretary_names_the_secretary() {
-    let (_history, db) = profiles().await;
+async fn a_claim_recorded_by_a_secretary_names_the_secretary(backend: Backend) {
+    let (_history, db) = profiles(backend).await;
     let cdc = profile(&db, CDC).await;
     let claim = &cdc.claims[0];
     assert_eq!(claim.project_id, id(VACCINATION));
@@ -47,9 +48,8 @@ async fn a_claim_recorded_by_a_secretary_names_the_secretary() {
     assert_eq!(claim.status, ClaimStatus::Completed);
 }
 
-#[tokio::test]
-async fn a_withdrawn_claim_stays_listed_and_the_next_claimant_holds_the_project() {
-    let (_history, db) = profiles().await;
+async fn a_withdrawn_claim_stays_listed_and_the_next_claimant_holds_the_project(backend: Backend) {
+    let (_history, db) = profiles(backend).await;
     let housing = profile(&db, HOUSING).await;
     assert_eq!(housing.claims.len(), 1);
     assert_eq!(housing.claims[0].status, ClaimStatus::Withdrawn);
@@ -63,9 +63,8 @@ async fn a_withdrawn_claim_stays_listed_and_the_next_claimant_holds_the_project(
     assert_eq!(federation.claims[0].recorded_by.role, "unit_rep");
 }
 
-#[tokio::test]
-async fn a_cancelled_project_marks_its_claim_cancelled() {
-    let (_history, db) = profiles().await;
+async fn a_cancelled_project_marks_its_claim_cancelled(backend: Backend) {
+    let (_history, db) = profiles(backend).await;
     let cdc = profile(&db, CDC).await;
     let day_care = cdc
         .claims
@@ -76,20 +75,18 @@ async fn a_cancelled_project_marks_its_claim_cancelled() {
     assert_eq!(day_care.meeting_id, None);
 }
 
-#[tokio::test]
-async fn an_unknown_unit_has_no_profile() {
-    let (_history, db) = profiles().await;
+async fn an_unknown_unit_has_no_profile(backend: Backend) {
+    let (_history, db) = profiles(backend).await;
     let none = unit_profile::unit_profile(&db, id(999))
         .await
         .expect("the read model answers");
     assert_eq!(none, None);
 }
 
-#[tokio::test]
-async fn one_event_per_batch_gives_the_same_documents_as_whole_batches() {
+async fn one_event_per_batch_gives_the_same_documents_as_whole_batches(backend: Backend) {
     // References followed across batches (a cancelled project's claimant, a resolved request's
     // raiser) must give what following them inside one batch gives.
-    let history = History::story().await;
+    let history = History::story(backend).await;
     let whole = history
         .project(&mut UnitProfileProjector::default(), None)
         .await;
@@ -102,9 +99,8 @@ async fn one_event_per_batch_gives_the_same_documents_as_whole_batches() {
     assert_eq!(a, b);
 }
 
-#[tokio::test]
-async fn each_claim_is_a_document_of_its_own_so_the_unit_document_stays_small() {
-    let (_history, db) = profiles().await;
+async fn each_claim_is_a_document_of_its_own_so_the_unit_document_stays_small(backend: Backend) {
+    let (_history, db) = profiles(backend).await;
     let documents = History::documents(&db, unit_profile::NAME).await;
     let claims = documents
         .iter()
@@ -120,3 +116,13 @@ async fn each_claim_is_a_document_of_its_own_so_the_unit_document_stays_small() 
         .expect("the CDC's document");
     assert!(!cdc.contains("claims"), "{cdc}");
 }
+
+on_both_backends!(
+    the_profiles_after_the_story,
+    a_claim_recorded_by_a_secretary_names_the_secretary,
+    a_withdrawn_claim_stays_listed_and_the_next_claimant_holds_the_project,
+    a_cancelled_project_marks_its_claim_cancelled,
+    an_unknown_unit_has_no_profile,
+    one_event_per_batch_gives_the_same_documents_as_whole_batches,
+    each_claim_is_a_document_of_its_own_so_the_unit_document_stays_small,
+);

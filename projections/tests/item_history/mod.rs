@@ -1,5 +1,6 @@
 //! A hand-made history for the unit-profile and item-view tests, sent as real commands through
-//! the command handler into a SQLite store: the edge cases the read models must get right.
+//! the command handler into a store of the test's backend: the edge cases the read models must
+//! get right.
 //!
 //! The story (Zhaozhen subdistrict, 2018): 十里 Shili convenes its second-quarter meeting; the
 //! CDC claims the 4·25 vaccination publicity at it, recorded by Shili's secretary, runs it with
@@ -21,10 +22,10 @@ use projections::readdb::ReadDb;
 use projections::runner::catch_up;
 use projections::Projector;
 use serde_json::{json, Value};
-use store::sqlite::SqliteStore;
 use store::EventStore;
-use tempfile::TempDir;
 use uuid::Uuid;
+
+use crate::backends::{Backend, Place};
 
 pub fn id(n: u128) -> Uuid {
     Uuid::from_u128(n)
@@ -77,21 +78,20 @@ pub fn federation_rep() -> Principal {
     }
 }
 
-/// A store in a temporary directory and a handler writing to it.
+/// A store of its own on the test's backend and a handler writing to it.
 pub struct History {
-    pub dir: TempDir,
+    pub place: Place,
     pub store: Arc<dyn EventStore>,
     pub handler: CommandHandler,
     sent: u64,
 }
 
 impl History {
-    pub async fn new() -> History {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let store: Arc<dyn EventStore> =
-            Arc::new(SqliteStore::open(dir.path()).await.expect("the store"));
+    pub async fn new(backend: Backend) -> History {
+        let place = backend.place().await;
+        let store = place.store().await;
         History {
-            dir,
+            place,
             handler: CommandHandler::new(store.clone()),
             store,
             sent: 0,
@@ -122,8 +122,8 @@ impl History {
     }
 
     /// Writes the whole story of the module doc.
-    pub async fn story() -> History {
-        let mut h = History::new().await;
+    pub async fn story(backend: Backend) -> History {
+        let mut h = History::new(backend).await;
         h.admin(
             "RegisterDistrict",
             json!({"district_id": id(DISTRICT), "name": "赵镇街道", "occurred_at": "2018-01-02T09:00:00+08:00"}),
@@ -357,12 +357,10 @@ impl History {
         h
     }
 
-    /// Projects the whole log with `projector` into a fresh in-memory read-model database,
-    /// `step` events per batch (`None`: as the runner batches them).
+    /// Projects the whole log with `projector` into a fresh read-model database of the
+    /// history's backend, `step` events per batch (`None`: as the runner batches them).
     pub async fn project(&self, projector: &mut dyn Projector, step: Option<i64>) -> ReadDb {
-        let db = ReadDb::in_memory()
-            .await
-            .expect("an in-memory read-model db");
+        let db = self.place.backend().fresh_read_db().await;
         let row = db
             .create_generation(projector.name(), projector.version())
             .await
@@ -392,14 +390,12 @@ impl History {
 
     /// Every document of the active generation of `projection`, in a stable order.
     pub async fn documents(db: &ReadDb, projection: &str) -> Vec<(String, String, String)> {
-        sqlx::query_as(
-            "SELECT d.kind, d.key, d.doc FROM documents d JOIN projections p \
-               ON p.name = d.projection AND p.generation = d.generation AND p.active = 1 \
-             WHERE d.projection = ? ORDER BY d.kind, d.key",
-        )
-        .bind(projection)
-        .fetch_all(db.pool())
-        .await
-        .expect("documents readable")
+        db.dump_active()
+            .await
+            .expect("documents readable")
+            .into_iter()
+            .filter(|d| d.projection == projection)
+            .map(|d| (d.kind, d.key, d.doc))
+            .collect()
     }
 }
