@@ -148,14 +148,20 @@ async fn when_postgres_restarts_under_load_the_server_answers_503_recovers_and_k
     // Every acknowledged command is in the log, whole: one ProjectProposed per project.
     let mut proposed = BTreeSet::new();
     for event in app.all_events().await {
-        if event["event_type"] == "ProjectProposed" {
+        if event["type"] == "ProjectProposed" {
             let project: Uuid = serde_json::from_value(event["data"]["project_id"].clone())
                 .expect("a project id");
             assert!(proposed.insert(project), "project {project} proposed twice");
         }
     }
     let lost: Vec<&Uuid> = acknowledged.difference(&proposed).collect();
-    assert!(lost.is_empty(), "acknowledged but not in the log: {lost:?}");
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged commands are not in the log, e.g. {:?}",
+        lost.len(),
+        acknowledged.len(),
+        lost.iter().take(3).collect::<Vec<_>>()
+    );
     let (code, report) = app.verify().await;
     assert_eq!(code, 0, "{report}");
 }
