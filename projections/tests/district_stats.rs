@@ -4,8 +4,11 @@
 //! quarter in China Standard Time. Written through the real command handler, projected with
 //! `catch_up`, read with the query the HTTP route uses.
 
+mod backends;
+
 use std::sync::Arc;
 
+use backends::{on_both_backends, Backend, Place};
 use commands::{CommandHandler, CommandRequest, Principal, Role};
 use domain::values::Quarter;
 use projections::collection::Namespace;
@@ -14,7 +17,6 @@ use projections::readdb::ReadDb;
 use projections::runner::catch_up;
 use projections::Projector;
 use serde_json::{json, Value};
-use store::sqlite::SqliteStore;
 use store::EventStore;
 use uuid::Uuid;
 
@@ -206,11 +208,11 @@ async fn write_history(store: Arc<dyn EventStore>) {
     w.send("ProposeProject", json!({"project_id": STUDY, "community_id": TUOYUAN, "title": "党员学习日", "theme": "party_work", "occurred_at": at("2018-06-01")})).await;
 }
 
-/// Builds the statistics from the log into a fresh in-memory read-model database; with
+/// Builds the statistics from the log into a fresh read-model database of `backend`; with
 /// `one_event_batches`, a fresh projector takes each event as a batch of its own, so every
 /// document it needs must come from the database through `want`.
-async fn build(store: &dyn EventStore, one_event_batches: bool) -> ReadDb {
-    let db = ReadDb::in_memory().await.expect("an in-memory read db");
+async fn build(backend: Backend, store: &dyn EventStore, one_event_batches: bool) -> ReadDb {
+    let db = backend.fresh_read_db().await;
     let mut projector = DistrictStatsProjector::default();
     let row = db
         .create_generation(projector.name(), projector.version())
@@ -245,12 +247,11 @@ async fn build(store: &dyn EventStore, one_event_batches: bool) -> ReadDb {
     db
 }
 
-async fn history() -> (tempfile::TempDir, Arc<dyn EventStore>) {
-    let dir = tempfile::tempdir().expect("a tempdir");
-    let store: Arc<dyn EventStore> =
-        Arc::new(SqliteStore::open(dir.path()).await.expect("a store"));
+async fn history(backend: Backend) -> (Place, Arc<dyn EventStore>) {
+    let place = backend.place().await;
+    let store = place.store().await;
     write_history(store.clone()).await;
-    (dir, store)
+    (place, store)
 }
 
 async fn stats_of(db: &ReadDb, quarter: Option<&str>) -> DistrictStats {
@@ -261,19 +262,17 @@ async fn stats_of(db: &ReadDb, quarter: Option<&str>) -> DistrictStats {
         .expect("the district is known")
 }
 
-#[tokio::test]
-async fn the_statistics_of_a_hand_made_history_overall_and_per_quarter() {
-    let (_dir, store) = history().await;
-    let db = build(store.as_ref(), false).await;
+async fn the_statistics_of_a_hand_made_history_overall_and_per_quarter(backend: Backend) {
+    let (_dir, store) = history(backend).await;
+    let db = build(backend, store.as_ref(), false).await;
     insta::assert_json_snapshot!("overall", stats_of(&db, None).await);
     insta::assert_json_snapshot!("2018Q1", stats_of(&db, Some("2018Q1")).await);
     insta::assert_json_snapshot!("2018Q2", stats_of(&db, Some("2018Q2")).await);
 }
 
-#[tokio::test]
-async fn a_withdrawn_claim_counts_only_where_the_project_was_claimed_again() {
-    let (_dir, store) = history().await;
-    let db = build(store.as_ref(), false).await;
+async fn a_withdrawn_claim_counts_only_where_the_project_was_claimed_again(backend: Backend) {
+    let (_dir, store) = history(backend).await;
+    let db = build(backend, store.as_ref(), false).await;
     let sanjiang = |s: &DistrictStats| {
         s.communities
             .iter()
@@ -301,10 +300,9 @@ async fn a_withdrawn_claim_counts_only_where_the_project_was_claimed_again() {
     assert_eq!(overall.completion_rate, Some(0.3333));
 }
 
-#[tokio::test]
-async fn a_quarter_without_a_regular_meeting_is_counted() {
-    let (_dir, store) = history().await;
-    let db = build(store.as_ref(), false).await;
+async fn a_quarter_without_a_regular_meeting_is_counted(backend: Backend) {
+    let (_dir, store) = history(backend).await;
+    let db = build(backend, store.as_ref(), false).await;
     let tuoyuan = |s: &DistrictStats| {
         s.communities
             .iter()
@@ -335,10 +333,9 @@ async fn a_quarter_without_a_regular_meeting_is_counted() {
     }
 }
 
-#[tokio::test]
-async fn the_totals_recompute_rates_and_medians_over_the_district() {
-    let (_dir, store) = history().await;
-    let db = build(store.as_ref(), false).await;
+async fn the_totals_recompute_rates_and_medians_over_the_district(backend: Backend) {
+    let (_dir, store) = history(backend).await;
+    let db = build(backend, store.as_ref(), false).await;
     let overall = stats_of(&db, None).await;
     let t = &overall.totals;
     assert_eq!(t.projects_proposed, 5);
@@ -397,11 +394,10 @@ async fn the_totals_recompute_rates_and_medians_over_the_district() {
     assert_eq!(q2.member_units, 3);
 }
 
-#[tokio::test]
-async fn one_event_per_batch_gives_the_same_statistics_as_one_big_batch() {
-    let (_dir, store) = history().await;
-    let whole = build(store.as_ref(), false).await;
-    let piecemeal = build(store.as_ref(), true).await;
+async fn one_event_per_batch_gives_the_same_statistics_as_one_big_batch(backend: Backend) {
+    let (_dir, store) = history(backend).await;
+    let whole = build(backend, store.as_ref(), false).await;
+    let piecemeal = build(backend, store.as_ref(), true).await;
     for quarter in [None, Some("2018Q1"), Some("2018Q2")] {
         assert_eq!(
             stats_of(&whole, quarter).await,
@@ -411,10 +407,9 @@ async fn one_event_per_batch_gives_the_same_statistics_as_one_big_batch() {
     }
 }
 
-#[tokio::test]
-async fn an_unknown_district_has_no_statistics_and_districts_are_listed() {
-    let (_dir, store) = history().await;
-    let db = build(store.as_ref(), false).await;
+async fn an_unknown_district_has_no_statistics_and_districts_are_listed(backend: Backend) {
+    let (_dir, store) = history(backend).await;
+    let db = build(backend, store.as_ref(), false).await;
     let unknown = district_stats::stats(&db, Uuid::from_u128(0xdead), None)
         .await
         .expect("the query runs");
@@ -435,3 +430,12 @@ async fn an_unknown_district_has_no_statistics_and_districts_are_listed() {
     assert_eq!(empty.totals.claim_rate, None);
     assert_eq!(empty.totals.median_days_to_claim, None);
 }
+
+on_both_backends!(
+    the_statistics_of_a_hand_made_history_overall_and_per_quarter,
+    a_withdrawn_claim_counts_only_where_the_project_was_claimed_again,
+    a_quarter_without_a_regular_meeting_is_counted,
+    the_totals_recompute_rates_and_medians_over_the_district,
+    one_event_per_batch_gives_the_same_statistics_as_one_big_batch,
+    an_unknown_district_has_no_statistics_and_districts_are_listed,
+);

@@ -2,9 +2,12 @@
 //! which entities each event concerns (the index), the entries and their summaries, scopes,
 //! time bounds, and the clean-up of a retired generation's index rows.
 
+mod backends;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use backends::{on_both_backends, Backend, Place};
 use commands::{CommandHandler, CommandRequest, Principal, Role};
 use projections::collection::Namespace;
 use projections::projectors::trace::{self, Subject, TraceError, TraceQuery, Within};
@@ -12,7 +15,6 @@ use projections::readdb::ReadDb;
 use projections::runner::catch_up;
 use projections::Projector;
 use serde_json::{json, Value};
-use store::sqlite::SqliteStore;
 use store::EventStore;
 use uuid::Uuid;
 
@@ -81,20 +83,20 @@ fn admin() -> Principal {
 }
 
 struct History {
-    store: Arc<SqliteStore>,
+    store: Arc<dyn EventStore>,
     handler: CommandHandler,
-    _dir: tempfile::TempDir,
+    place: Place,
 }
 
 impl History {
-    async fn new() -> Self {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let store = Arc::new(SqliteStore::open(dir.path()).await.expect("a store"));
+    async fn new(backend: Backend) -> Self {
+        let place = backend.place().await;
+        let store = place.store().await;
         let handler = CommandHandler::new(store.clone());
         Self {
             store,
             handler,
-            _dir: dir,
+            place,
         }
     }
 
@@ -297,7 +299,7 @@ impl History {
 
     /// A read-model database with the trace projected up to the head.
     async fn project(&self) -> ReadDb {
-        let db = ReadDb::in_memory().await.expect("a read-model db");
+        let db = self.place.backend().fresh_read_db().await;
         project_into(&db, self.store.as_ref()).await;
         db
     }
@@ -322,13 +324,10 @@ async fn project_into(db: &ReadDb, store: &dyn EventStore) -> i64 {
 
 /// The index of one generation: entity (labelled) → positions.
 async fn index(db: &ReadDb, generation: i64) -> BTreeMap<String, Vec<i64>> {
-    let rows: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT entity, position FROM trace_index WHERE generation = ? ORDER BY entity, position",
-    )
-    .bind(generation)
-    .fetch_all(db.pool())
-    .await
-    .expect("the index reads");
+    let rows = db
+        .trace_index_of(generation)
+        .await
+        .expect("the index reads");
     let mut index: BTreeMap<String, Vec<i64>> = BTreeMap::new();
     for (entity, position) in rows {
         index.entry(label(&entity)).or_default().push(position);
@@ -362,17 +361,15 @@ fn readable(trace: &trace::Trace) -> Value {
     serde_json::from_str(&label(&value.to_string())).expect("JSON")
 }
 
-#[tokio::test]
-async fn the_index_names_every_entity_an_event_concerns() {
-    let history = History::new().await;
+async fn the_index_names_every_entity_an_event_concerns(backend: Backend) {
+    let history = History::new(backend).await;
     history.write().await;
     let db = history.project().await;
     insta::assert_json_snapshot!("trace_index", index(&db, 1).await);
 }
 
-#[tokio::test]
-async fn a_projects_trace_is_its_lifecycle_in_log_order_with_the_stored_hashes() {
-    let history = History::new().await;
+async fn a_projects_trace_is_its_lifecycle_in_log_order_with_the_stored_hashes(backend: Backend) {
+    let history = History::new(backend).await;
     history.write().await;
     let db = history.project().await;
     let trace = trace::trace(
@@ -403,9 +400,8 @@ async fn a_projects_trace_is_its_lifecycle_in_log_order_with_the_stored_hashes()
     insta::assert_json_snapshot!("project_trace", readable(&trace));
 }
 
-#[tokio::test]
-async fn unit_community_and_actor_traces_show_their_summaries() {
-    let history = History::new().await;
+async fn unit_community_and_actor_traces_show_their_summaries(backend: Backend) {
+    let history = History::new(backend).await;
     history.write().await;
     let db = history.project().await;
     for (name, subject) in [
@@ -424,9 +420,8 @@ async fn unit_community_and_actor_traces_show_their_summaries() {
     }
 }
 
-#[tokio::test]
-async fn scoped_readers_see_only_their_share() {
-    let history = History::new().await;
+async fn scoped_readers_see_only_their_share(backend: Backend) {
+    let history = History::new(backend).await;
     history.write().await;
     let db = history.project().await;
     let store = history.store.as_ref();
@@ -532,9 +527,8 @@ async fn scoped_readers_see_only_their_share() {
     );
 }
 
-#[tokio::test]
-async fn from_and_to_bound_the_recording_time() {
-    let history = History::new().await;
+async fn from_and_to_bound_the_recording_time(backend: Backend) {
+    let history = History::new(backend).await;
     history.write().await;
     let db = history.project().await;
     let store = history.store.as_ref();
@@ -582,9 +576,8 @@ async fn from_and_to_bound_the_recording_time() {
     assert!(!got.contains(&fourth));
 }
 
-#[tokio::test]
-async fn a_new_generation_replaces_the_old_ones_index_rows() {
-    let history = History::new().await;
+async fn a_new_generation_replaces_the_old_ones_index_rows(backend: Backend) {
+    let history = History::new(backend).await;
     history.write().await;
     let db = history.project().await;
     let first = index(&db, 1).await;
@@ -645,3 +638,12 @@ async fn a_new_generation_replaces_the_old_ones_index_rows() {
     }
     assert_eq!(second, expected);
 }
+
+on_both_backends!(
+    the_index_names_every_entity_an_event_concerns,
+    a_projects_trace_is_its_lifecycle_in_log_order_with_the_stored_hashes,
+    unit_community_and_actor_traces_show_their_summaries,
+    scoped_readers_see_only_their_share,
+    from_and_to_bound_the_recording_time,
+    a_new_generation_replaces_the_old_ones_index_rows,
+);

@@ -1,14 +1,15 @@
 //! The worked example of a report added in one file: volunteer hours per theme per quarter,
 //! replayed from history in memory, narrowed by district and quarter, printed as JSON and CSV.
+//! The log is on each backend; a replay's read models are always private and in memory.
 
-use std::sync::Arc;
+mod backends;
+
+use backends::{on_both_backends, Backend};
 
 use commands::{CommandHandler, CommandRequest, Principal, Role};
 use projections::reports::volunteer_hours::VolunteerHoursRow;
 use projections::reports::{self, Format, Params};
 use serde_json::{json, Value};
-use store::sqlite::SqliteStore;
-use store::EventStore;
 use uuid::Uuid;
 
 const ZHAOZHEN: Uuid = Uuid::from_u128(0xd1);
@@ -129,14 +130,11 @@ fn rows(output: &reports::Output) -> Vec<VolunteerHoursRow> {
     serde_json::from_value(output.json().expect("JSON")).expect("rows")
 }
 
-#[tokio::test]
-async fn volunteer_hours_are_summed_per_theme_per_quarter_and_narrowed_on_request() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let store: Arc<dyn EventStore> = Arc::new(
-        SqliteStore::open(dir.path())
-            .await
-            .expect("the store opens"),
-    );
+async fn volunteer_hours_are_summed_per_theme_per_quarter_and_narrowed_on_request(
+    backend: Backend,
+) {
+    let place = backend.place().await;
+    let store = place.store().await;
     let handler = CommandHandler::new(store.clone());
     world(&handler).await;
     project(
@@ -241,3 +239,5 @@ async fn volunteer_hours_are_summed_per_theme_per_quarter_and_narrowed_on_reques
         ]
     );
 }
+
+on_both_backends!(volunteer_hours_are_summed_per_theme_per_quarter_and_narrowed_on_request,);
