@@ -87,11 +87,11 @@ pub async fn measure_in_process(
     concurrency: usize,
 ) -> Result<Measurement> {
     let metrics = prom::local_recorder()?;
-    let store: Arc<dyn EventStore> = Arc::new(
-        PostgresStore::connect(url)
-            .await
-            .context("opening the store for the commands")?,
-    );
+    let postgres = PostgresStore::connect(url)
+        .await
+        .context("opening the store for the commands")?;
+    let pool = postgres.pool().clone();
+    let store: Arc<dyn EventStore> = Arc::new(postgres);
     let commands = InProcess {
         handler: CommandHandler::new(store),
     };
@@ -107,6 +107,7 @@ pub async fn measure_in_process(
         async move { Ok(snapshot) }
     })
     .await?;
+    super::report_scans(&pool).await;
     Ok(Measurement {
         load,
         cpu: after.0.since(&before.0),

@@ -22,7 +22,6 @@ use clap::Args;
 use sqlx::{Connection, PgConnection};
 use store::postgres::PostgresStore;
 use store::throwaway_postgres::{Durability, Options, ThrowawayPostgres};
-use store::EventStore;
 
 use self::commands::Via;
 use self::report::PgRun;
@@ -319,6 +318,31 @@ async fn one_run(
     Ok(PgRun { points, loads })
 }
 
+/// Prints how the log's tables were read during a measurement (sequential scans and the rows
+/// they read, index scans): a plan that scans a growing table shows here first. PostgreSQL
+/// flushes these counters about once a second, so the last second may be missing.
+pub(crate) async fn report_scans(pool: &sqlx::PgPool) {
+    let scans: Result<Vec<(String, i64, i64, i64)>, sqlx::Error> = sqlx::query_as(
+        "SELECT relname::text, coalesce(seq_scan, 0), coalesce(seq_tup_read, 0), \
+                coalesce(idx_scan, 0) \
+         FROM pg_stat_user_tables WHERE relname IN ('events', 'commands') ORDER BY relname",
+    )
+    .fetch_all(pool)
+    .await;
+    match scans {
+        Ok(scans) => {
+            let listed: Vec<String> = scans
+                .iter()
+                .map(|(table, seq, rows, idx)| {
+                    format!("{table}: {seq} seq scans reading {rows} rows, {idx} index scans")
+                })
+                .collect();
+            eprintln!("    table reads: {}", listed.join("; "));
+        }
+        Err(error) => eprintln!("    table reads unknown: {error}"),
+    }
+}
+
 fn point(workload: &str, concurrency: usize, measurement: Measurement) -> Point {
     Point {
         workload: workload.to_owned(),
@@ -372,7 +396,7 @@ async fn measure_appends(
         "the log holds {events} events but {} appends were acknowledged",
         load.total_ok
     );
-    store.ping().await.context("the store after the load")?;
+    report_scans(store.pool()).await;
     Ok(Measurement {
         load,
         cpu: after.0.since(&before.0),
