@@ -55,9 +55,15 @@ pub async fn open(args: &StoreArgs) -> Result<Backend> {
     }
 }
 
-/// Opens the read models beside the log.
+/// Opens the read models beside the log: in the same PostgreSQL database (schema
+/// `read_models`), or `readmodels.db` in the data directory.
 pub async fn read_models(args: &StoreArgs) -> Result<ReadDb> {
-    ReadDb::open(&args.data_dir)
-        .await
-        .with_context(|| format!("opening the read models in {}", args.data_dir.display()))
+    match &args.database_url {
+        Some(url) => ReadDb::connect(url)
+            .await
+            .context("opening the read models in PostgreSQL"),
+        None => ReadDb::open(&args.data_dir)
+            .await
+            .with_context(|| format!("opening the read models in {}", args.data_dir.display())),
+    }
 }

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use chrono::{DateTime, Utc};
 use clap::{Args, ValueEnum};
 use projections::collection::Namespace;
@@ -87,12 +87,7 @@ pub async fn command(args: TraceArgs) -> Result<ExitCode> {
     };
     let store: Arc<dyn EventStore> = crate::backend::open(&args.store).await?.log;
     let head = store.head().await?;
-    let shared = ReadDb::open(&args.store.data_dir).await.with_context(|| {
-        format!(
-            "opening the read models in {}",
-            args.store.data_dir.display()
-        )
-    })?;
+    let shared = crate::backend::read_models(&args.store).await?;
     let db = if caught_up(&shared, head).await? {
         shared
     } else {
