@@ -107,6 +107,16 @@ impl PostgresStore {
     /// Connects, applies pending migrations and starts the writer and the listener.
     #[tracing::instrument(skip_all, err)]
     pub async fn open(settings: PostgresSettings) -> Result<PostgresStore, StoreError> {
+        // Plan every statement for its parameters. A generic plan is cached after a few runs,
+        // and one made while the log was small (or never analysed) scans whole tables for good:
+        // a benchmark saw every group commit scan `events` and `commands` until autovacuum.
+        let connect = settings
+            .connect
+            .options([("plan_cache_mode", "force_custom_plan")]);
+        let settings = PostgresSettings {
+            connect,
+            ..settings
+        };
         let pool = PgPoolOptions::new()
             .max_connections(settings.read_connections.max(1))
             .acquire_timeout(settings.acquire_timeout)
@@ -122,10 +132,13 @@ impl PostgresStore {
             .connect_with(settings.connect)
             .await?;
         let head = Arc::new(watch::Sender::new(safe_head(&pool).await?));
+        // This store's name in commit notifications: its listener skips its own commits, which
+        // its writer has announced already.
+        let name = uuid::Uuid::new_v4().simple().to_string();
         let (stop, stopped) = oneshot::channel();
-        listener::spawn(pool.clone(), Arc::clone(&head), stopped);
+        listener::spawn(pool.clone(), Arc::clone(&head), name.clone(), stopped);
         let (jobs, queue) = mpsc::channel(MAX_BATCH_REQUESTS * 4);
-        Writer::new(write_pool, queue, Arc::clone(&head)).spawn();
+        Writer::new(write_pool, name, queue, Arc::clone(&head)).spawn();
         Ok(PostgresStore {
             inner: Arc::new(Inner {
                 pool,

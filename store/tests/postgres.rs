@@ -408,3 +408,38 @@ async fn many_concurrent_appends_share_commits_and_all_land() {
         .windows(2)
         .all(|pair| pair[0].position < pair[1].position));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn subscribers_wake_when_another_servers_late_commit_makes_events_readable() {
+    let url = fresh_database().await;
+    let store = open(&url).await;
+    let mut other_server = raw(&url).await;
+    let held = hold_a_writer_open(&mut other_server, "held").await;
+    let later = one(&store, "later").await;
+
+    // This store announced its own commit, but it cannot be read yet.
+    let mut head = store.subscribe();
+    head.borrow_and_update();
+    assert!(store.read_all(0, 10).await.expect("read_all").is_empty());
+
+    // The other server commits (and notifies, as its writer does): the head number does not
+    // move, yet two events became readable, so subscribers must wake.
+    sqlx::query("SELECT pg_notify('lianxi_events', $1)")
+        .bind(format!("another-server:{held}"))
+        .execute(&mut other_server)
+        .await
+        .expect("notify");
+    sqlx::raw_sql("COMMIT")
+        .execute(&mut other_server)
+        .await
+        .expect("commit");
+    tokio::time::timeout(Duration::from_secs(10), head.changed())
+        .await
+        .expect("woken within 10 s")
+        .expect("the store is alive");
+    let log = store.read_all(0, 10).await.expect("read_all");
+    assert_eq!(
+        log.iter().map(|event| event.position).collect::<Vec<_>>(),
+        vec![held, later]
+    );
+}

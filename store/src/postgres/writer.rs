@@ -3,13 +3,14 @@
 //! Like the SQLite writer, it takes the first waiting append plus whatever else is queued and
 //! writes them in one transaction: one commit (one WAL flush) per batch. Unlike SQLite, other
 //! processes write the same log at the same time, so a batch:
-//! 1. locks the streams it touches (`lianxi_lock_streams`: exclusive for the streams it appends
-//!    to, shared for streams it only requires unchanged, in one global order);
-//! 2. reads those streams' heads and the earlier commands sharing its command ids or keys, and
-//!    decides every request in memory ([`crate::plan`]);
-//! 3. takes positions for the accepted events (`lianxi_reserve_positions`, which first announces
-//!    a floor under them for readers) and inserts events and command rows, a statement each;
-//! 4. notifies `lianxi_events` and commits.
+//! 1. locks the streams it touches (exclusive for the streams it appends to, shared for streams
+//!    it only requires unchanged, in one global order) and reads their heads and the earlier
+//!    commands sharing its command ids or keys: one call of `lianxi_prepare_batch`;
+//! 2. decides every request in memory ([`crate::plan`]);
+//! 3. takes positions for the accepted events (first announcing a floor under them for readers),
+//!    inserts events and command rows and notifies `lianxi_events`: one call of
+//!    `lianxi_write_batch`;
+//! 4. commits. Four round trips per batch, whatever its size (`BEGIN` and `COMMIT` included).
 //!
 //! If the database refuses the bulk insert (an event id already in the log, or another process
 //! that just used the same idempotency key), the batch is redone in a new transaction request by
@@ -32,7 +33,6 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use super::rows::{decode_all, select_events, PgEventRow};
-use super::CHANNEL;
 use crate::hash::to_stored_precision;
 use crate::plan::{BatchState, Decision, EarlierCommand, EarlierEvents, Staged, StreamHead};
 use crate::{telemetry, AppendOutcome, AppendRequest, Position, StoreError};
@@ -53,6 +53,8 @@ pub(super) struct AppendJob {
 /// The writer task's state.
 pub(super) struct Writer {
     pool: PgPool,
+    /// This store's name in commit notifications.
+    name: String,
     jobs: mpsc::Receiver<AppendJob>,
     head: Arc<watch::Sender<Position>>,
 }
@@ -60,10 +62,16 @@ pub(super) struct Writer {
 impl Writer {
     pub fn new(
         pool: PgPool,
+        name: String,
         jobs: mpsc::Receiver<AppendJob>,
         head: Arc<watch::Sender<Position>>,
     ) -> Self {
-        Writer { pool, jobs, head }
+        Writer {
+            pool,
+            name,
+            jobs,
+            head,
+        }
     }
 
     /// Starts the writer; it ends when every `PostgresStore` clone is gone.
@@ -134,9 +142,9 @@ impl Writer {
         for _ in 0..ATTEMPTS {
             let mut conn = self.pool.acquire().await?;
             let attempt = if together {
-                write_together(&mut conn, requests).await?
+                write_together(&mut conn, &self.name, requests).await?
             } else {
-                write_one_by_one(&mut conn, requests).await?
+                write_one_by_one(&mut conn, &self.name, requests).await?
             };
             match attempt {
                 Attempt::Committed(committed) => return Ok(committed),
@@ -164,13 +172,15 @@ enum Attempt {
     Redo,
 }
 
-/// The fast path: every accepted request written in one statement per table.
+/// The fast path: the whole batch in two statements, one to read what it depends on and one to
+/// write every accepted request.
 async fn write_together(
     conn: &mut PgConnection,
+    writer: &str,
     requests: &[&AppendRequest],
 ) -> Result<Attempt, sqlx::Error> {
     let mut tx = conn.begin().await?;
-    let mut state = load_state(&mut tx, requests).await?;
+    let mut state = prepare(&mut tx, requests).await?;
     let mut decisions: Vec<Decision> = requests
         .iter()
         .map(|request| {
@@ -181,14 +191,6 @@ async fn write_together(
             decision
         })
         .collect();
-    let accepted: usize = decisions.iter().map(staged_count).sum();
-    let positions = reserve_positions(&mut tx, accepted).await?;
-    let mut next = positions.iter().copied();
-    for decision in &mut decisions {
-        if let Decision::Append(staged) = decision {
-            place(staged, &mut next);
-        }
-    }
     let appends: Vec<(&AppendRequest, &[Staged])> = requests
         .iter()
         .zip(&decisions)
@@ -197,15 +199,22 @@ async fn write_together(
             _ => None,
         })
         .collect();
-    match insert(&mut tx, &appends).await {
-        Ok(()) => finish(tx, decisions).await.map(Attempt::Committed),
+    let positions = match write(&mut tx, writer, &appends).await {
+        Ok(positions) => positions,
         Err(sqlx::Error::Database(error)) => {
             tracing::debug!(%error, "the bulk write was refused; writing request by request");
             tx.rollback().await?;
-            Ok(Attempt::Redo)
+            return Ok(Attempt::Redo);
         }
-        Err(error) => Err(error),
+        Err(error) => return Err(error),
+    };
+    let mut next = positions.into_iter();
+    for decision in &mut decisions {
+        if let Decision::Append(staged) = decision {
+            place(staged, &mut next);
+        }
     }
+    finish(tx, decisions).await.map(Attempt::Committed)
 }
 
 /// The slow path: each request under its own savepoint, so the database refusing one request's
@@ -213,20 +222,20 @@ async fn write_together(
 /// wrote meanwhile means the whole batch is redone (and then finds it).
 async fn write_one_by_one(
     conn: &mut PgConnection,
+    writer: &str,
     requests: &[&AppendRequest],
 ) -> Result<Attempt, sqlx::Error> {
     let mut tx = conn.begin().await?;
-    let mut state = load_state(&mut tx, requests).await?;
+    let mut state = prepare(&mut tx, requests).await?;
     let mut decisions = Vec::with_capacity(requests.len());
     for request in requests {
         let decision = match state.decide(request) {
             Decision::Append(mut staged) => {
                 let mut savepoint = tx.begin().await?;
-                let positions = reserve_positions(&mut savepoint, staged.len()).await?;
-                place(&mut staged, &mut positions.iter().copied());
-                match insert(&mut savepoint, &[(*request, staged.as_slice())]).await {
-                    Ok(()) => {
+                match write(&mut savepoint, writer, &[(*request, staged.as_slice())]).await {
+                    Ok(positions) => {
                         savepoint.commit().await?;
+                        place(&mut staged, &mut positions.into_iter());
                         state.accept(request, &staged);
                         Decision::Append(staged)
                     }
@@ -250,15 +259,8 @@ async fn write_one_by_one(
     finish(tx, decisions).await.map(Attempt::Committed)
 }
 
-fn staged_count(decision: &Decision) -> usize {
-    match decision {
-        Decision::Append(staged) => staged.len(),
-        _ => 0,
-    }
-}
-
-/// Gives each staged event the next reserved position. The plan numbered them from 1 within
-/// the batch; the real positions come from the sequence and increase in the same order.
+/// Gives each staged event the next position. The plan numbered them from 1 within the batch;
+/// the real positions come from the sequence and increase in the same order.
 fn place(staged: &mut [Staged], positions: &mut impl Iterator<Item = Position>) {
     for event in staged {
         if let Some(position) = positions.next() {
@@ -267,25 +269,7 @@ fn place(staged: &mut [Staged], positions: &mut impl Iterator<Item = Position>) 
     }
 }
 
-/// Takes `count` positions (after announcing a floor under them, see the migration).
-async fn reserve_positions(
-    conn: &mut PgConnection,
-    count: usize,
-) -> Result<Vec<Position>, sqlx::Error> {
-    if count == 0 {
-        return Ok(Vec::new());
-    }
-    let count = i32::try_from(count).map_err(|error| sqlx::Error::Encode(Box::new(error)))?;
-    let mut positions: Vec<Position> = sqlx::query_scalar("SELECT lianxi_reserve_positions($1)")
-        .bind(count)
-        .fetch_all(&mut *conn)
-        .await?;
-    positions.sort_unstable();
-    Ok(positions)
-}
-
-/// Reads back what duplicates refer to, notifies listeners, commits, and pairs every request
-/// with its reply.
+/// Reads back what duplicates refer to, commits, and pairs every request with its reply.
 async fn finish(
     mut tx: Transaction<'_, Postgres>,
     decisions: Vec<Decision>,
@@ -306,13 +290,6 @@ async fn finish(
             Decision::Duplicate(earlier) => earlier_events(&mut tx, &earlier).await?,
             Decision::Refuse(refused) => Err(refused),
         });
-    }
-    if let Some(last) = last_position {
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(CHANNEL)
-            .bind(last.to_string())
-            .execute(&mut *tx)
-            .await?;
     }
     tx.commit().await?;
     Ok(Committed {
@@ -335,116 +312,116 @@ async fn earlier_events(
     Ok(decode_all(rows).map(AppendOutcome::Duplicate))
 }
 
-/// Locks the batch's streams, then loads their heads and the earlier commands sharing a
-/// command id or idempotency key with it.
-async fn load_state(
+/// Locks the batch's streams and loads their heads and the earlier commands sharing a command
+/// id or idempotency key with it (`lianxi_prepare_batch`, one round trip).
+async fn prepare(
     conn: &mut PgConnection,
     requests: &[&AppendRequest],
 ) -> Result<BatchState, sqlx::Error> {
     let appended: BTreeSet<&str> = requests.iter().map(|r| r.stream.as_str()).collect();
-    let read: BTreeSet<&str> = requests
+    let read: Vec<&str> = requests
         .iter()
         .flat_map(|r| r.unchanged.iter().map(|c| c.stream.as_str()))
         .filter(|stream| !appended.contains(stream))
+        .collect::<BTreeSet<&str>>()
+        .into_iter()
         .collect();
     let appended: Vec<&str> = appended.into_iter().collect();
-    let read: Vec<&str> = read.into_iter().collect();
-    sqlx::query("SELECT lianxi_lock_streams($1, $2)")
-        .bind(&appended)
-        .bind(&read)
-        .execute(&mut *conn)
-        .await?;
-
-    let streams: Vec<&str> = appended.iter().chain(&read).copied().collect();
-    let heads: Vec<(String, i64, String)> = sqlx::query_as(
-        "SELECT DISTINCT ON (stream_id) stream_id, version, hash FROM events \
-         WHERE stream_id = ANY($1) ORDER BY stream_id, version DESC",
-    )
-    .bind(&streams)
-    .fetch_all(&mut *conn)
-    .await?;
-    let heads: HashMap<String, StreamHead> = heads
-        .into_iter()
-        .map(|(stream, version, hash)| {
-            let hash = Some(hash);
-            (stream, StreamHead { version, hash })
-        })
-        .collect();
-
     let command_ids: Vec<Uuid> = requests.iter().map(|r| r.command_id).collect();
     let (scopes, keys): (Vec<&str>, Vec<&str>) = requests
         .iter()
         .filter_map(|r| r.idempotency.as_ref())
         .map(|key| (key.scope.as_str(), key.key.as_str()))
         .unzip();
-    let earlier: Vec<CommandRow> = sqlx::query_as(
-        "SELECT command_id::text AS command_id, idem_scope, idem_key, request_hash \
-         FROM commands WHERE command_id = ANY($1) \
-         UNION \
-         SELECT c.command_id::text, c.idem_scope, c.idem_key, c.request_hash \
-         FROM unnest($2::text[], $3::text[]) AS k (scope, key) \
-         JOIN commands AS c ON c.idem_scope = k.scope AND c.idem_key = k.key",
+    let rows: Vec<PrepareRow> = sqlx::query_as(
+        "SELECT kind, stream_id, version, hash, command_id, idem_scope, idem_key, request_hash \
+         FROM lianxi_prepare_batch($1, $2, $3, $4, $5)",
     )
+    .bind(&appended)
+    .bind(&read)
     .bind(&command_ids)
     .bind(&scopes)
     .bind(&keys)
     .fetch_all(&mut *conn)
     .await?;
 
+    let mut heads = HashMap::new();
+    let mut earlier = Vec::new();
+    for row in rows {
+        match (
+            row.kind.as_str(),
+            row.stream_id,
+            row.version,
+            row.command_id,
+        ) {
+            ("head", Some(stream), Some(version), _) => {
+                heads.insert(
+                    stream,
+                    StreamHead {
+                        version,
+                        hash: row.hash,
+                    },
+                );
+            }
+            ("command", _, _, Some(command_id)) => earlier.push(EarlierCommand {
+                command_id,
+                key: row.idem_scope.zip(row.idem_key),
+                request_hash: row.request_hash,
+                // Read back by command id, not by position range: positions of one command
+                // increase but, with other processes writing, need not be consecutive.
+                events: EarlierEvents::InLog { first: 0, last: 0 },
+            }),
+            (kind, ..) => {
+                return Err(sqlx::Error::Protocol(format!(
+                    "lianxi_prepare_batch returned a malformed {kind:?} row"
+                )))
+            }
+        }
+    }
     Ok(BatchState::new(
         0,
         heads,
-        earlier.into_iter().map(CommandRow::into_earlier).collect(),
+        earlier,
         to_stored_precision(Utc::now()),
     ))
 }
 
-/// A row of `commands`, as far as deciding duplicates goes.
+/// A row of `lianxi_prepare_batch`: a stream head or an earlier command.
 #[derive(Debug, sqlx::FromRow)]
-struct CommandRow {
-    command_id: String,
+struct PrepareRow {
+    kind: String,
+    stream_id: Option<String>,
+    version: Option<i64>,
+    hash: Option<String>,
+    command_id: Option<String>,
     idem_scope: Option<String>,
     idem_key: Option<String>,
     request_hash: Option<String>,
 }
 
-impl CommandRow {
-    fn into_earlier(self) -> EarlierCommand {
-        EarlierCommand {
-            command_id: self.command_id,
-            key: self.idem_scope.zip(self.idem_key),
-            request_hash: self.request_hash,
-            // Read back by command id, not by position range: positions of one command are
-            // increasing but, with other processes writing, not necessarily consecutive.
-            events: EarlierEvents::InLog { first: 0, last: 0 },
-        }
-    }
-}
-
-/// Inserts the events and command rows of `appends`: one statement per table, the rows passed
-/// as arrays.
-async fn insert(
+/// Writes the events and command rows of `appends` (`lianxi_write_batch`, one round trip) and
+/// returns the positions the events took, in order. Writes nothing for an empty batch. The commit
+/// notification names `writer`, so this store's listener can tell its own commits.
+async fn write(
     conn: &mut PgConnection,
+    writer: &str,
     appends: &[(&AppendRequest, &[Staged])],
-) -> Result<(), sqlx::Error> {
-    if appends.is_empty() {
-        return Ok(());
-    }
+) -> Result<Vec<Position>, sqlx::Error> {
     let mut events = EventColumns::default();
+    let mut commands = CommandColumns::default();
     for (request, staged) in appends {
         for staged in *staged {
             events.push(request.command_id, staged);
         }
+        commands.push(request, staged, events.id.len());
     }
-    sqlx::query(
-        "INSERT INTO events (position, id, stream_id, version, event_type, schema_version, \
-                             data, metadata, recorded_at, hash, command_id) \
-         SELECT p, i, s, v, t, sv, d::json, m::json, r, h, c \
-         FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::bigint[], $5::text[], \
-                     $6::int4[], $7::text[], $8::text[], $9::timestamptz[], $10::text[], \
-                     $11::uuid[]) AS x (p, i, s, v, t, sv, d, m, r, h, c)",
+    if events.id.is_empty() {
+        return Ok(Vec::new());
+    }
+    sqlx::query_scalar(
+        "SELECT lianxi_write_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
+                                   $11, $12, $13, $14, $15, $16, $17, $18)",
     )
-    .bind(&events.position)
     .bind(&events.id)
     .bind(&events.stream)
     .bind(&events.version)
@@ -455,35 +432,21 @@ async fn insert(
     .bind(&events.recorded_at)
     .bind(&events.hash)
     .bind(&events.command_id)
-    .execute(&mut *conn)
-    .await?;
-
-    let mut commands = CommandColumns::default();
-    for (request, staged) in appends {
-        commands.push(request, staged);
-    }
-    sqlx::query(
-        "INSERT INTO commands (command_id, idem_scope, idem_key, request_hash, stream_id, \
-                               event_count, last_position) \
-         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], \
-                              $6::bigint[], $7::bigint[])",
-    )
     .bind(&commands.command_id)
     .bind(&commands.scope)
     .bind(&commands.key)
     .bind(&commands.request_hash)
     .bind(&commands.stream)
     .bind(&commands.event_count)
-    .bind(&commands.last_position)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
+    .bind(&commands.last)
+    .bind(writer)
+    .fetch_all(&mut *conn)
+    .await
 }
 
-/// The events to insert, column by column, as `unnest` wants them.
+/// The events to write, column by column, as arrays.
 #[derive(Default)]
 struct EventColumns<'a> {
-    position: Vec<i64>,
     id: Vec<Uuid>,
     stream: Vec<&'a str>,
     version: Vec<i64>,
@@ -499,7 +462,6 @@ struct EventColumns<'a> {
 impl<'a> EventColumns<'a> {
     fn push(&mut self, command_id: Uuid, staged: &'a Staged) {
         let event = &staged.event;
-        self.position.push(event.position);
         self.id.push(event.id);
         self.stream.push(&event.stream);
         self.version.push(event.version);
@@ -513,7 +475,7 @@ impl<'a> EventColumns<'a> {
     }
 }
 
-/// The command rows to insert, column by column.
+/// The command rows to write, column by column.
 #[derive(Default)]
 struct CommandColumns<'a> {
     command_id: Vec<Uuid>,
@@ -522,14 +484,16 @@ struct CommandColumns<'a> {
     request_hash: Vec<Option<&'a str>>,
     stream: Vec<&'a str>,
     event_count: Vec<i64>,
-    last_position: Vec<i64>,
+    /// The 1-based index of the command's last event among the batch's events.
+    last: Vec<i32>,
 }
 
 impl<'a> CommandColumns<'a> {
-    fn push(&mut self, request: &'a AppendRequest, staged: &[Staged]) {
-        let Some(last) = staged.last() else {
+    /// Adds `request`'s row; `events_so_far` counts the batch's events up to its last one.
+    fn push(&mut self, request: &'a AppendRequest, staged: &[Staged], events_so_far: usize) {
+        if staged.is_empty() {
             return;
-        };
+        }
         let key = request.idempotency.as_ref();
         self.command_id.push(request.command_id);
         self.scope.push(key.map(|key| key.scope.as_str()));
@@ -539,7 +503,8 @@ impl<'a> CommandColumns<'a> {
         self.stream.push(&request.stream);
         self.event_count
             .push(i64::try_from(staged.len()).unwrap_or(i64::MAX));
-        self.last_position.push(last.event.position);
+        self.last
+            .push(i32::try_from(events_so_far).unwrap_or(i32::MAX));
     }
 }
 
