@@ -49,6 +49,9 @@ pub struct Options {
     /// `None`. A benchmark puts it on the disk under test (not tmpfs). As root, the unprivileged
     /// account must be able to reach it.
     pub parent_dir: Option<PathBuf>,
+    /// More server settings, each passed as `-c NAME=VALUE` (a benchmark loads
+    /// `pg_stat_statements` this way to see where the server's time goes).
+    pub settings: Vec<(String, String)>,
 }
 
 /// A running throwaway server. Dropping it stops the server and deletes its files.
@@ -60,6 +63,7 @@ pub struct ThrowawayPostgres {
     /// uid and gid to run as, when the tests run as root.
     account: Option<(u32, u32)>,
     durability: Durability,
+    settings: Vec<(String, String)>,
 }
 
 impl ThrowawayPostgres {
@@ -74,7 +78,7 @@ impl ThrowawayPostgres {
     pub fn start_durable() -> Result<Self, String> {
         Self::start_with(&Options {
             durability: Durability::Full,
-            parent_dir: None,
+            ..Options::default()
         })
     }
 
@@ -117,6 +121,7 @@ impl ThrowawayPostgres {
             server: None,
             account,
             durability: options.durability,
+            settings: options.settings.clone(),
         };
         server.resume()?;
         Ok(server)
@@ -235,6 +240,11 @@ impl ThrowawayPostgres {
                 ]
                 .as_slice(),
             })
+            .args(
+                self.settings
+                    .iter()
+                    .flat_map(|(name, value)| ["-c".to_owned(), format!("{name}={value}")]),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log_file(self.dir.path())?));

@@ -71,6 +71,7 @@ async fn a_durable_server_flushes_every_commit_and_stops_when_dropped() {
     let server = ThrowawayPostgres::start_with(&Options {
         durability: Durability::Full,
         parent_dir: Some(parent.path().to_owned()),
+        settings: vec![("work_mem".into(), "8MB".into())],
     })
     .expect("a durable throwaway PostgreSQL");
     assert_eq!(server.durability(), Durability::Full);
@@ -87,6 +88,11 @@ async fn a_durable_server_flushes_every_commit_and_stops_when_dropped() {
             .unwrap_or_else(|e| panic!("SHOW {setting}: {e}"));
         assert_eq!(value, "on", "{setting} is on for a durable server");
     }
+    let work_mem: String = sqlx::query_scalar("SHOW work_mem")
+        .fetch_one(&mut conn)
+        .await
+        .expect("SHOW work_mem");
+    assert_eq!(work_mem, "8MB", "a setting given in the options is applied");
     drop(conn);
 
     let pid = server.pid().expect("running");

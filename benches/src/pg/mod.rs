@@ -60,20 +60,42 @@ pub struct PostgresArgs {
     /// Keep each HTTP server's log in the benchmark directory.
     #[arg(long)]
     keep_server_logs: bool,
+    /// Load `pg_stat_statements` and, after each command measurement, print this many of the
+    /// statements that took the server's time (for profiling; it costs a little throughput).
+    #[arg(long, default_value_t = 0)]
+    statements: usize,
 }
 
 /// The benchmark's PostgreSQL server and how to get a fresh database from it.
 struct Database {
     server: ThrowawayPostgres,
     postmaster: u32,
+    /// How many of the top statements to print for each database before it is dropped (0: none,
+    /// and `pg_stat_statements` is not loaded).
+    statements: usize,
 }
 
 impl Database {
     /// Starts a durable server under `dir` and checks that it is durable.
-    async fn start(dir: &std::path::Path) -> Result<(Database, Vec<(&'static str, String)>)> {
+    async fn start(
+        dir: &std::path::Path,
+        statements: usize,
+    ) -> Result<(Database, Vec<(&'static str, String)>)> {
         let options = Options {
             durability: Durability::Full,
             parent_dir: Some(dir.to_owned()),
+            settings: if statements > 0 {
+                vec![
+                    (
+                        "shared_preload_libraries".into(),
+                        "pg_stat_statements".into(),
+                    ),
+                    // Statements inside lianxi's functions too, not only the calls.
+                    ("pg_stat_statements.track".into(), "all".into()),
+                ]
+            } else {
+                Vec::new()
+            },
         };
         let server = tokio::task::spawn_blocking(move || ThrowawayPostgres::start_with(&options))
             .await
@@ -117,19 +139,63 @@ impl Database {
             "PostgreSQL data",
             format!("{} (pid {postmaster})", server.dir().display()),
         ));
-        Ok((Database { server, postmaster }, facts))
+        Ok((
+            Database {
+                server,
+                postmaster,
+                statements,
+            },
+            facts,
+        ))
     }
 
     /// A fresh, empty database; its url.
     async fn fresh(&self) -> Result<String> {
-        self.server
+        let url = self
+            .server
             .fresh_database()
             .await
-            .map_err(anyhow::Error::msg)
+            .map_err(anyhow::Error::msg)?;
+        if self.statements > 0 {
+            let mut conn = PgConnection::connect(&url).await?;
+            sqlx::raw_sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+                .execute(&mut conn)
+                .await
+                .context("pg_stat_statements")?;
+            let _ = conn.close().await;
+        }
+        Ok(url)
+    }
+
+    /// Prints the statements that took most of the server's time in the database at `url`.
+    async fn report_statements(&self, url: &str) -> Result<()> {
+        let mut conn = PgConnection::connect(url).await?;
+        let top: Vec<(i64, f64, f64, i64, String)> = sqlx::query_as(
+            "SELECT calls, total_exec_time, mean_exec_time, rows, \
+                    left(regexp_replace(query, '\\s+', ' ', 'g'), 110) \
+             FROM pg_stat_statements \
+             WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+             ORDER BY total_exec_time DESC LIMIT $1",
+        )
+        .bind(i64::try_from(self.statements).unwrap_or(i64::MAX))
+        .fetch_all(&mut conn)
+        .await
+        .context("reading pg_stat_statements")?;
+        eprintln!("    statements by the server's time (calls, total ms, mean ms, rows, query):");
+        for (calls, total, mean, rows, query) in top {
+            eprintln!("    {calls:>8} {total:>9.0} {mean:>8.3} {rows:>8}  {query}");
+        }
+        let _ = conn.close().await;
+        Ok(())
     }
 
     /// Drops the database at `url` (and any connection still open to it).
     async fn drop_database(&self, url: &str) -> Result<()> {
+        if self.statements > 0 {
+            if let Err(error) = self.report_statements(url).await {
+                eprintln!("    statements unknown: {error:#}");
+            }
+        }
         let name = url.rsplit('/').next().context("a database url")?;
         let mut conn = PgConnection::connect(&self.server.url()).await?;
         sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
@@ -169,7 +235,7 @@ pub async fn run(args: &PostgresArgs) -> Result<()> {
         (Via::Http, None) => Some(http_bench::default_binary()?),
         (Via::Auto, None) => http_bench::default_binary().ok(),
     };
-    let (database, facts) = Database::start(&settings.dir).await?;
+    let (database, facts) = Database::start(&settings.dir, args.statements).await?;
     eprintln!(
         "postgres: PostgreSQL {} on port {}, pid {}",
         facts.first().map_or("", |(_, v)| v.as_str()),

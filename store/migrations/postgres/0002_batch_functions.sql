@@ -24,16 +24,22 @@ BEGIN
               SELECT e.version, e.hash FROM events AS e
                WHERE e.stream_id = s.stream
                ORDER BY e.version DESC LIMIT 1) AS latest;
+    -- One index lookup per id and per key (LATERAL … LIMIT 1 keeps the planner from hashing the
+    -- whole table: it cannot tell how few ids an array holds).
     RETURN QUERY
         SELECT 'command', NULL::text, NULL::bigint, NULL::text,
                c.command_id::text, c.idem_scope, c.idem_key, c.request_hash
           FROM unnest(command_ids) AS wanted (id)
-          JOIN commands AS c ON c.command_id = wanted.id
+          CROSS JOIN LATERAL (
+              SELECT * FROM commands AS found WHERE found.command_id = wanted.id LIMIT 1) AS c
         UNION
         SELECT 'command', NULL::text, NULL::bigint, NULL::text,
                c.command_id::text, c.idem_scope, c.idem_key, c.request_hash
           FROM unnest(scopes, keys) AS wanted (scope, key)
-          JOIN commands AS c ON c.idem_scope = wanted.scope AND c.idem_key = wanted.key;
+          CROSS JOIN LATERAL (
+              SELECT * FROM commands AS found
+               WHERE found.idem_scope = wanted.scope AND found.idem_key = wanted.key
+               LIMIT 1) AS c;
 END;
 $$;
 
