@@ -142,10 +142,11 @@ async fn rebuild(args: &StoreArgs, name: &str) -> Result<ExitCode> {
         }
     );
     let mut progress = Progress::new(format!("rebuild {name}"), "events", head.max(0) as u64);
-    let rebuilt = projections::rebuild::build(store.as_ref(), &db, projector.as_mut(), &fresh, |p| {
-        progress.set(p.max(0) as u64)
-    })
-    .await?;
+    let rebuilt =
+        projections::rebuild::build(store.as_ref(), &db, projector.as_mut(), &fresh, |p| {
+            progress.set(p.max(0) as u64)
+        })
+        .await?;
     progress.finish();
     println!(
         "rebuilt {}: generation {} (version {}) took over at position {} after {:.1}s",

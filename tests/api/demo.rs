@@ -1,7 +1,6 @@
 //! `lianxi demo`: the seed report's story as real commands, beside a running server or before
 //! one starts; a second run adds nothing.
 
-
 use reqwest::StatusCode;
 use serde_json::Value;
 

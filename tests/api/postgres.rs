@@ -25,7 +25,9 @@ async fn the_suite_runs_on_the_backend_it_names() {
     let head = app.head().await;
     match (&app.database_url, backend_is_postgres()) {
         (Some(url), true) => {
-            let mut conn = PgConnection::connect(url).await.expect("the test's database");
+            let mut conn = PgConnection::connect(url)
+                .await
+                .expect("the test's database");
             let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
                 .fetch_one(&mut conn)
                 .await
@@ -47,7 +49,12 @@ struct Sent {
 }
 
 /// Sends ProposeProject commands from `clients` tasks until `stop` is set.
-fn load(app: &Arc<TestApp>, community: Uuid, clients: usize, stop: &Arc<AtomicBool>) -> Vec<tokio::task::JoinHandle<Vec<Sent>>> {
+fn load(
+    app: &Arc<TestApp>,
+    community: Uuid,
+    clients: usize,
+    stop: &Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<Vec<Sent>>> {
     (0..clients)
         .map(|_| {
             let (app, stop) = (Arc::clone(app), Arc::clone(stop));
@@ -102,13 +109,19 @@ async fn when_postgres_restarts_under_load_the_server_answers_503_recovers_and_k
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
         ready(&app).await,
-        (StatusCode::SERVICE_UNAVAILABLE, Some("store_unavailable".to_owned())),
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("store_unavailable".to_owned())
+        ),
         "/readyz says the store is away"
     );
     postgres.resume().expect("PostgreSQL starts again");
     let deadline = Instant::now() + Duration::from_secs(30);
     while ready(&app).await.0 != StatusCode::OK {
-        assert!(Instant::now() < deadline, "the server did not recover within 30 s");
+        assert!(
+            Instant::now() < deadline,
+            "the server did not recover within 30 s"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -135,8 +148,15 @@ async fn when_postgres_restarts_under_load_the_server_answers_503_recovers_and_k
                     && sent.code.as_deref() == Some("store_unavailable"))
         })
         .collect();
-    assert!(other.is_empty(), "only successes and 503 store_unavailable: {other:?}");
-    assert!(unavailable > 0, "some commands met the outage: {} sent", sent.len());
+    assert!(
+        other.is_empty(),
+        "only successes and 503 store_unavailable: {other:?}"
+    );
+    assert!(
+        unavailable > 0,
+        "some commands met the outage: {} sent",
+        sent.len()
+    );
     // Commands succeeded again after the restart, not only before it.
     let last_success = sent.iter().rposition(|sent| sent.status.is_success());
     let first_failure = sent.iter().position(|sent| !sent.status.is_success());
@@ -149,8 +169,8 @@ async fn when_postgres_restarts_under_load_the_server_answers_503_recovers_and_k
     let mut proposed = BTreeSet::new();
     for event in app.all_events().await {
         if event["type"] == "ProjectProposed" {
-            let project: Uuid = serde_json::from_value(event["data"]["project_id"].clone())
-                .expect("a project id");
+            let project: Uuid =
+                serde_json::from_value(event["data"]["project_id"].clone()).expect("a project id");
             assert!(proposed.insert(project), "project {project} proposed twice");
         }
     }
