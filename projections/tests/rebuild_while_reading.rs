@@ -2,10 +2,13 @@
 //! generation while the old one answers reads, then takes over; a rebuild beside a running
 //! runner (the CLI's or the endpoint's) takes over and the runner follows the new generation.
 
+mod backends;
+
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
+use backends::{on_both_backends, Backend, Place};
 use commands::{CommandHandler, CommandRequest, Principal, Role};
 use projections::collection::Store;
 use projections::event::ProjectedEvent;
@@ -14,7 +17,6 @@ use projections::readdb::ReadDb;
 use projections::runner::{RunState, Runner};
 use projections::{rebuild, Projector};
 use serde_json::{json, Value};
-use store::sqlite::SqliteStore;
 use store::EventStore;
 use uuid::Uuid;
 
@@ -129,12 +131,18 @@ struct Gate {
 }
 
 impl Gate {
+    /// Blocks the projector's thread until the gate opens. `block_in_place` hands the worker's
+    /// other work to another thread first: a worker blocked outright may be the one that was
+    /// to drive the runtime's I/O and timers next, and then nothing else runs (PostgreSQL's
+    /// sockets and the test's polling sleeps both need them).
     fn wait(&self) {
         self.reached.store(true, Ordering::SeqCst);
-        let mut open = self.open.lock().expect("the gate's lock");
-        while !*open {
-            open = self.opened.wait(open).expect("the gate's lock");
-        }
+        tokio::task::block_in_place(|| {
+            let mut open = self.open.lock().expect("the gate's lock");
+            while !*open {
+                open = self.opened.wait(open).expect("the gate's lock");
+            }
+        });
     }
 
     fn release(&self) {
@@ -173,14 +181,8 @@ impl Projector for NewRelease {
     }
 }
 
-async fn open(dir: &tempfile::TempDir) -> (Arc<dyn EventStore>, ReadDb) {
-    let store = SqliteStore::open(dir.path())
-        .await
-        .expect("the store opens");
-    let db = ReadDb::open(dir.path())
-        .await
-        .expect("the read models open");
-    (Arc::new(store), db)
+async fn open(place: &Place) -> (Arc<dyn EventStore>, ReadDb) {
+    (place.store().await, place.read_db().await)
 }
 
 async fn board_row(db: &ReadDb) -> (i64, i64, String, bool) {
@@ -192,11 +194,11 @@ async fn board_row(db: &ReadDb) -> (i64, i64, String, bool) {
     (row.generation, row.version, row.state, row.active)
 }
 
-// Two workers: the projector blocks one of them at the gate, the test runs on the other.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn changes_a_projectors_version_and_reads_the_board_during_the_rebuild() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let (store, db) = open(&dir).await;
+// Two workers (as every test here has): the projector blocks one of them at the gate, the test
+// runs on the other.
+async fn changes_a_projectors_version_and_reads_the_board_during_the_rebuild(backend: Backend) {
+    let place = backend.place().await;
+    let (store, db) = open(&place).await;
     let handler = CommandHandler::new(store.clone());
     let head = history(&handler, 30).await;
 
@@ -258,12 +260,7 @@ async fn changes_a_projectors_version_and_reads_the_board_during_the_rebuild() {
         .expect("readable")
         .expect("kept");
     assert_eq!((old_row.state.as_str(), old_row.active), ("retired", false));
-    let leftovers: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM documents WHERE projection = 'board' AND generation = 1",
-    )
-    .fetch_one(db.pool())
-    .await
-    .expect("countable");
+    let leftovers = db.count_documents(board::NAME, 1).await.expect("countable");
     assert_eq!(leftovers, 0, "the old generation's documents are dropped");
 
     // And it follows the log from there.
@@ -272,10 +269,9 @@ async fn changes_a_projectors_version_and_reads_the_board_during_the_rebuild() {
     assert!(board_json(&db).await.contains("项目31"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rebuild_beside_a_running_runner_takes_over_and_the_runner_follows_it() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let (store, db) = open(&dir).await;
+async fn a_rebuild_beside_a_running_runner_takes_over_and_the_runner_follows_it(backend: Backend) {
+    let place = backend.place().await;
+    let (store, db) = open(&place).await;
     let handler = CommandHandler::new(store.clone());
     let head = history(&handler, 10).await;
     let runner = Runner::new(store.clone(), db.clone());
@@ -332,7 +328,7 @@ async fn a_rebuild_beside_a_running_runner_takes_over_and_the_runner_follows_it(
     );
 
     // What the rebuilt generation holds equals a fresh build of the same log.
-    let fresh = ReadDb::in_memory().await.expect("in memory");
+    let fresh = backend.fresh_read_db().await;
     rebuild::rebuild(
         store.as_ref(),
         &fresh,
@@ -345,10 +341,9 @@ async fn a_rebuild_beside_a_running_runner_takes_over_and_the_runner_follows_it(
     assert_ne!(after, before);
 }
 
-#[tokio::test]
-async fn a_new_generation_does_not_take_over_behind_the_one_that_answers() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let (store, db) = open(&dir).await;
+async fn a_new_generation_does_not_take_over_behind_the_one_that_answers(backend: Backend) {
+    let place = backend.place().await;
+    let (store, db) = open(&place).await;
     let handler = CommandHandler::new(store.clone());
     let head = history(&handler, 2).await;
     let mut live = BoardProjector::default();
@@ -375,7 +370,7 @@ async fn a_new_generation_does_not_take_over_behind_the_one_that_answers() {
 /// A small history with the board projector following it live, and the business time the
 /// boards are read at.
 struct LiveBoard {
-    _dir: tempfile::TempDir,
+    _place: Place,
     store: Arc<dyn EventStore>,
     db: ReadDb,
     handler: CommandHandler,
@@ -384,9 +379,9 @@ struct LiveBoard {
     as_of: chrono::DateTime<chrono::Utc>,
 }
 
-async fn live_board() -> LiveBoard {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (store, db) = open(&dir).await;
+async fn live_board(backend: Backend) -> LiveBoard {
+    let place = backend.place().await;
+    let (store, db) = open(&place).await;
     let handler = CommandHandler::new(store.clone());
     history(&handler, 3).await;
     let runner = Runner::new(store.clone(), db.clone());
@@ -395,7 +390,7 @@ async fn live_board() -> LiveBoard {
         .expect("a time")
         .to_utc();
     LiveBoard {
-        _dir: dir,
+        _place: place,
         store,
         db,
         handler,
@@ -405,17 +400,18 @@ async fn live_board() -> LiveBoard {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cached_board_is_the_board_until_its_community_changes_and_then_the_new_one() {
+async fn a_cached_board_is_the_board_until_its_community_changes_and_then_the_new_one(
+    backend: Backend,
+) {
     let LiveBoard {
-        _dir,
+        _place,
         store,
         db,
         handler,
         runner,
         _task,
         as_of,
-    } = live_board().await;
+    } = live_board(backend).await;
     let cache = board::BoardCache::default();
     let cached = |generation: i64| {
         let (db, cache) = (&db, &cache);
@@ -449,18 +445,18 @@ async fn a_cached_board_is_the_board_until_its_community_changes_and_then_the_ne
     assert_eq!(other, after);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rendered_board_is_served_again_until_its_community_its_generation_or_the_second_changes()
-{
+async fn a_rendered_board_is_served_again_until_its_community_its_generation_or_the_second_changes(
+    backend: Backend,
+) {
     let LiveBoard {
-        _dir,
+        _place,
         store,
         db,
         handler,
         runner,
         _task,
         as_of,
-    } = live_board().await;
+    } = live_board(backend).await;
     let cache = board::BoardCache::default();
     let rendered = |generation: i64, as_of: chrono::DateTime<chrono::Utc>| {
         let (db, cache) = (&db, &cache);
@@ -504,3 +500,11 @@ async fn a_rendered_board_is_served_again_until_its_community_its_generation_or_
     assert_eq!(text(&after), board_json(&db).await);
     assert_eq!(after.district_id, first.district_id);
 }
+
+on_both_backends!(
+    changes_a_projectors_version_and_reads_the_board_during_the_rebuild,
+    a_rebuild_beside_a_running_runner_takes_over_and_the_runner_follows_it,
+    a_new_generation_does_not_take_over_behind_the_one_that_answers,
+    a_cached_board_is_the_board_until_its_community_changes_and_then_the_new_one,
+    a_rendered_board_is_served_again_until_its_community_its_generation_or_the_second_changes,
+);
