@@ -1,17 +1,19 @@
 //! A poison event stops its projector visibly — state, error and position recorded — while other
 //! projectors and the write side go on; after a fix and a restart it resumes from its checkpoint.
 
+mod backends;
+
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use backends::{on_both_backends, Backend};
 use projections::collection::{Collection, Store};
 use projections::event::ProjectedEvent;
 use projections::readdb::ReadDb;
 use projections::runner::{RunState, Runner};
 use projections::Projector;
 use serde_json::json;
-use store::sqlite::SqliteStore;
 use store::{AppendRequest, EventStore, ExpectedVersion, NewEvent};
 use uuid::Uuid;
 
@@ -91,14 +93,13 @@ async fn count(db: &ReadDb, name: &str) -> Option<u64> {
         .map(|doc| doc.parse().expect("a number"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_poison_event_stops_only_its_projector_which_resumes_after_a_fix() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store: Arc<dyn EventStore> = Arc::new(SqliteStore::open(dir.path()).await.expect("store"));
+async fn a_poison_event_stops_only_its_projector_which_resumes_after_a_fix(backend: Backend) {
+    let place = backend.place().await;
+    let store = place.store().await;
     for n in 1..=10 {
         append_district(store.as_ref(), n).await;
     }
-    let db = ReadDb::open(dir.path()).await.expect("read db");
+    let db = place.read_db().await;
     let poison = Arc::new(AtomicI64::new(7));
     let healthy = Arc::new(AtomicI64::new(0));
 
@@ -167,3 +168,5 @@ async fn a_poison_event_stops_only_its_projector_which_resumes_after_a_fix() {
     assert_eq!(row.state, "live");
     assert_eq!(row.error, None);
 }
+
+on_both_backends!(a_poison_event_stops_only_its_projector_which_resumes_after_a_fix,);

@@ -2,15 +2,17 @@
 //! handler) projected live, then rebuilt from scratch, gives byte-for-byte the same documents;
 //! and a replay up to a position equals the read model built incrementally to that position.
 
+mod backends;
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use backends::{on_both_backends, Backend};
 use commands::{CommandHandler, CommandRequest, Principal, Role};
 use domain::testing::generator::Generator;
 use projections::collection::Namespace;
 use projections::readdb::ReadDb;
-use projections::runner::{build_in_memory, catch_up, catch_up_lanes, Lane, Runner};
-use store::sqlite::SqliteStore;
+use projections::runner::{build_into, catch_up, catch_up_lanes, Lane, Runner};
 use store::EventStore;
 use uuid::Uuid;
 
@@ -51,15 +53,28 @@ async fn dump(db: &ReadDb) -> Vec<projections::readdb::DocumentRow> {
     db.dump_active().await.expect("documents readable")
 }
 
-async fn build_from_scratch(store: &dyn EventStore, until: Option<i64>, step: usize) -> ReadDb {
-    build_in_memory(store, until, step)
+/// Every projector built from scratch into a fresh read-model database of `backend`.
+async fn build_from_scratch(
+    backend: Backend,
+    store: &dyn EventStore,
+    until: Option<i64>,
+    step: usize,
+) -> ReadDb {
+    let db = backend.fresh_read_db().await;
+    build_into(store, &db, until, step)
         .await
-        .expect("a fresh build")
+        .expect("a fresh build");
+    db
 }
 
 /// Builds to `until` in steps of `step` events, with new projector values for every step.
-async fn build_with_restarts(store: &dyn EventStore, until: i64, step: i64) -> ReadDb {
-    let db = ReadDb::in_memory().await.expect("in-memory db");
+async fn build_with_restarts(
+    backend: Backend,
+    store: &dyn EventStore,
+    until: i64,
+    step: i64,
+) -> ReadDb {
+    let db = backend.fresh_read_db().await;
     let mut generations = Vec::new();
     for projector in projections::projectors::all() {
         let row = db
@@ -98,11 +113,10 @@ async fn build_with_restarts(store: &dyn EventStore, until: i64, step: i64) -> R
     db
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rebuild_from_scratch_equals_the_live_read_models() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store: Arc<dyn EventStore> = Arc::new(SqliteStore::open(dir.path()).await.expect("store"));
-    let live_db = ReadDb::open(dir.path()).await.expect("read db");
+async fn a_rebuild_from_scratch_equals_the_live_read_models(backend: Backend) {
+    let place = backend.place().await;
+    let store = place.store().await;
+    let live_db = place.read_db().await;
     let runner = Runner::new(store.clone(), live_db.clone());
     let names: Vec<&'static str> = projections::projectors::all()
         .iter()
@@ -124,7 +138,7 @@ async fn a_rebuild_from_scratch_equals_the_live_read_models() {
     let live = dump(&live_db).await;
     assert!(!live.is_empty());
 
-    let rebuilt = build_from_scratch(store.as_ref(), None, 2_000).await;
+    let rebuilt = build_from_scratch(backend, store.as_ref(), None, 2_000).await;
     let rebuilt = dump(&rebuilt).await;
     assert_eq!(live.len(), rebuilt.len(), "same documents");
     for (a, b) in live.iter().zip(&rebuilt) {
@@ -132,35 +146,36 @@ async fn a_rebuild_from_scratch_equals_the_live_read_models() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replay_to_a_position_equals_the_read_model_built_step_by_step_to_it() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store: Arc<dyn EventStore> = Arc::new(SqliteStore::open(dir.path()).await.expect("store"));
+async fn a_replay_to_a_position_equals_the_read_model_built_step_by_step_to_it(backend: Backend) {
+    let place = backend.place().await;
+    let store = place.store().await;
     write_history(store.clone(), 7, 800).await;
     let head = store.head().await.expect("head");
     let middle = head / 2 + 3;
     // One big replay to `middle`…
-    let replayed = dump(&build_from_scratch(store.as_ref(), Some(middle), 5_000).await).await;
+    let replayed =
+        dump(&build_from_scratch(backend, store.as_ref(), Some(middle), 5_000).await).await;
     // …against small steps with a fresh projector each time (nothing cached, as after a
     // restart), stopped at `middle`: a projector that reads a document it did not `want`
     // shows up here.
-    let stepped = dump(&build_with_restarts(store.as_ref(), middle, 7).await).await;
+    let stepped = dump(&build_with_restarts(backend, store.as_ref(), middle, 7).await).await;
     assert_eq!(replayed, stepped);
     // And the whole log differs from the middle: the comparison can fail.
-    let whole = dump(&build_from_scratch(store.as_ref(), None, 5_000).await).await;
+    let whole = dump(&build_from_scratch(backend, store.as_ref(), None, 5_000).await).await;
     assert_ne!(replayed, whole);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_catch_up_holds_full_pages_in_memory_and_writes_them_once_with_the_same_result() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store: Arc<dyn EventStore> = Arc::new(SqliteStore::open(dir.path()).await.expect("store"));
+async fn a_catch_up_holds_full_pages_in_memory_and_writes_them_once_with_the_same_result(
+    backend: Backend,
+) {
+    let place = backend.place().await;
+    let store = place.store().await;
     write_history(store.clone(), 11, 600).await;
     let head = store.head().await.expect("head");
 
     // Every projector in small full pages: far below the write thresholds, so nothing is
     // written until the log ends.
-    let db = ReadDb::in_memory().await.expect("in-memory db");
+    let db = backend.fresh_read_db().await;
     let mut projectors = projections::projectors::all();
     let mut namespaces = Vec::new();
     for projector in &projectors {
@@ -209,19 +224,21 @@ async fn a_catch_up_holds_full_pages_in_memory_and_writes_them_once_with_the_sam
     let held_then_written = dump(&db).await;
 
     // The same log written page by page.
-    let written_each_page = dump(&build_from_scratch(store.as_ref(), None, 2_000).await).await;
+    let written_each_page =
+        dump(&build_from_scratch(backend, store.as_ref(), None, 2_000).await).await;
     assert!(!written_each_page.is_empty());
     assert_eq!(held_then_written, written_each_page);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_builder_of_one_generation_is_refused_instead_of_counting_events_twice() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store: Arc<dyn EventStore> = Arc::new(SqliteStore::open(dir.path()).await.expect("store"));
+async fn a_second_builder_of_one_generation_is_refused_instead_of_counting_events_twice(
+    backend: Backend,
+) {
+    let place = backend.place().await;
+    let store = place.store().await;
     write_history(store.clone(), 5, 300).await;
     let head = store.head().await.expect("head");
     let middle = head / 2;
-    let db = ReadDb::in_memory().await.expect("in-memory db");
+    let db = backend.fresh_read_db().await;
     let mut first = projections::rebuild::projector("district-stats").expect("registered");
     let row = db
         .create_generation(first.name(), first.version())
@@ -265,13 +282,14 @@ async fn a_second_builder_of_one_generation_is_refused_instead_of_counting_event
     assert_eq!(row.position, middle);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_interrupted_rebuild_is_found_and_resumed_to_the_read_model_of_a_fresh_build() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store: Arc<dyn EventStore> = Arc::new(SqliteStore::open(dir.path()).await.expect("store"));
+async fn an_interrupted_rebuild_is_found_and_resumed_to_the_read_model_of_a_fresh_build(
+    backend: Backend,
+) {
+    let place = backend.place().await;
+    let store = place.store().await;
     write_history(store.clone(), 9, 400).await;
     let head = store.head().await.expect("head");
-    let db = ReadDb::open(dir.path()).await.expect("read db");
+    let db = place.read_db().await;
     // Every projection built and answering…
     for mut projector in projections::projectors::all() {
         let row = projections::rebuild::start(&db, projector.as_mut())
@@ -327,6 +345,46 @@ async fn an_interrupted_rebuild_is_found_and_resumed_to_the_read_model_of_a_fres
         .is_empty());
     assert_eq!(
         dump(&db).await,
-        dump(&build_from_scratch(store.as_ref(), None, 2_000).await).await
+        dump(&build_from_scratch(backend, store.as_ref(), None, 2_000).await).await
     );
 }
+
+/// What a server runs: every projector on a thread of its own with a current-thread runtime,
+/// on a read-model pool (and a log) opened on the test's runtime. It follows the log as it is
+/// written, and its read models, trace index included, equal a fresh build's.
+async fn projectors_on_a_thread_of_their_own_follow_the_log_on_pools_opened_elsewhere(
+    backend: Backend,
+) {
+    let place = backend.place().await;
+    let store = place.store().await;
+    let live_db = place.read_db().await;
+    let runner = Runner::new(store.clone(), live_db.clone());
+    // The thread ends with the process, as in a server.
+    runner
+        .spawn_group_on_thread(projections::projectors::all())
+        .expect("the projections thread");
+    write_history(store.clone(), 3, 400).await;
+    let head = store.head().await.expect("head");
+    for projector in projections::projectors::all() {
+        let name = projector.name();
+        let reached = runner.wait_for(name, head, Duration::from_secs(30)).await;
+        assert_eq!(reached, Some(head), "{name} caught up");
+    }
+    let fresh = build_from_scratch(backend, store.as_ref(), None, 2_000).await;
+    let live = dump(&live_db).await;
+    assert!(!live.is_empty());
+    assert_eq!(live, dump(&fresh).await);
+    assert_eq!(
+        live_db.dump_active_trace_index().await.expect("the index"),
+        fresh.dump_active_trace_index().await.expect("the index")
+    );
+}
+
+on_both_backends!(
+    projectors_on_a_thread_of_their_own_follow_the_log_on_pools_opened_elsewhere,
+    a_rebuild_from_scratch_equals_the_live_read_models,
+    a_replay_to_a_position_equals_the_read_model_built_step_by_step_to_it,
+    a_catch_up_holds_full_pages_in_memory_and_writes_them_once_with_the_same_result,
+    a_second_builder_of_one_generation_is_refused_instead_of_counting_events_twice,
+    an_interrupted_rebuild_is_found_and_resumed_to_the_read_model_of_a_fresh_build,
+);
