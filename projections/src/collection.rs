@@ -185,6 +185,9 @@ where
         // In key order, so the upserts walk the table's B-tree forwards, each page once,
         // instead of in the cache's hash order all over it.
         dirty.sort_unstable_by_key(|(key, _, _)| *key);
+        if dirty.is_empty() {
+            return Ok(());
+        }
         if let Conn::Postgres(conn) = conn {
             // PostgreSQL: every document in one statement, passed as arrays (a multi-row
             // VALUES of 6 × 400 parameters costs more to parse and plan than to write).

@@ -82,6 +82,7 @@ impl Store for TraceIndex {
         match conn {
             // PostgreSQL: every row in one statement, passed as two arrays. A multi-row VALUES
             // of 3 × 400 parameters costs PostgreSQL more to parse and plan than to insert.
+            Conn::Postgres(_) if self.rows.is_empty() => {}
             Conn::Postgres(conn) => {
                 let (entities, positions): (Vec<&str>, Vec<i64>) = self
                     .rows
