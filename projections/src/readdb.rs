@@ -151,19 +151,6 @@ impl ReadDb {
         }
     }
 
-    /// The SQLite pool; kept for callers written before the PostgreSQL backend.
-    ///
-    /// # Panics
-    /// On a PostgreSQL read-model database: use [`ReadDb::sqlite`] or [`ReadDb::postgres`].
-    pub fn pool(&self) -> &SqlitePool {
-        match &self.pool {
-            Pool::Sqlite(pool) => pool,
-            Pool::Postgres(_) => {
-                panic!("ReadDb::pool() is the SQLite pool; this read-model database is PostgreSQL")
-            }
-        }
-    }
-
     /// A connection for reads outside a write transaction.
     pub(crate) async fn acquire(&self) -> Result<Pooled, ProjectionError> {
         Ok(match &self.pool {

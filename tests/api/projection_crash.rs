@@ -207,14 +207,10 @@ struct ReadModels {
 impl ReadModels {
     async fn of(db: &ReadDb) -> Self {
         let documents = db.dump_active().await.expect("the documents");
-        let trace_index = sqlx::query_as::<_, (String, i64)>(
-            "SELECT t.entity, t.position FROM trace_index t JOIN projections p \
-               ON p.name = 'trace' AND p.generation = t.generation AND p.active = 1 \
-             ORDER BY t.entity, t.position",
-        )
-        .fetch_all(db.pool())
-        .await
-        .expect("the trace index");
+        let trace_index = db
+            .dump_active_trace_index()
+            .await
+            .expect("the trace index");
         Self {
             documents,
             trace_index,
@@ -270,21 +266,7 @@ fn first_difference<T: PartialEq + std::fmt::Debug>(
 /// Documents of generations that do not answer (retired or abandoned), and trace index rows of
 /// `trace` generations that do not answer.
 async fn leftovers(db: &ReadDb) -> (i64, i64) {
-    let documents = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM documents d WHERE NOT EXISTS (SELECT 1 FROM projections p \
-         WHERE p.name = d.projection AND p.generation = d.generation AND p.active = 1)",
-    )
-    .fetch_one(db.pool())
-    .await
-    .expect("counting documents");
-    let trace_rows = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM trace_index t WHERE NOT EXISTS (SELECT 1 FROM projections p \
-         WHERE p.name = 'trace' AND p.generation = t.generation AND p.active = 1)",
-    )
-    .fetch_one(db.pool())
-    .await
-    .expect("counting trace index rows");
-    (documents, trace_rows)
+    db.leftovers().await.expect("counting what no generation answers with")
 }
 
 /// `GET /v1/projections` as the admin: the head and the listed generations.
