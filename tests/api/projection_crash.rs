@@ -207,10 +207,7 @@ struct ReadModels {
 impl ReadModels {
     async fn of(db: &ReadDb) -> Self {
         let documents = db.dump_active().await.expect("the documents");
-        let trace_index = db
-            .dump_active_trace_index()
-            .await
-            .expect("the trace index");
+        let trace_index = db.dump_active_trace_index().await.expect("the trace index");
         Self {
             documents,
             trace_index,
@@ -266,7 +263,9 @@ fn first_difference<T: PartialEq + std::fmt::Debug>(
 /// Documents of generations that do not answer (retired or abandoned), and trace index rows of
 /// `trace` generations that do not answer.
 async fn leftovers(db: &ReadDb) -> (i64, i64) {
-    db.leftovers().await.expect("counting what no generation answers with")
+    db.leftovers()
+        .await
+        .expect("counting what no generation answers with")
 }
 
 /// `GET /v1/projections` as the admin: the head and the listed generations.
