@@ -482,21 +482,25 @@ impl CommandHandler {
 
     /// A stream's events from the log, upcast to this build's shapes, and its version.
     async fn read(&self, stream: &str) -> Result<(Vec<Event>, i64), CommandError> {
+        // As text, decoded straight into the domain's types: no generic JSON tree per event, and
+        // the metadata (which deciding never needs) is not parsed at all.
         let recorded = self
             .store
-            .read_stream(stream, 0)
+            .read_stream_raw(stream, 0)
             .await
             .map_err(CommandError::Store)?;
         let version = recorded.last().map_or(0, |e| e.version);
         let events = recorded
             .into_iter()
             .map(|e| {
-                domain::upcast::upcast(&e.event_type, e.schema_version, e.data).map_err(|err| {
-                    CommandError::Internal(format!(
-                        "event {} at position {} cannot be read: {err}",
-                        e.id, e.position
-                    ))
-                })
+                domain::upcast::upcast_str(&e.event_type, e.schema_version, &e.data).map_err(
+                    |err| {
+                        CommandError::Internal(format!(
+                            "event {} at position {} cannot be read: {err}",
+                            e.id, e.position
+                        ))
+                    },
+                )
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok((events, version))

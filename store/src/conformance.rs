@@ -55,6 +55,7 @@ macro_rules! conformance_suite {
             a_multi_event_append_is_atomic_and_consecutive,
             read_all_pages_by_position_across_streams,
             read_all_raw_is_read_all_with_the_json_as_text,
+            read_stream_raw_is_read_stream_with_the_json_as_text,
             read_stream_returns_the_events_after_a_version,
             an_unknown_stream_reads_as_empty,
             head_is_the_last_position,
@@ -484,6 +485,38 @@ pub async fn read_all_raw_is_read_all_with_the_json_as_text(store: Arc<dyn Event
         .expect("read_all_raw");
     let positions: Vec<_> = page.iter().map(|e| e.position).collect();
     assert_eq!(positions, [all[3].position, all[4].position]);
+}
+
+pub async fn read_stream_raw_is_read_stream_with_the_json_as_text(store: Arc<dyn EventStore>) {
+    for n in 0..5 {
+        let data = json!({"n": n, "text": "社区 \"quoted\" \u{1F600}", "list": [1, 2.5, null]});
+        let stream = if n % 2 == 0 { "a" } else { "b" };
+        let events = vec![new_event("A", data)];
+        append_new(&*store, request(stream, ExpectedVersion::Any, events)).await;
+    }
+    for (stream, after) in [("a", 0), ("a", 1), ("b", 0), ("none", 0)] {
+        let parsed = store.read_stream(stream, after).await.expect("read_stream");
+        let raw = store
+            .read_stream_raw(stream, after)
+            .await
+            .expect("read_stream_raw");
+        let reparsed: Vec<RecordedEvent> = raw
+            .into_iter()
+            .map(|raw| RecordedEvent {
+                data: serde_json::from_str(&raw.data).expect("data is JSON"),
+                metadata: serde_json::from_str(&raw.metadata).expect("metadata is JSON"),
+                position: raw.position,
+                id: raw.id,
+                stream: raw.stream,
+                version: raw.version,
+                event_type: raw.event_type,
+                schema_version: raw.schema_version,
+                recorded_at: raw.recorded_at,
+                hash: raw.hash,
+            })
+            .collect();
+        assert_eq!(reparsed, parsed, "stream {stream} after version {after}");
+    }
 }
 
 pub async fn read_stream_returns_the_events_after_a_version(store: Arc<dyn EventStore>) {

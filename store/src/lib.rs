@@ -49,6 +49,18 @@ pub trait EventStore: Send + Sync + 'static {
         after_version: i64,
     ) -> Result<Vec<RecordedEvent>, StoreError>;
 
+    /// [`read_stream`](Self::read_stream) with each event's JSON left as text, for readers that
+    /// decode it into their own types (the command handler loading a stream it does not hold).
+    /// Backends override it to skip parsing; this default serialises what `read_stream` parsed.
+    async fn read_stream_raw(
+        &self,
+        stream: &str,
+        after_version: i64,
+    ) -> Result<Vec<RawEvent>, StoreError> {
+        let events = self.read_stream(stream, after_version).await?;
+        Ok(events.into_iter().map(RawEvent::from).collect())
+    }
+
     /// Up to `limit` events with a position greater than `after`, in position order. Never skips
     /// an event that becomes visible later at a lower position.
     async fn read_all(

@@ -174,6 +174,22 @@ impl EventStore for SqliteStore {
         decode_all(rows)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(stream = %stream, after_version), err)]
+    async fn read_stream_raw(
+        &self,
+        stream: &str,
+        after_version: i64,
+    ) -> Result<Vec<RawEvent>, StoreError> {
+        let rows: Vec<EventRow> = sqlx::query_as(select_events!(
+            "WHERE stream_id = ?1 AND version > ?2 ORDER BY version"
+        ))
+        .bind(stream)
+        .bind(after_version)
+        .fetch_all(&self.inner.pool)
+        .await?;
+        rows.into_iter().map(EventRow::into_raw).collect()
+    }
+
     #[tracing::instrument(level = "debug", skip_all, fields(after, limit), err)]
     async fn read_all(
         &self,
