@@ -2,7 +2,7 @@
 //! PostgreSQL is down the server answers 503 `store_unavailable` (never 500, nothing
 //! half-written) and `/readyz` says so; when it is back, the server recovers by itself, and every
 //! command it acknowledged is in the log. Also checks that the suite's PostgreSQL run really
-//! writes to PostgreSQL.
+//! writes to PostgreSQL, and that no table there holds a token's text.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -184,4 +184,58 @@ async fn when_postgres_restarts_under_load_the_server_answers_503_recovers_and_k
     );
     let (code, report) = app.verify().await;
     assert_eq!(code, 0, "{report}");
+}
+
+#[tokio::test]
+async fn tokens_are_stored_only_as_hashes_in_postgresql() {
+    let url = crate::helpers::fresh_database().await;
+    let app = spawn_app_on_database(&url).await;
+    let world = app.world(1).await;
+    let tokens = [
+        app.issue_token("unit_rep", Some(world.units[0]), "代表")
+            .await,
+        app.issue_token_cli("analyst", Some(world.district), "分析员")
+            .await,
+        app.issue_token("admin", None, "管理员").await,
+    ];
+    for token in &tokens {
+        let reply = app.get("/v1/events", Some(token), &[]).await;
+        assert_ne!(reply.status, StatusCode::UNAUTHORIZED, "the token works");
+    }
+    // No row of the log's tables, or of the read models', holds a token's secret.
+    let mut conn = PgConnection::connect(&url).await.expect("the database");
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables \
+         WHERE schemaname IN ('public', 'read_models')",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .expect("the tables");
+    assert!(
+        tables.iter().any(|table| table == "public.tokens"),
+        "{tables:?}"
+    );
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM tokens")
+        .fetch_one(&mut conn)
+        .await
+        .expect("count tokens");
+    assert_eq!(
+        stored, 3,
+        "three issued tokens (the bootstrap one is not stored)"
+    );
+    for table in &tables {
+        let rows: Vec<String> = sqlx::query_scalar(&format!("SELECT t::text FROM {table} AS t"))
+            .fetch_all(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("reading {table}: {e}"));
+        for row in rows {
+            for token in &tokens {
+                let secret = token.strip_prefix("lx_").unwrap_or(token);
+                assert!(
+                    !row.contains(secret),
+                    "a row of {table} holds a token: {row}"
+                );
+            }
+        }
+    }
 }
