@@ -107,16 +107,6 @@ impl PostgresStore {
     /// Connects, applies pending migrations and starts the writer and the listener.
     #[tracing::instrument(skip_all, err)]
     pub async fn open(settings: PostgresSettings) -> Result<PostgresStore, StoreError> {
-        // Plan every statement for its parameters. A generic plan is cached after a few runs,
-        // and one made while the log was small (or never analysed) scans whole tables for good:
-        // a benchmark saw every group commit scan `events` and `commands` until autovacuum.
-        let connect = settings
-            .connect
-            .options([("plan_cache_mode", "force_custom_plan")]);
-        let settings = PostgresSettings {
-            connect,
-            ..settings
-        };
         let pool = PgPoolOptions::new()
             .max_connections(settings.read_connections.max(1))
             .acquire_timeout(settings.acquire_timeout)
