@@ -13,6 +13,7 @@ mod error;
 pub mod hash;
 mod plan;
 pub mod postgres;
+mod queue;
 pub mod sqlite;
 mod telemetry;
 #[cfg(feature = "conformance")]

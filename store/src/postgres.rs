@@ -33,11 +33,12 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use self::rows::{decode_all, select_events, PgEventRow};
-use self::writer::{AppendJob, Writer, MAX_BATCH_REQUESTS};
+use self::writer::Writer;
 use crate::hash::ChainVerifier;
+use crate::queue::{self, AppendJob, QUEUE_DEPTH};
 use crate::{
-    telemetry, AppendOutcome, AppendRequest, EventStore, Position, RawEvent, RecordedEvent,
-    StoreError, VerifyFailure, VerifyReport,
+    AppendOutcome, AppendRequest, EventStore, Position, RawEvent, RecordedEvent, StoreError,
+    VerifyFailure, VerifyReport,
 };
 
 /// The channel a commit notifies, with the batch's last position as payload.
@@ -127,7 +128,7 @@ impl PostgresStore {
         let name = uuid::Uuid::new_v4().simple().to_string();
         let (stop, stopped) = oneshot::channel();
         listener::spawn(pool.clone(), Arc::clone(&head), name.clone(), stopped);
-        let (jobs, queue) = mpsc::channel(MAX_BATCH_REQUESTS * 4);
+        let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
         Writer::new(write_pool, name, queue, Arc::clone(&head)).spawn();
         Ok(PostgresStore {
             inner: Arc::new(Inner {
@@ -144,17 +145,19 @@ impl PostgresStore {
         &self.inner.pool
     }
 
-    async fn submit(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
-        request.validate()?;
-        let (reply, outcome) = oneshot::channel();
-        self.inner
-            .writer
-            .send(AppendJob { request, reply })
-            .await
-            .map_err(|_| StoreError::Unavailable("the append writer has stopped".into()))?;
-        outcome.await.map_err(|_| {
-            StoreError::Unavailable("the append writer stopped before answering".into())
-        })?
+    /// The rows of `stream` after `after_version`, in version order.
+    async fn stream_rows(
+        &self,
+        stream: &str,
+        after_version: i64,
+    ) -> Result<Vec<PgEventRow>, StoreError> {
+        Ok(sqlx::query_as(select_events!(
+            "WHERE stream_id = $1 AND version > $2 ORDER BY version"
+        ))
+        .bind(stream)
+        .bind(after_version)
+        .fetch_all(&self.inner.pool)
+        .await?)
     }
 
     async fn rows_after(
@@ -193,16 +196,7 @@ impl EventStore for PostgresStore {
         ),
     )]
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
-        let result = self.submit(request).await;
-        telemetry::record_append(&result);
-        match &result {
-            Err(error @ (StoreError::Unavailable(_) | StoreError::Corrupt { .. })) => {
-                tracing::warn!(%error, "append failed");
-            }
-            Err(error) => tracing::debug!(%error, "append refused"),
-            Ok(_) => {}
-        }
-        result
+        queue::append(&self.inner.writer, request).await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(stream = %stream, after_version), err)]
@@ -211,13 +205,7 @@ impl EventStore for PostgresStore {
         stream: &str,
         after_version: i64,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let rows: Vec<PgEventRow> = sqlx::query_as(select_events!(
-            "WHERE stream_id = $1 AND version > $2 ORDER BY version"
-        ))
-        .bind(stream)
-        .bind(after_version)
-        .fetch_all(&self.inner.pool)
-        .await?;
+        let rows = self.stream_rows(stream, after_version).await?;
         decode_all(rows)
     }
 
@@ -227,13 +215,7 @@ impl EventStore for PostgresStore {
         stream: &str,
         after_version: i64,
     ) -> Result<Vec<RawEvent>, StoreError> {
-        let rows: Vec<PgEventRow> = sqlx::query_as(select_events!(
-            "WHERE stream_id = $1 AND version > $2 ORDER BY version"
-        ))
-        .bind(stream)
-        .bind(after_version)
-        .fetch_all(&self.inner.pool)
-        .await?;
+        let rows = self.stream_rows(stream, after_version).await?;
         Ok(rows.into_iter().map(PgEventRow::into_raw).collect())
     }
 

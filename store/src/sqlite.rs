@@ -21,14 +21,15 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use sqlx::sqlite::{SqlitePool, SqlitePoolOptions};
 use sqlx::ConnectOptions;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
 use self::rows::{decode_all, select_events, EventRow};
-use self::writer::{AppendJob, Writer, MAX_BATCH_REQUESTS};
+use self::writer::Writer;
 use crate::hash::ChainVerifier;
+use crate::queue::{self, AppendJob, QUEUE_DEPTH};
 use crate::{
-    telemetry, AppendOutcome, AppendRequest, EventStore, Position, RawEvent, RecordedEvent,
-    StoreError, VerifyFailure, VerifyReport,
+    AppendOutcome, AppendRequest, EventStore, Position, RawEvent, RecordedEvent, StoreError,
+    VerifyFailure, VerifyReport,
 };
 
 /// The database file's name inside the data directory.
@@ -87,7 +88,7 @@ impl SqliteStore {
             .await?;
         let head = Arc::new(watch::Sender::new(head));
         checkpoint::spawn(&options, head.subscribe()).await?;
-        let (jobs, queue) = mpsc::channel(MAX_BATCH_REQUESTS * 4);
+        let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
         Writer::new(write_conn, writer_options, queue, Arc::clone(&head)).spawn()?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
@@ -101,6 +102,21 @@ impl SqliteStore {
 
     /// Up to `limit` stored rows after position `after`, in position order: what `read_all`
     /// and `read_all_raw` decode in their two ways.
+    /// The rows of `stream` after `after_version`, in version order.
+    async fn stream_rows(
+        &self,
+        stream: &str,
+        after_version: i64,
+    ) -> Result<Vec<EventRow>, StoreError> {
+        Ok(sqlx::query_as(select_events!(
+            "WHERE stream_id = ?1 AND version > ?2 ORDER BY version"
+        ))
+        .bind(stream)
+        .bind(after_version)
+        .fetch_all(&self.inner.pool)
+        .await?)
+    }
+
     async fn rows_after(&self, after: Position, limit: usize) -> Result<Vec<EventRow>, StoreError> {
         // One writer assigns positions in commit order under the file lock, so a position is
         // never committed after a higher one: reading by position cannot skip an event.
@@ -118,20 +134,6 @@ impl SqliteStore {
     pub fn path(&self) -> &Path {
         &self.inner.path
     }
-
-    /// Validates `request` and hands it to the writer.
-    async fn submit(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
-        request.validate()?;
-        let (reply, outcome) = oneshot::channel();
-        self.inner
-            .writer
-            .send(AppendJob { request, reply })
-            .await
-            .map_err(|_| StoreError::Unavailable("the append writer has stopped".into()))?;
-        outcome.await.map_err(|_| {
-            StoreError::Unavailable("the append writer stopped before answering".into())
-        })?
-    }
 }
 
 #[async_trait]
@@ -146,16 +148,7 @@ impl EventStore for SqliteStore {
         ),
     )]
     async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
-        let result = self.submit(request).await;
-        telemetry::record_append(&result);
-        match &result {
-            Err(error @ (StoreError::Unavailable(_) | StoreError::Corrupt { .. })) => {
-                tracing::warn!(%error, "append failed");
-            }
-            Err(error) => tracing::debug!(%error, "append refused"),
-            Ok(_) => {}
-        }
-        result
+        queue::append(&self.inner.writer, request).await
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(stream = %stream, after_version), err)]
@@ -164,13 +157,7 @@ impl EventStore for SqliteStore {
         stream: &str,
         after_version: i64,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let rows: Vec<EventRow> = sqlx::query_as(select_events!(
-            "WHERE stream_id = ?1 AND version > ?2 ORDER BY version"
-        ))
-        .bind(stream)
-        .bind(after_version)
-        .fetch_all(&self.inner.pool)
-        .await?;
+        let rows = self.stream_rows(stream, after_version).await?;
         decode_all(rows)
     }
 
@@ -180,13 +167,7 @@ impl EventStore for SqliteStore {
         stream: &str,
         after_version: i64,
     ) -> Result<Vec<RawEvent>, StoreError> {
-        let rows: Vec<EventRow> = sqlx::query_as(select_events!(
-            "WHERE stream_id = ?1 AND version > ?2 ORDER BY version"
-        ))
-        .bind(stream)
-        .bind(after_version)
-        .fetch_all(&self.inner.pool)
-        .await?;
+        let rows = self.stream_rows(stream, after_version).await?;
         rows.into_iter().map(EventRow::into_raw).collect()
     }
 

@@ -28,27 +28,18 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::{Connection, Postgres, Transaction};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 use uuid::Uuid;
 
 use super::rows::{decode_all, select_events, PgEventRow};
 use crate::hash::to_stored_precision;
 use crate::plan::{BatchState, Decision, EarlierCommand, EarlierEvents, Staged, StreamHead};
+use crate::queue::{self, AppendJob, MAX_BATCH_REQUESTS};
 use crate::{telemetry, AppendOutcome, AppendRequest, Position, StoreError};
 
-/// The most requests one group commit takes.
-pub(super) const MAX_BATCH_REQUESTS: usize = 512;
-/// A batch stops taking further requests once it holds this many events.
-const MAX_BATCH_EVENTS: usize = 4096;
 /// How many times a batch is redone after another process got in its way.
 const ATTEMPTS: usize = 3;
-
-/// One append waiting for the writer, with the channel its outcome goes back on.
-pub(super) struct AppendJob {
-    pub request: AppendRequest,
-    pub reply: oneshot::Sender<Result<AppendOutcome, StoreError>>,
-}
 
 /// The writer task's state.
 pub(super) struct Writer {
@@ -82,18 +73,7 @@ impl Writer {
 
     async fn run(mut self) {
         let mut batch = Vec::with_capacity(MAX_BATCH_REQUESTS);
-        while let Some(first) = self.jobs.recv().await {
-            let mut events = first.request.events.len();
-            batch.push(first);
-            while batch.len() < MAX_BATCH_REQUESTS && events < MAX_BATCH_EVENTS {
-                match self.jobs.try_recv() {
-                    Ok(job) => {
-                        events += job.request.events.len();
-                        batch.push(job);
-                    }
-                    Err(_) => break,
-                }
-            }
+        while let Some(events) = queue::next_batch(&mut self.jobs, &mut batch).await {
             self.commit(&mut batch, events).await;
         }
         tracing::debug!("every store handle is gone; the writer stops");

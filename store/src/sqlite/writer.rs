@@ -2,7 +2,7 @@
 //!
 //! SQLite admits one writer at a time, and each commit costs an fsync. So every `append` is sent
 //! to this task, which takes the first waiting request plus whatever else is already queued (up
-//! to [`MAX_BATCH_REQUESTS`] requests / [`MAX_BATCH_EVENTS`] events) and writes them all in one
+//! to [`MAX_BATCH_REQUESTS`] requests / [`queue::MAX_BATCH_EVENTS`] events) and writes them all in one
 //! `BEGIN IMMEDIATE … COMMIT`: one fsync for the whole batch. While a batch is being written, the
 //! next one queues up, so the busier the store, the larger the batches. The task runs on a thread
 //! of its own (see [`Writer::spawn`]).
@@ -34,26 +34,17 @@ use std::time::Instant;
 use chrono::Utc;
 use sqlx::sqlite::{Sqlite, SqliteConnectOptions, SqliteConnection};
 use sqlx::{ConnectOptions, Connection, Transaction};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
 use super::rows::{decode_all, select_events, EventRow};
 use crate::hash::to_stored_precision;
 use crate::plan::{BatchState, Decision, EarlierCommand, EarlierEvents, Staged, StreamHead};
+use crate::queue::{self, AppendJob, MAX_BATCH_REQUESTS};
 use crate::{telemetry, AppendOutcome, AppendRequest, Position, StoreError};
 
-/// The most requests one group commit takes.
-pub(super) const MAX_BATCH_REQUESTS: usize = 512;
-/// A batch stops taking further requests once it holds this many events.
-pub(super) const MAX_BATCH_EVENTS: usize = 4096;
 /// Rows per multi-row `INSERT` (at most 11 parameters a row: far below SQLite's limit).
 const ROWS_PER_INSERT: usize = 64;
-
-/// One append waiting for the writer, with the channel its outcome goes back on.
-pub(super) struct AppendJob {
-    pub request: AppendRequest,
-    pub reply: oneshot::Sender<Result<AppendOutcome, StoreError>>,
-}
 
 /// The writer task's state: it owns the write connection outright.
 pub(super) struct Writer {
@@ -102,18 +93,7 @@ impl Writer {
     /// Serves appends until every sender (every `SqliteStore` clone) is gone.
     async fn run(mut self) {
         let mut batch = Vec::with_capacity(MAX_BATCH_REQUESTS);
-        while let Some(first) = self.jobs.recv().await {
-            let mut events = first.request.events.len();
-            batch.push(first);
-            while batch.len() < MAX_BATCH_REQUESTS && events < MAX_BATCH_EVENTS {
-                match self.jobs.try_recv() {
-                    Ok(job) => {
-                        events += job.request.events.len();
-                        batch.push(job);
-                    }
-                    Err(_) => break,
-                }
-            }
+        while let Some(events) = queue::next_batch(&mut self.jobs, &mut batch).await {
             self.commit(&mut batch, events).await;
         }
         tracing::debug!("every store handle is gone; the writer stops");

@@ -1,0 +1,75 @@
+//! The queue between `append` callers and a backend's single writer task, shared by both
+//! backends: how a request reaches the writer, how the writer gathers waiting requests into one
+//! group commit, and how each finished append is counted and logged.
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{telemetry, AppendOutcome, AppendRequest, StoreError};
+
+/// The most requests one group commit takes.
+pub(crate) const MAX_BATCH_REQUESTS: usize = 512;
+/// A batch stops taking further requests once it holds this many events.
+pub(crate) const MAX_BATCH_EVENTS: usize = 4096;
+/// Requests that may wait for the writer before `append` callers wait to enqueue.
+pub(crate) const QUEUE_DEPTH: usize = MAX_BATCH_REQUESTS * 4;
+
+/// One append waiting for the writer, with the channel its outcome goes back on.
+pub(crate) struct AppendJob {
+    pub request: AppendRequest,
+    pub reply: oneshot::Sender<Result<AppendOutcome, StoreError>>,
+}
+
+/// Validates `request`, hands it to the writer behind `writer` and waits for its outcome, which
+/// is counted and logged as every backend's appends are.
+pub(crate) async fn append(
+    writer: &mpsc::Sender<AppendJob>,
+    request: AppendRequest,
+) -> Result<AppendOutcome, StoreError> {
+    let result = submit(writer, request).await;
+    telemetry::record_append(&result);
+    match &result {
+        Err(error @ (StoreError::Unavailable(_) | StoreError::Corrupt { .. })) => {
+            tracing::warn!(%error, "append failed");
+        }
+        Err(error) => tracing::debug!(%error, "append refused"),
+        Ok(_) => {}
+    }
+    result
+}
+
+async fn submit(
+    writer: &mpsc::Sender<AppendJob>,
+    request: AppendRequest,
+) -> Result<AppendOutcome, StoreError> {
+    request.validate()?;
+    let (reply, outcome) = oneshot::channel();
+    writer
+        .send(AppendJob { request, reply })
+        .await
+        .map_err(|_| StoreError::Unavailable("the append writer has stopped".into()))?;
+    outcome
+        .await
+        .map_err(|_| StoreError::Unavailable("the append writer stopped before answering".into()))?
+}
+
+/// Waits for the next request, then takes whatever else is already queued (up to the batch
+/// limits) into `batch`, which must be empty. Returns the batch's event count, or `None` once
+/// every sender is gone.
+pub(crate) async fn next_batch(
+    jobs: &mut mpsc::Receiver<AppendJob>,
+    batch: &mut Vec<AppendJob>,
+) -> Option<usize> {
+    let first = jobs.recv().await?;
+    let mut events = first.request.events.len();
+    batch.push(first);
+    while batch.len() < MAX_BATCH_REQUESTS && events < MAX_BATCH_EVENTS {
+        match jobs.try_recv() {
+            Ok(job) => {
+                events += job.request.events.len();
+                batch.push(job);
+            }
+            Err(_) => break,
+        }
+    }
+    Some(events)
+}
