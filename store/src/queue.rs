@@ -2,9 +2,11 @@
 //! backends: how a request reaches the writer, how the writer gathers waiting requests into one
 //! group commit, and how each finished append is counted and logged.
 
-use tokio::sync::{mpsc, oneshot};
+use std::time::Instant;
 
-use crate::{telemetry, AppendOutcome, AppendRequest, StoreError};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::{telemetry, AppendOutcome, AppendRequest, Position, StoreError};
 
 /// The most requests one group commit takes.
 pub(crate) const MAX_BATCH_REQUESTS: usize = 512;
@@ -72,4 +74,47 @@ pub(crate) async fn next_batch(
         }
     }
     Some(events)
+}
+
+/// What a writer made of one batch: a result per request, in request order, and the highest
+/// position it wrote (if any).
+pub(crate) type BatchResults = (Vec<Result<AppendOutcome, StoreError>>, Option<Position>);
+
+/// Answers every request of a batch and leaves `jobs` empty; returns whether the batch
+/// committed. A committed batch moves `head` before any reply goes out (a caller that saw its
+/// append succeed and then subscribes finds the head at or past its events); a failed one
+/// answers every request [`StoreError::Unavailable`]: none of it is acknowledged.
+pub(crate) fn answer<E: std::fmt::Display>(
+    jobs: &mut Vec<AppendJob>,
+    outcome: Result<BatchResults, E>,
+    head: &watch::Sender<Position>,
+    started: Instant,
+) -> bool {
+    match outcome {
+        Ok((results, last)) => {
+            telemetry::record_group_commit(jobs.len(), started.elapsed());
+            if let Some(last) = last {
+                head.send_if_modified(|current| {
+                    let moved = *current < last;
+                    if moved {
+                        *current = last;
+                    }
+                    moved
+                });
+            }
+            for (job, result) in jobs.drain(..).zip(results) {
+                // A caller that gave up waiting is no reason to fail the others.
+                let _ = job.reply.send(result);
+            }
+            true
+        }
+        Err(error) => {
+            tracing::error!(%error, "the group commit failed; none of its requests is acknowledged");
+            let reason = format!("the group commit failed: {error}");
+            for job in jobs.drain(..) {
+                let _ = job.reply.send(Err(StoreError::Unavailable(reason.clone())));
+            }
+            false
+        }
+    }
 }

@@ -36,7 +36,7 @@ use super::rows::{decode_all, select_events, PgEventRow};
 use crate::hash::to_stored_precision;
 use crate::plan::{BatchState, Decision, EarlierCommand, EarlierEvents, Staged, StreamHead};
 use crate::queue::{self, AppendJob, MAX_BATCH_REQUESTS};
-use crate::{telemetry, AppendOutcome, AppendRequest, Position, StoreError};
+use crate::{AppendOutcome, AppendRequest, Position, StoreError};
 
 /// How many times a batch is redone after another process got in its way.
 const ATTEMPTS: usize = 3;
@@ -84,35 +84,12 @@ impl Writer {
     async fn commit(&mut self, jobs: &mut Vec<AppendJob>, events: usize) {
         let started = Instant::now();
         let requests: Vec<&AppendRequest> = jobs.iter().map(|job| &job.request).collect();
-        let results = match self.group_commit(&requests).await {
-            Ok(committed) => {
-                telemetry::record_group_commit(jobs.len(), started.elapsed());
-                if let Some(last) = committed.last_position {
-                    // Announce before replying, so a caller that saw its append succeed and then
-                    // subscribes finds the head at or past its events.
-                    self.head.send_if_modified(|current| {
-                        let moved = *current < last;
-                        if moved {
-                            *current = last;
-                        }
-                        moved
-                    });
-                }
-                committed.results
-            }
-            Err(error) => {
-                tracing::error!(%error, "the group commit failed; none of its requests is acknowledged");
-                let reason = format!("the group commit failed: {error}");
-                requests
-                    .iter()
-                    .map(|_| Err(StoreError::Unavailable(reason.clone())))
-                    .collect()
-            }
-        };
-        for (job, result) in jobs.drain(..).zip(results) {
-            // A caller that gave up waiting is no reason to fail the others.
-            let _ = job.reply.send(result);
-        }
+        let outcome = self
+            .group_commit(&requests)
+            .await
+            .map(|committed| (committed.results, committed.last_position));
+        // The pool makes a new connection for the next batch if this one broke.
+        queue::answer(jobs, outcome, &self.head, started);
     }
 
     /// Writes the batch together, or request by request after a refused bulk write, redoing it

@@ -41,7 +41,7 @@ use super::rows::{decode_all, select_events, EventRow};
 use crate::hash::to_stored_precision;
 use crate::plan::{BatchState, Decision, EarlierCommand, EarlierEvents, Staged, StreamHead};
 use crate::queue::{self, AppendJob, MAX_BATCH_REQUESTS};
-use crate::{telemetry, AppendOutcome, AppendRequest, Position, StoreError};
+use crate::{AppendOutcome, AppendRequest, Position, StoreError};
 
 /// Rows per multi-row `INSERT` (at most 11 parameters a row: far below SQLite's limit).
 const ROWS_PER_INSERT: usize = 64;
@@ -104,33 +104,11 @@ impl Writer {
     async fn commit(&mut self, jobs: &mut Vec<AppendJob>, events: usize) {
         let started = Instant::now();
         let requests: Vec<&AppendRequest> = jobs.iter().map(|job| &job.request).collect();
-        match group_commit(&mut self.conn, &requests).await {
-            Ok(committed) => {
-                telemetry::record_group_commit(jobs.len(), started.elapsed());
-                if let Some(head) = committed.head {
-                    // Announce before replying, so a caller that saw its append succeed and then
-                    // subscribes finds the head at or past its events.
-                    self.head.send_if_modified(|current| {
-                        let moved = *current < head;
-                        if moved {
-                            *current = head;
-                        }
-                        moved
-                    });
-                }
-                for (job, result) in jobs.drain(..).zip(committed.results) {
-                    // A caller that gave up waiting is no reason to fail the others.
-                    let _ = job.reply.send(result);
-                }
-            }
-            Err(error) => {
-                tracing::error!(%error, "the group commit failed; none of its requests is acknowledged");
-                let reason = format!("the group commit failed: {error}");
-                for job in jobs.drain(..) {
-                    let _ = job.reply.send(Err(StoreError::Unavailable(reason.clone())));
-                }
-                self.recover().await;
-            }
+        let outcome = group_commit(&mut self.conn, &requests)
+            .await
+            .map(|committed| (committed.results, committed.head));
+        if !queue::answer(jobs, outcome, &self.head, started) {
+            self.recover().await;
         }
     }
 
