@@ -17,6 +17,10 @@ use commands::TokenService;
 
 use cli::{Cli, Commands, ExportFormat, ServeArgs, ServeRole, StoreArgs, TokenCommand};
 
+/// mimalloc instead of glibc's allocator: see the dependency's note in Cargo.toml.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
