@@ -1,5 +1,6 @@
-//! Crashes, tampering and shutdown: an acknowledged event survives `kill -9`; a changed row is
-//! found and named by `lianxi verify`; SIGTERM lets an in-flight request finish.
+//! Crashes, tampering and shutdown: an acknowledged event survives `kill -9` (on either backend);
+//! a changed row is found and named by `lianxi verify` (the SQLite file, tampered with directly);
+//! SIGTERM lets an in-flight request finish.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use uuid::Uuid;
 
-use crate::helpers::{client, project_stream, spawn_app_sqlite, spawn_app_with_log};
+use crate::helpers::{client, project_stream, spawn_app, spawn_app_sqlite, spawn_app_with_log};
 
 /// One acknowledged command: the stream and the event it reported.
 #[derive(Debug, Clone)]
@@ -27,7 +28,7 @@ struct Ack {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_event_survives_kill_9_and_the_log_still_verifies() {
-    let mut app = spawn_app_sqlite().await;
+    let mut app = spawn_app().await;
     let world = app.world(8).await;
     let mut projects = Vec::new();
     for unit in &world.units {
@@ -392,7 +393,7 @@ async fn sigterm_lets_an_in_flight_command_finish_and_exits_zero() {
 async fn sigterm_is_not_held_up_forever_by_a_client_stalled_in_its_headers() {
     // A client that sends half a request head and goes quiet (a slow or hostile client) must not
     // keep the server from stopping: the request timeout is 30 s, so 35 s is generous.
-    let mut app = spawn_app_sqlite().await;
+    let mut app = spawn_app().await;
     let mut stalled = TcpStream::connect(app.addr).await.expect("connect");
     stalled
         .write_all(b"POST /v1/commands/RegisterDistrict HTTP/1.1\r\nhost: lianxi\r\n")
