@@ -137,7 +137,14 @@ async fn every_acknowledged_event_survives_kill_9_and_the_log_still_verifies() {
             json!({"project_id": projects[0], "title": "重启后", "participants": 1}),
         )
         .await;
-    assert_eq!(reply["position"], head + 1);
+    let position = reply["position"].as_i64().expect("a position");
+    if app.database_url.is_some() {
+        // PostgreSQL's positions come from a sequence: the batch the kill cut off took numbers
+        // that no event will have, so the next position is past the head, not next to it.
+        assert!(position > head, "position {position} after head {head}");
+    } else {
+        assert_eq!(position, head + 1, "SQLite's positions have no gaps");
+    }
 }
 
 /// Opens the stopped server's SQLite file for writing, as an intruder with file access would.
