@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use projections::readdb::ReadDb;
-use store::postgres::PostgresStore;
+use store::postgres::{PostgresSettings, PostgresStore};
 use store::sqlite::SqliteStore;
 use store::tokens::TokenRegistry;
 use store::EventStore;
@@ -26,7 +26,9 @@ pub struct Backend {
 pub async fn open(args: &StoreArgs) -> Result<Backend> {
     match &args.database_url {
         Some(url) => {
-            let postgres = PostgresStore::connect(url)
+            let mut settings = PostgresSettings::from_url(url)?;
+            settings.read_connections = args.database_connections;
+            let postgres = PostgresStore::open(settings)
                 .await
                 .context("opening the event log in PostgreSQL")?;
             let options = postgres.pool().connect_options();
@@ -59,9 +61,14 @@ pub async fn open(args: &StoreArgs) -> Result<Backend> {
 /// `read_models`), or `readmodels.db` in the data directory.
 pub async fn read_models(args: &StoreArgs) -> Result<ReadDb> {
     match &args.database_url {
-        Some(url) => ReadDb::connect(url)
-            .await
-            .context("opening the read models in PostgreSQL"),
+        Some(url) => {
+            let options = url
+                .parse()
+                .context("the database url (--database-url) does not parse")?;
+            ReadDb::connect_with(options, args.read_model_connections)
+                .await
+                .context("opening the read models in PostgreSQL")
+        }
         None => ReadDb::open(&args.data_dir)
             .await
             .with_context(|| format!("opening the read models in {}", args.data_dir.display())),

@@ -26,6 +26,23 @@ pub struct StoreArgs {
     /// PostgreSQL URL for the distributed deployment (takes precedence over --data-dir).
     #[arg(long, env = "LIANXI_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// PostgreSQL: connections for reading the log (one of them listens for commits, so at
+    /// least 2); the writer keeps one more of its own.
+    #[arg(
+        long,
+        env = "LIANXI_DATABASE_CONNECTIONS",
+        default_value_t = 16,
+        value_parser = clap::value_parser!(u32).range(2..=1000)
+    )]
+    pub database_connections: u32,
+    /// PostgreSQL: connections for the read models (projectors' batches and read routes).
+    #[arg(
+        long,
+        env = "LIANXI_READ_MODEL_CONNECTIONS",
+        default_value_t = 8,
+        value_parser = clap::value_parser!(u32).range(1..=1000)
+    )]
+    pub read_model_connections: u32,
 }
 
 #[derive(Debug, Subcommand)]

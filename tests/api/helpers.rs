@@ -44,6 +44,8 @@ pub struct TestApp {
     pub data_dir: TempDir,
     /// The PostgreSQL database the log is in, when the suite runs on PostgreSQL.
     pub database_url: Option<String>,
+    /// More store options given to the server and to the command line beside it.
+    store_options: Vec<String>,
     pub child: Option<Child>,
     pub client: reqwest::Client,
     /// Holds the server's stderr log, outside the data directory.
@@ -87,6 +89,11 @@ pub async fn spawn_app_on_database(url: &str) -> TestApp {
     spawn(Some(url.to_owned()), "info").await
 }
 
+/// [`spawn_app_on_database`] with more store options (`--database-connections 2`, …).
+pub async fn spawn_app_on_database_with(url: &str, options: &[&str]) -> TestApp {
+    spawn_with(Some(url.to_owned()), "info", options).await
+}
+
 /// An empty database of its own on the test binary's throwaway PostgreSQL server.
 pub async fn fresh_database() -> String {
     store::throwaway_postgres::ThrowawayPostgres::shared()
@@ -97,16 +104,23 @@ pub async fn fresh_database() -> String {
 }
 
 async fn spawn(database_url: Option<String>, filter: &str) -> TestApp {
+    spawn_with(database_url, filter, &[]).await
+}
+
+async fn spawn_with(database_url: Option<String>, filter: &str, options: &[&str]) -> TestApp {
     let data_dir = tempfile::tempdir().expect("a temporary data directory");
     let log_dir = tempfile::tempdir().expect("a temporary log directory");
     let admin_token = format!("test-admin-{}", Uuid::new_v4().simple());
-    let args = store_args(data_dir.path(), database_url.as_deref());
+    let store_options: Vec<String> = options.iter().map(|o| (*o).to_owned()).collect();
+    let mut args = store_args(data_dir.path(), database_url.as_deref());
+    args.extend(store_options.iter().cloned());
     let (child, addr) = start_server(&args, &admin_token, log_dir.path(), filter).await;
     TestApp {
         addr,
         admin_token,
         data_dir,
         database_url,
+        store_options,
         child: Some(child),
         client: client(),
         log_dir,
@@ -264,7 +278,9 @@ impl TestApp {
 
     /// The options that name this app's store, for the command line beside it.
     pub fn store_args(&self) -> Vec<String> {
-        store_args(self.data_dir.path(), self.database_url.as_deref())
+        let mut args = store_args(self.data_dir.path(), self.database_url.as_deref());
+        args.extend(self.store_options.iter().cloned());
+        args
     }
 
     pub fn db_path(&self) -> PathBuf {

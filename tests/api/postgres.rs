@@ -15,7 +15,9 @@ use sqlx::{Connection, PgConnection};
 use store::throwaway_postgres::ThrowawayPostgres;
 use uuid::Uuid;
 
-use crate::helpers::{backend_is_postgres, spawn_app, spawn_app_on_database, TestApp};
+use crate::helpers::{
+    backend_is_postgres, cli, spawn_app, spawn_app_on_database, spawn_app_on_database_with, TestApp,
+};
 
 #[tokio::test]
 async fn the_suite_runs_on_the_backend_it_names() {
@@ -238,4 +240,77 @@ async fn tokens_are_stored_only_as_hashes_in_postgresql() {
             }
         }
     }
+}
+
+#[tokio::test]
+async fn a_server_keeps_to_the_connections_it_is_given() {
+    let url = crate::helpers::fresh_database().await;
+    let app = spawn_app_on_database_with(
+        &url,
+        &[
+            "--database-connections",
+            "2",
+            "--read-model-connections",
+            "1",
+        ],
+    )
+    .await;
+    let world = app.world(2).await;
+    let mut projects = Vec::new();
+    for _ in 0..5 {
+        let project = app.propose(world.community).await;
+        app.claim(project, world.units[0]).await;
+        projects.push(project);
+    }
+    // Many reads at once, of the log and of the read models: unbounded pools would open a
+    // connection for each.
+    let board_path = format!("/v1/communities/{}/board", world.community);
+    let reads = (0..24).map(|n| {
+        let (app, board_path) = (&app, &board_path);
+        let stream = crate::helpers::project_stream(projects[n % projects.len()]);
+        async move {
+            let (log, board) = tokio::join!(
+                app.stream(&stream),
+                app.get(board_path, Some(&app.admin_token), &[])
+            );
+            assert_eq!(log.0, StatusCode::OK);
+            assert_eq!(board.status, StatusCode::OK, "{}", board.text());
+        }
+    });
+    futures::future::join_all(reads).await;
+    let board = app
+        .get(
+            &format!("/v1/communities/{}/board", world.community),
+            Some(&app.admin_token),
+            &[("x-min-position", &app.head().await.to_string())],
+        )
+        .await;
+    assert_eq!(board.status, StatusCode::OK, "{}", board.text());
+    // 2 for the log (one listening), 1 for the writer, 1 for the read models; this test's own
+    // connection is not counted.
+    let mut conn = PgConnection::connect(&url).await.expect("the database");
+    let held: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("count connections");
+    assert!(
+        (1..=4).contains(&held),
+        "the server holds {held} connections, at most 4"
+    );
+
+    // A pool the listener would take whole is refused, with a message, not a hang.
+    let refused = cli(&[
+        "verify".to_owned(),
+        "--database-url".to_owned(),
+        url.clone(),
+        "--database-connections".to_owned(),
+        "1".to_owned(),
+    ])
+    .await;
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("--database-connections"), "{stderr}");
 }
