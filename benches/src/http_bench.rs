@@ -204,6 +204,38 @@ impl Server {
         Ok(())
     }
 
+    /// Ends a measurement: on success stops the server, reports what its log says (and keeps a
+    /// copy in `dir` when `keep_log`); on failure adds what went wrong with the server to the
+    /// error and stops it (best effort: the error that matters is the measurement's).
+    pub(crate) async fn finish<T>(
+        mut self,
+        measured: Result<T>,
+        dir: &Path,
+        keep_log: bool,
+    ) -> Result<T> {
+        match measured {
+            Ok(value) => {
+                let log = self.log.clone();
+                let kept =
+                    keep_log.then(|| dir.join(format!("lianxi-bench-server-{}.log", self.pid)));
+                // Holds the log until it has been read.
+                let _scratch = self.stop().await?;
+                report_log(&log);
+                if let Some(kept) = kept {
+                    std::fs::copy(&log, &kept)
+                        .with_context(|| format!("keeping the server log as {}", kept.display()))?;
+                    eprintln!("  server log kept in {}", kept.display());
+                }
+                Ok(value)
+            }
+            Err(error) => {
+                let diagnosis = self.diagnose(dir);
+                let _ = self.stop().await;
+                Err(error.context(diagnosis))
+            }
+        }
+    }
+
     /// What went wrong with the server, for an error message: whether it is still running,
     /// the end of its log, and where a copy of the whole log was kept (the data directory
     /// goes with the server).
@@ -649,31 +681,10 @@ async fn one_run(settings: &Settings, binary: &Path, workloads: &[Workload]) -> 
     let admin_token = format!("bench-{}", Uuid::new_v4().simple());
     let mut server = Server::spawn(binary, &settings.dir, &admin_token).await?;
     let measured = measure_all(settings, &mut server, &admin_token, workloads).await;
-    match measured {
-        Ok(points) => {
-            let log = server.log.clone();
-            let kept = settings.keep_server_logs.then(|| {
-                settings
-                    .dir
-                    .join(format!("lianxi-bench-server-{}.log", server.pid))
-            });
-            // Holds the log until it has been read.
-            let _scratch = server.stop().await?;
-            report_log(&log);
-            if let Some(kept) = kept {
-                std::fs::copy(&log, &kept)
-                    .with_context(|| format!("keeping the server log as {}", kept.display()))?;
-                eprintln!("  server log kept in {}", kept.display());
-            }
-            Ok(Run { baseline, points })
-        }
-        Err(error) => {
-            let diagnosis = server.diagnose(&settings.dir);
-            // Best effort: the error that matters is the one above.
-            let _ = server.stop().await;
-            Err(error.context(diagnosis))
-        }
-    }
+    let points = server
+        .finish(measured, &settings.dir, settings.keep_server_logs)
+        .await?;
+    Ok(Run { baseline, points })
 }
 
 /// Sets the server up and measures every workload at every concurrency.

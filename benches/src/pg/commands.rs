@@ -146,29 +146,9 @@ pub async fn measure_http(
         anyhow::Ok(measurement)
     }
     .await;
-    match measured {
-        Ok(measurement) => {
-            let log = server.log.clone();
-            let kept = settings.keep_server_logs.then(|| {
-                settings
-                    .dir
-                    .join(format!("lianxi-bench-server-{}.log", server.pid))
-            });
-            let _scratch = server.stop().await?;
-            http_bench::report_log(&log);
-            if let Some(kept) = kept {
-                std::fs::copy(&log, &kept)
-                    .with_context(|| format!("keeping the server log as {}", kept.display()))?;
-                eprintln!("  server log kept in {}", kept.display());
-            }
-            Ok(measurement)
-        }
-        Err(error) => {
-            let diagnosis = server.diagnose(&settings.dir);
-            let _ = server.stop().await;
-            Err(error.context(diagnosis))
-        }
-    }
+    server
+        .finish(measured, &settings.dir, settings.keep_server_logs)
+        .await
 }
 
 /// Whether `binary serve --database-url` starts on the database at `url`; `Err` says why not.

@@ -384,29 +384,10 @@ async fn print_machine(env: &Env) {
 
 /// Stops `server` after a measurement: on success, reports its warnings (and keeps its log if
 /// asked); on failure, adds its state and the end of its log to the error.
-async fn finish<T>(env: &Env, mut server: Server, measured: Result<T>) -> Result<T> {
-    match measured {
-        Ok(value) => {
-            let log = server.log.clone();
-            let kept = env.keep_server_logs.then(|| {
-                env.dir
-                    .join(format!("lianxi-bench-server-{}.log", server.pid))
-            });
-            let _scratch = server.stop().await?;
-            http_bench::report_log(&log);
-            if let Some(kept) = kept {
-                std::fs::copy(&log, &kept)
-                    .with_context(|| format!("keeping the server log as {}", kept.display()))?;
-                eprintln!("  server log kept in {}", kept.display());
-            }
-            Ok(value)
-        }
-        Err(error) => {
-            let diagnosis = server.diagnose(&env.dir);
-            let _ = server.stop().await;
-            Err(error.context(diagnosis))
-        }
-    }
+async fn finish<T>(env: &Env, server: Server, measured: Result<T>) -> Result<T> {
+    server
+        .finish(measured, &env.dir, env.keep_server_logs)
+        .await
 }
 
 /// `12.3 MB` (10^6 bytes).
