@@ -1,6 +1,6 @@
 //! The command pipeline: authorise → load the target → load the facts → decide → append.
 //!
-//! A decision is first made from the histories this process holds in memory ([`StreamCache`]),
+//! A decision is first made from the stream states this process holds in memory ([`StreamCache`]),
 //! and appended with the target's version and every other stream's version it read as guards:
 //! the store refuses it if any of them moved. On such a conflict the whole decision is made again
 //! from the log, unless the client pinned the target's version with `If-Match`, in which case the
@@ -10,12 +10,14 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use domain::{Command, DomainError, Event, Facts};
+use domain::{Command, DomainError, Event, Facts, StreamState};
 use serde::Serialize;
 use store::{
     AppendOutcome, AppendRequest, EventStore, ExpectedVersion, IdempotencyKey, NewEvent,
     RecordedEvent, StoreError, StreamVersion,
 };
+
+use crate::snapshots;
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -148,8 +150,10 @@ enum Source {
 
 /// A stream as one attempt loaded it.
 struct Loaded {
-    events: Arc<[Event]>,
+    state: Arc<StreamState>,
     version: i64,
+    /// The version of the stream's newest snapshot known (0: none).
+    snapshot_version: i64,
     from_cache: bool,
 }
 
@@ -163,9 +167,10 @@ struct Decision {
 
 /// An accepted decision, with what it was decided on.
 struct Accepted {
-    history: Arc<[Event]>,
+    state: Arc<StreamState>,
     /// The target's version it was decided on: the append's expected version.
     version: i64,
+    snapshot_version: i64,
     decided: Vec<Event>,
     scope: domain::Scope,
     /// The other streams it read, at the versions it read.
@@ -309,15 +314,21 @@ impl CommandHandler {
                 Ok(AppendOutcome::Appended(events)) => {
                     let outcome = CommandOutcome::from_events(&events, false)
                         .ok_or_else(|| CommandError::Internal("append wrote no events".into()))?;
-                    // The guard held, so the history it was decided on plus what was just
-                    // written is the stream as the log now has it.
-                    let mut now = accepted.history.to_vec();
-                    now.extend(accepted.decided);
+                    // The guard held, so the state it was decided on with what was just
+                    // written applied is the stream as the log now has it.
+                    let mut now = StreamState::clone(&accepted.state);
+                    now.evolve_all(&accepted.decided);
+                    let mut snapshot_version = accepted.snapshot_version;
+                    if snapshots::due(snapshot_version, outcome.version) {
+                        snapshots::save_in_background(&self.store, &stream, outcome.version, &now);
+                        snapshot_version = outcome.version;
+                    }
                     self.cache.put(
                         &stream,
                         Cached {
-                            events: now.into(),
+                            state: Arc::new(now),
                             version: outcome.version,
+                            snapshot_version,
                         },
                     );
                     return Ok(outcome);
@@ -389,31 +400,32 @@ impl CommandHandler {
                 return Ok(refused(from_cache, conflict));
             }
         }
-        let scope = domain::scope_of(command, &target.events);
+        let scope = domain::scope_of_state(command, &target.state);
         if let Err(forbidden) = auth::authorize(principal, command, &scope) {
             return Ok(refused(from_cache, CommandError::Forbidden(forbidden.0)));
         }
 
         let mut facts = Facts::new();
         let mut unchanged = Vec::new();
-        for fact_stream in domain::required_facts(command, &target.events) {
+        for fact_stream in domain::required_facts_from(command, &target.state) {
             if fact_stream == stream {
                 continue;
             }
             let fact = self.load(&fact_stream, source, false).await?;
             from_cache |= fact.from_cache;
             unchanged.push(StreamVersion::new(fact_stream.as_str(), fact.version));
-            facts.insert(fact_stream, fact.events);
+            facts.insert_state(fact_stream, fact.state);
         }
-        let decided = match domain::decide(command, &target.events, &facts) {
+        let decided = match domain::decide_from(command, &target.state, &facts) {
             Ok(decided) => decided,
             Err(rejected) => return Ok(refused(from_cache, rejected.into())),
         };
         Ok(Decision {
             from_cache,
             outcome: Ok(Accepted {
-                history: target.events,
+                state: target.state,
                 version: target.version,
+                snapshot_version: target.snapshot_version,
                 decided,
                 scope,
                 unchanged,
@@ -440,8 +452,8 @@ impl CommandHandler {
         }
     }
 
-    /// A stream's history from `source`. From the cache, a stream it does not hold is read from
-    /// the log, or, when `missing_is_empty`, taken as empty.
+    /// A stream's state from `source`. From the cache, a stream it does not hold is read from
+    /// the log, or, when `missing_is_empty`, taken as new.
     async fn load(
         &self,
         stream: &str,
@@ -451,58 +463,44 @@ impl CommandHandler {
         if source == Source::Cache {
             if let Some(cached) = self.cache.get(stream) {
                 return Ok(Loaded {
-                    events: cached.events,
+                    state: cached.state,
                     version: cached.version,
+                    snapshot_version: cached.snapshot_version,
                     from_cache: true,
                 });
             }
             if missing_is_empty {
+                let initial = StreamState::initial(stream).ok_or_else(|| {
+                    CommandError::Internal(format!("{stream} is of no known kind"))
+                })?;
                 return Ok(Loaded {
-                    events: Arc::from(Vec::new()),
+                    state: Arc::new(initial),
                     version: 0,
+                    snapshot_version: 0,
                     from_cache: true,
                 });
             }
         }
-        let (events, version) = self.read(stream).await?;
-        let events: Arc<[Event]> = events.into();
+        let loaded = snapshots::load(self.store.as_ref(), stream).await?;
+        let mut snapshot_version = loaded.snapshot_version;
+        if snapshots::due(snapshot_version, loaded.version) {
+            snapshots::save_in_background(&self.store, stream, loaded.version, &loaded.state);
+            snapshot_version = loaded.version;
+        }
+        let state = Arc::new(loaded.state);
         self.cache.put(
             stream,
             Cached {
-                events: Arc::clone(&events),
-                version,
+                state: Arc::clone(&state),
+                version: loaded.version,
+                snapshot_version,
             },
         );
         Ok(Loaded {
-            events,
-            version,
+            state,
+            version: loaded.version,
+            snapshot_version,
             from_cache: false,
         })
-    }
-
-    /// A stream's events from the log, upcast to this build's shapes, and its version.
-    async fn read(&self, stream: &str) -> Result<(Vec<Event>, i64), CommandError> {
-        // As text, decoded straight into the domain's types: no generic JSON tree per event, and
-        // the metadata (which deciding never needs) is not parsed at all.
-        let recorded = self
-            .store
-            .read_stream_raw(stream, 0)
-            .await
-            .map_err(CommandError::Store)?;
-        let version = recorded.last().map_or(0, |e| e.version);
-        let events = recorded
-            .into_iter()
-            .map(|e| {
-                domain::upcast::upcast_str(&e.event_type, e.schema_version, &e.data).map_err(
-                    |err| {
-                        CommandError::Internal(format!(
-                            "event {} at position {} cannot be read: {err}",
-                            e.id, e.position
-                        ))
-                    },
-                )
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok((events, version))
     }
 }

@@ -8,6 +8,7 @@
 pub mod auth;
 mod handler;
 mod metadata;
+pub mod snapshots;
 mod stream_cache;
 mod stream_locks;
 pub mod tokens;

@@ -1,56 +1,57 @@
-//! Recently used streams' histories, kept in memory so that most commands decide without a read.
+//! Recently used streams' states, kept in memory so that most commands decide without a read.
 //!
-//! An entry is always an exact prefix of its stream in the log: it was either read from the log
-//! or built from an entry by appending the events this process just committed after it. It may
+//! An entry is always the fold of an exact prefix of its stream in the log: it was either loaded
+//! from the log or built from an entry by applying the events this process just committed. It may
 //! be stale (another process appended since), never wrong. The handler makes that safe: every
 //! acceptance is appended with the versions it was decided on as guards, and every refusal decided
 //! from the cache is decided again from the log before it is answered.
 
 use std::sync::Arc;
 
-use domain::Event;
+use domain::StreamState;
 use quick_cache::sync::Cache;
 use quick_cache::Weighter;
 
-/// How many events the cache holds at most, over all streams (a few MB).
-const CAPACITY_EVENTS: u64 = 32_768;
+/// How much the cache holds at most, in [`StreamState::weight`]s (about events' worth; a few MB).
+const CAPACITY: u64 = 32_768;
 /// How many streams the cache expects to hold, to size its table.
 const ESTIMATED_STREAMS: usize = 8_192;
 
-/// A stream's history as of `version`.
+/// A stream's state as of `version`.
 #[derive(Debug, Clone)]
 pub(crate) struct Cached {
-    pub events: Arc<[Event]>,
-    /// The stream's version after `events` (their count, since versions start at 1).
+    pub state: Arc<StreamState>,
+    /// The stream's version `state` is folded up to.
     pub version: i64,
+    /// The version of the stream's newest snapshot this process knows of (0: none).
+    pub snapshot_version: i64,
 }
 
-/// Weighs an entry by its events, so a few long streams cannot crowd out memory.
+/// Weighs an entry by the state's size, so a few large states cannot crowd out memory.
 #[derive(Clone)]
-struct ByEvents;
+struct ByWeight;
 
-impl Weighter<String, Cached> for ByEvents {
+impl Weighter<String, Cached> for ByWeight {
     fn weight(&self, _stream: &String, cached: &Cached) -> u64 {
-        // The one added for the key keeps an empty stream from weighing nothing.
-        1 + cached.events.len() as u64
+        cached.state.weight()
     }
 }
 
-/// Histories by stream id, evicting the least useful when full.
+/// States by stream id, evicting the least useful when full.
 pub(crate) struct StreamCache {
-    entries: Cache<String, Cached, ByEvents>,
+    entries: Cache<String, Cached, ByWeight>,
 }
 
 impl Default for StreamCache {
     fn default() -> Self {
         Self {
-            entries: Cache::with_weighter(ESTIMATED_STREAMS, CAPACITY_EVENTS, ByEvents),
+            entries: Cache::with_weighter(ESTIMATED_STREAMS, CAPACITY, ByWeight),
         }
     }
 }
 
 impl StreamCache {
-    /// The cached history of `stream`, if any.
+    /// The cached state of `stream`, if any.
     pub(crate) fn get(&self, stream: &str) -> Option<Cached> {
         let found = self.entries.get(stream);
         let outcome = if found.is_some() { "hit" } else { "miss" };
@@ -81,13 +82,14 @@ mod tests {
 
     fn cached(version: i64) -> Cached {
         Cached {
-            events: Arc::from(Vec::new()),
+            state: Arc::new(StreamState::Project(None)),
             version,
+            snapshot_version: 0,
         }
     }
 
     #[test]
-    fn an_older_history_never_replaces_a_newer_one() {
+    fn an_older_state_never_replaces_a_newer_one() {
         let cache = StreamCache::default();
         cache.put("s", cached(3));
         cache.put("s", cached(2));

@@ -12,6 +12,7 @@ pub mod events;
 mod facts;
 pub mod ids;
 mod scope;
+pub mod state;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod upcast;
@@ -21,13 +22,14 @@ pub use commands::{Command, ParseError, COMMAND_NAMES};
 pub use error::{DomainError, RejectionKind};
 pub use events::{Event, EVENT_TYPES};
 pub use facts::Facts;
-pub use scope::{scope_of, Scope};
+pub use scope::{scope_of, scope_of_state, Scope};
+pub use state::{StreamState, STATE_SCHEMA};
 pub use upcast::UpcastError;
 
 /// The streams besides its target that `command` needs to be decided, given the target's
 /// history. The caller loads each into [`Facts`] before calling [`decide`].
 pub fn required_facts(command: &Command, history: &[Event]) -> Vec<String> {
-    aggregates::required_facts(command, history)
+    required_facts_from(command, &target_state(command, history))
 }
 
 /// Decides `command` against its target stream's `history` and the loaded `facts`: the new
@@ -37,5 +39,27 @@ pub fn decide(
     history: &[Event],
     facts: &Facts,
 ) -> Result<Vec<Event>, DomainError> {
-    aggregates::decide(command, history, facts)
+    decide_from(command, &target_state(command, history), facts)
+}
+
+/// [`required_facts`] from the target's folded `state` instead of its history.
+pub fn required_facts_from(command: &Command, state: &StreamState) -> Vec<String> {
+    aggregates::required_facts(command, state)
+}
+
+/// [`decide`] from the target's folded `state` instead of its history: what a caller that keeps
+/// states (in memory, or as snapshots) calls.
+pub fn decide_from(
+    command: &Command,
+    state: &StreamState,
+    facts: &Facts,
+) -> Result<Vec<Event>, DomainError> {
+    aggregates::decide(command, state, facts)
+}
+
+/// The state of `command`'s target stream after `history`.
+fn target_state(command: &Command, history: &[Event]) -> StreamState {
+    let mut state = aggregates::initial_state(command);
+    state.evolve_all(history);
+    state
 }

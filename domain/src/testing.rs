@@ -72,8 +72,9 @@ impl When {
         let history = &self.given.history;
         let mut facts = Facts::new();
         for stream in crate::required_facts(&self.command, history) {
-            let events = self.given.facts.events(&stream).to_vec();
-            facts.insert(stream, events);
+            if let Some(state) = self.given.facts.get(&stream) {
+                facts.insert_state(stream, state.clone());
+            }
         }
         crate::decide(&self.command, history, &facts)
     }

@@ -28,7 +28,7 @@ use crate::hash::{event_hash, to_stored_precision, HashInput};
 use crate::tokens::{TokenRecord, TokenRegistry};
 use crate::{
     AppendOutcome, AppendRequest, EventStore, ExpectedVersion, IdempotencyKey, NewEvent,
-    RecordedEvent, StoreError, StreamVersion,
+    RecordedEvent, Snapshot, StoreError, StreamVersion,
 };
 
 /// Instantiates every conformance case as a `#[tokio::test]` for the store `$factory` makes.
@@ -74,6 +74,10 @@ macro_rules! conformance_suite {
             each_hash_chains_to_the_previous_event_of_its_stream,
             event_payloads_read_back_exactly,
             invalid_requests_are_refused_and_write_nothing,
+            a_snapshot_reads_back_for_its_stream_and_schema_only,
+            a_snapshot_ahead_of_its_stream_is_refused,
+            an_older_snapshot_never_replaces_a_newer_one,
+            snapshots_leave_the_log_and_its_verification_alone,
         );
         $crate::conformance_suite!(@cases $factory;
             tokens_are_found_by_hash_and_a_duplicate_hash_is_refused,
@@ -542,6 +546,115 @@ pub async fn read_stream_returns_the_events_after_a_version(store: Arc<dyn Event
     assert!(store.read_stream("s", 4).await.expect("read").is_empty());
     let t = store.read_stream("t", 0).await.expect("read");
     assert!(t.iter().all(|event| event.stream == "t"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Snapshots.
+
+/// A snapshot of `stream` at `version` whose state names both, so a mix-up shows.
+fn snapshot(stream: &str, version: i64, schema: i32) -> Snapshot {
+    Snapshot {
+        stream: stream.to_owned(),
+        version,
+        schema,
+        state: json!({"stream": stream, "version": version, "schema": schema}).to_string(),
+    }
+}
+
+/// Appends `count` events to a new stream `stream`.
+async fn stream_of(store: &dyn EventStore, stream: &str, count: usize) {
+    let events = (0..count)
+        .map(|n| new_event("A", json!({"n": n})))
+        .collect();
+    append_new(store, request(stream, ExpectedVersion::NoStream, events)).await;
+}
+
+pub async fn a_snapshot_reads_back_for_its_stream_and_schema_only(store: Arc<dyn EventStore>) {
+    stream_of(&*store, "s", 3).await;
+    stream_of(&*store, "t", 1).await;
+    assert_eq!(store.read_snapshot("s", 1).await.expect("read"), None);
+
+    assert!(store
+        .save_snapshot(&snapshot("s", 2, 1))
+        .await
+        .expect("save"));
+    assert!(store
+        .save_snapshot(&snapshot("s", 3, 2))
+        .await
+        .expect("save"));
+    assert_eq!(
+        store.read_snapshot("s", 1).await.expect("read"),
+        Some(snapshot("s", 2, 1))
+    );
+    assert_eq!(
+        store.read_snapshot("s", 2).await.expect("read"),
+        Some(snapshot("s", 3, 2)),
+        "each schema keeps its own snapshot"
+    );
+    assert_eq!(store.read_snapshot("s", 3).await.expect("read"), None);
+    assert_eq!(store.read_snapshot("t", 1).await.expect("read"), None);
+}
+
+pub async fn a_snapshot_ahead_of_its_stream_is_refused(store: Arc<dyn EventStore>) {
+    stream_of(&*store, "s", 2).await;
+    assert!(!store
+        .save_snapshot(&snapshot("s", 3, 1))
+        .await
+        .expect("save"));
+    assert!(!store
+        .save_snapshot(&snapshot("nobody", 1, 1))
+        .await
+        .expect("save"));
+    assert_eq!(store.read_snapshot("s", 1).await.expect("read"), None);
+    assert_eq!(store.read_snapshot("nobody", 1).await.expect("read"), None);
+}
+
+pub async fn an_older_snapshot_never_replaces_a_newer_one(store: Arc<dyn EventStore>) {
+    stream_of(&*store, "s", 5).await;
+    assert!(store
+        .save_snapshot(&snapshot("s", 4, 1))
+        .await
+        .expect("save"));
+    assert!(!store
+        .save_snapshot(&snapshot("s", 2, 1))
+        .await
+        .expect("save"));
+    assert!(!store
+        .save_snapshot(&snapshot("s", 4, 1))
+        .await
+        .expect("save"));
+    assert_eq!(
+        store.read_snapshot("s", 1).await.expect("read"),
+        Some(snapshot("s", 4, 1))
+    );
+
+    // Many savers at once, in any order: the newest is what stays.
+    let savers = (1..=5).rev().chain(1..=5).map(|version| {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move { store.save_snapshot(&snapshot("s", version, 1)).await })
+    });
+    for saver in savers.collect::<Vec<_>>() {
+        saver.await.expect("a saver").expect("save");
+    }
+    assert_eq!(
+        store.read_snapshot("s", 1).await.expect("read"),
+        Some(snapshot("s", 5, 1))
+    );
+}
+
+pub async fn snapshots_leave_the_log_and_its_verification_alone(store: Arc<dyn EventStore>) {
+    stream_of(&*store, "s", 3).await;
+    let before = whole_log(&*store).await;
+    let head = store.head().await.expect("head");
+    assert!(store
+        .save_snapshot(&snapshot("s", 3, 1))
+        .await
+        .expect("save"));
+    assert_eq!(whole_log(&*store).await, before);
+    assert_eq!(store.head().await.expect("head"), head);
+    let report = store.verify().await.expect("verify");
+    assert_eq!(report.first_failure, None);
+    assert_eq!(report.events, 3);
 }
 
 pub async fn an_unknown_stream_reads_as_empty(store: Arc<dyn EventStore>) {

@@ -24,7 +24,7 @@ mod types;
 pub use error::StoreError;
 pub use types::{
     AppendOutcome, AppendRequest, ExpectedVersion, IdempotencyKey, NewEvent, RawEvent,
-    RecordedEvent, StreamVersion, VerifyFailure, VerifyReport,
+    RecordedEvent, Snapshot, StreamVersion, VerifyFailure, VerifyReport,
 };
 
 use async_trait::async_trait;
@@ -98,6 +98,18 @@ pub trait EventStore: Send + Sync + 'static {
         scope: &str,
         key: &str,
     ) -> Result<Option<(String, Vec<RecordedEvent>)>, StoreError>;
+
+    /// The snapshot of `stream` in shape `schema`, if one was saved.
+    async fn read_snapshot(
+        &self,
+        stream: &str,
+        schema: i32,
+    ) -> Result<Option<Snapshot>, StoreError>;
+
+    /// Saves `snapshot` unless the stream has not reached its version, or a snapshot of the same
+    /// stream and schema at the same or a later version is there already; `true` when saved.
+    /// Safe to call from many tasks and servers at once: the newest wins whatever the order.
+    async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<bool, StoreError>;
 
     /// Recomputes every stream's hash chain in log order and reports the first mismatch.
     async fn verify(&self) -> Result<VerifyReport, StoreError>;

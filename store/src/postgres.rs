@@ -22,6 +22,7 @@
 
 mod listener;
 mod rows;
+mod snapshots;
 mod tokens;
 mod writer;
 
@@ -37,8 +38,8 @@ use self::writer::Writer;
 use crate::hash::ChainVerifier;
 use crate::queue::{self, AppendJob, QUEUE_DEPTH};
 use crate::{
-    AppendOutcome, AppendRequest, EventStore, Position, RawEvent, RecordedEvent, StoreError,
-    VerifyFailure, VerifyReport,
+    AppendOutcome, AppendRequest, EventStore, Position, RawEvent, RecordedEvent, Snapshot,
+    StoreError, VerifyFailure, VerifyReport,
 };
 
 /// The channel a commit notifies, with the batch's last position as payload.
@@ -334,6 +335,18 @@ impl EventStore for PostgresStore {
             return Ok(report_failure(&verifier, head, failure));
         }
         Ok(verifier.report(head, None))
+    }
+
+    async fn read_snapshot(
+        &self,
+        stream: &str,
+        schema: i32,
+    ) -> Result<Option<Snapshot>, StoreError> {
+        snapshots::read(&self.inner.pool, stream, schema).await
+    }
+
+    async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<bool, StoreError> {
+        snapshots::save(&self.inner.pool, snapshot).await
     }
 
     #[tracing::instrument(skip_all, err)]

@@ -12,6 +12,7 @@
 mod checkpoint;
 mod rows;
 mod schema;
+mod snapshots;
 mod tokens;
 mod writer;
 
@@ -28,8 +29,8 @@ use self::writer::Writer;
 use crate::hash::ChainVerifier;
 use crate::queue::{self, AppendJob, QUEUE_DEPTH};
 use crate::{
-    AppendOutcome, AppendRequest, EventStore, Position, RawEvent, RecordedEvent, StoreError,
-    VerifyFailure, VerifyReport,
+    AppendOutcome, AppendRequest, EventStore, Position, RawEvent, RecordedEvent, Snapshot,
+    StoreError, VerifyFailure, VerifyReport,
 };
 
 /// The database file's name inside the data directory.
@@ -285,6 +286,18 @@ impl EventStore for SqliteStore {
             return Ok(report_failure(&verifier, head, failure));
         }
         Ok(verifier.report(head, None))
+    }
+
+    async fn read_snapshot(
+        &self,
+        stream: &str,
+        schema: i32,
+    ) -> Result<Option<Snapshot>, StoreError> {
+        snapshots::read(&self.inner.pool, stream, schema).await
+    }
+
+    async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<bool, StoreError> {
+        snapshots::save(&self.inner.pool, snapshot).await
     }
 
     #[tracing::instrument(skip_all, err)]

@@ -236,6 +236,21 @@ impl From<RecordedEvent> for RawEvent {
     }
 }
 
+/// A stream's folded state as of `version`, saved beside the log so that loading a long stream
+/// reads its newest snapshot and only the events after it.
+///
+/// A cache of the log, never a source: the store keeps `state` as opaque text, only for a
+/// version the stream has reached, and anything may delete it. `schema` names the state's shape
+/// (the caller's); a reader asks for the shape it understands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub stream: String,
+    /// The stream's version the state is folded up to (its events 1..=version).
+    pub version: i64,
+    pub schema: i32,
+    pub state: String,
+}
+
 /// The result of recomputing every hash chain.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VerifyReport {

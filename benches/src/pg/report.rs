@@ -177,7 +177,11 @@ pub fn tables(
             opt(s.ratio, |v| format!("{v:.2}")),
         );
     }
-    for name in [streams::READ_STREAM, streams::HANDLER_LOAD] {
+    for name in [
+        streams::READ_STREAM,
+        streams::WHOLE_FOLD,
+        streams::HANDLER_LOAD,
+    ] {
         let series = series(runs, loads, streams::BASELINE, name, 1);
         if series.is_empty() {
             continue;

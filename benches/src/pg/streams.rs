@@ -1,31 +1,38 @@
-//! Loading one long stream: `read_stream` of a stream of N events (1,000 by default), one load
-//! after the other from one task, for the measurement window.
+//! Loading one long stream: a project's stream of N events (1,000 by default), one load after
+//! the other from one task, for the measurement window.
 //!
-//! Three loaders over the same stream, in the same run:
+//! The stream is a real project's: proposed, claimed, launched, then N − 3 activities recorded,
+//! the events the domain writes (`domain::testing::fixtures`), appended through the store in
+//! appends of 100 events. Four loaders over the same stream, in the same run:
 //! - baseline: the very `SELECT` `PostgresStore::read_stream` sends, its rows fetched as plain
-//!   columns (text, no JSON parsing), on a connection of its own: the floor of any load;
+//!   columns (text, no JSON parsing), on a connection of its own: the floor of reading every row;
 //! - `read_stream`: `EventStore::read_stream(stream, 0)` through the store's read pool, into
 //!   `RecordedEvent`s (each row's data and metadata parsed);
-//! - `read_stream_raw + upcast`: what `CommandHandler` does when a stream is not in its memory
-//!   (`handler.rs`, `read`): the rows with their JSON as text, every event's data decoded straight
-//!   into a `domain::Event` (metadata not parsed). The handler's
-//!   method is private, so this repeats its few lines; a handler keeps recent streams in memory, so
-//!   it pays this only on a miss.
+//! - whole fold: every event read as text, decoded into a `domain::Event` and folded into the
+//!   stream's state: what the command handler paid on a miss before snapshots;
+//! - the handler's load (`commands::snapshots::load`, the very function the handler calls when a
+//!   stream is not in its memory): the newest snapshot, then the events after it, folded. The
+//!   snapshot is taken as the handler takes them, in its worst case: it trails the head by
+//!   `SNAPSHOT_EVERY − 1` events (the stream is built to N − 63 events, loaded once so that the
+//!   handler saves a snapshot, then built on to N).
 //!
-//! The stream's events are the benchmark's `ProjectProposed` (same data and metadata as every
-//! other figure here), written in appends of 100 events.
+//! A handler keeps recent streams in memory, so it pays a load only on a miss.
 
 use std::sync::Arc;
 
 use anyhow::{ensure, Context, Result};
 use chrono::{DateTime, Utc};
+use commands::snapshots::SNAPSHOT_EVERY;
+use domain::ids::{ActivityId, CommunityId, ProjectId, UnitId};
+use domain::testing::fixtures;
+use domain::StreamState;
 use sqlx::{Connection, PgConnection};
 use store::postgres::PostgresStore;
 use store::{AppendOutcome, AppendRequest, EventStore, ExpectedVersion, NewEvent};
 use uuid::Uuid;
 
 use crate::load::{self, Op};
-use crate::payload::{Ids, Payload, EVENT_TYPE};
+use crate::payload::{Ids, Payload};
 use crate::procstat::CpuUse;
 use crate::report::{Measurement, Point};
 use crate::Settings;
@@ -34,9 +41,11 @@ use crate::Settings;
 pub const BASELINE: &str = "baseline: the same SELECT, rows as text";
 /// `read_stream` into `RecordedEvent`s.
 pub const READ_STREAM: &str = "read_stream";
-/// `read_stream_raw`, then every event decoded from its text (the command handler's load on a
-/// miss).
-pub const HANDLER_LOAD: &str = "read_stream_raw + upcast (handler's load)";
+/// `read_stream_raw`, every event decoded from its text and folded (the handler's load on a miss
+/// before snapshots).
+pub const WHOLE_FOLD: &str = "read_stream_raw + upcast + fold (whole stream)";
+/// `commands::snapshots::load`: the handler's load on a miss.
+pub const HANDLER_LOAD: &str = "snapshot + tail (handler's load)";
 /// Events per append while building the stream.
 const EVENTS_PER_APPEND: usize = 100;
 
@@ -63,6 +72,7 @@ type Row = (
 enum Kind {
     Plain,
     Store,
+    WholeFold,
     Handler,
 }
 
@@ -91,18 +101,29 @@ impl Op for Loader {
                 .await
                 .map_err(|error| format!("store: {error}"))?
                 .len(),
-            (Kind::Handler, _) => {
+            (Kind::WholeFold, _) => {
                 let recorded = self
                     .store
                     .read_stream_raw(&self.stream, 0)
                     .await
                     .map_err(|error| format!("store: {error}"))?;
                 let events = recorded
-                    .into_iter()
+                    .iter()
                     .map(|e| domain::upcast::upcast_str(&e.event_type, e.schema_version, &e.data))
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|error| format!("upcast: {error}"))?;
+                let state = StreamState::fold(&self.stream, &events).ok_or("an unknown kind")?;
+                std::hint::black_box(state);
                 events.len()
+            }
+            (Kind::Handler, _) => {
+                let loaded = commands::snapshots::load(self.store.as_ref(), &self.stream)
+                    .await
+                    .map_err(|error| format!("load: {error}"))?;
+                if loaded.snapshot_version == 0 {
+                    return Err("the load found no snapshot".to_owned());
+                }
+                usize::try_from(loaded.version).map_err(|e| e.to_string())?
             }
         };
         if loaded == self.events {
@@ -113,31 +134,45 @@ impl Op for Loader {
     }
 }
 
-/// Writes a stream of `events` events through `store` and returns its id.
-async fn build_stream(store: &PostgresStore, events: usize, ids: &mut Ids) -> Result<String> {
-    let project = ids.next_id();
-    let stream = format!("project-{project}");
-    let mut written = 0;
-    while written < events {
-        let count = EVENTS_PER_APPEND.min(events - written);
+/// Appends events `from..to` of project `project`'s stream (numbered from 0: proposed, claimed,
+/// launched, then activities) through `store`.
+async fn extend_stream(
+    store: &PostgresStore,
+    project: Uuid,
+    (from, to): (usize, usize),
+    ids: &mut Ids,
+) -> Result<()> {
+    let project_id = ProjectId(project);
+    let stream = project_id.stream();
+    let (community, unit) = (CommunityId(ids.next_id()), UnitId(ids.next_id()));
+    let mut written = from;
+    while written < to {
+        let count = EVENTS_PER_APPEND.min(to - written);
         let command_id = ids.next_id();
+        let events = (written..written + count)
+            .map(|n| {
+                let event = match n {
+                    0 => fixtures::project_proposed(project_id, community),
+                    1 => fixtures::project_claimed(project_id, unit, None),
+                    2 => fixtures::project_launched(project_id, unit),
+                    _ => fixtures::activity_recorded(project_id, ActivityId(ids.next_id()), unit),
+                };
+                let metadata = Payload::new(project, command_id).metadata;
+                NewEvent {
+                    id: ids.next_id(),
+                    event_type: event.event_type().to_owned(),
+                    schema_version: event.schema_version(),
+                    data: event.data(),
+                    metadata,
+                }
+            })
+            .collect();
         let request = AppendRequest {
             stream: stream.clone(),
             expected: ExpectedVersion::Exact(i64::try_from(written)?),
             command_id,
             idempotency: None,
-            events: (0..count)
-                .map(|_| {
-                    let payload = Payload::new(project, command_id);
-                    NewEvent {
-                        id: ids.next_id(),
-                        event_type: EVENT_TYPE.to_owned(),
-                        schema_version: 1,
-                        data: payload.data,
-                        metadata: payload.metadata,
-                    }
-                })
-                .collect(),
+            events,
             unchanged: Vec::new(),
         };
         match store
@@ -149,10 +184,35 @@ async fn build_stream(store: &PostgresStore, events: usize, ids: &mut Ids) -> Re
             AppendOutcome::Duplicate(_) => anyhow::bail!("a duplicate while writing the stream"),
         }
     }
+    Ok(())
+}
+
+/// Writes a project's stream of `events` events through `store`, with the snapshot the command
+/// handler would have saved on the way (`SNAPSHOT_EVERY − 1` events behind the head), and
+/// returns its id.
+async fn build_stream(store: &PostgresStore, events: usize, ids: &mut Ids) -> Result<String> {
+    ensure!(
+        events >= 3,
+        "--stream-events must be at least 3 (a project proposed, claimed, launched)"
+    );
+    let project = ids.next_id();
+    let stream = ProjectId(project).stream();
+    let behind = usize::try_from(SNAPSHOT_EVERY - 1)?.min(events - 1);
+    extend_stream(store, project, (0, events - behind), ids).await?;
+    // What the handler does after a load from the log when a snapshot is due (it saves in the
+    // background; here the benchmark waits for it).
+    let loaded = commands::snapshots::load(store, &stream)
+        .await
+        .map_err(|error| anyhow::anyhow!("loading the stream: {error}"))?;
+    let saved = commands::snapshots::save(store, &stream, loaded.version, &loaded.state)
+        .await
+        .map_err(|error| anyhow::anyhow!("saving the snapshot: {error}"))?;
+    ensure!(saved, "the long stream's snapshot was not saved");
+    extend_stream(store, project, (events - behind, events), ids).await?;
     Ok(stream)
 }
 
-/// Measures the three loaders, one after the other, on a stream of `events` events in the
+/// Measures the four loaders, one after the other, on a stream of `events` events in the
 /// empty database at `url`.
 pub async fn measure(
     settings: &Settings,
@@ -160,7 +220,6 @@ pub async fn measure(
     postmaster: u32,
     events: usize,
 ) -> Result<Vec<Point>> {
-    ensure!(events > 0, "--stream-events must be at least 1");
     let store = Arc::new(
         PostgresStore::connect(url)
             .await
@@ -168,10 +227,11 @@ pub async fn measure(
     );
     let mut ids = Ids::new(settings.ids);
     let stream = build_stream(&store, events, &mut ids).await?;
-    let mut points = Vec::with_capacity(3);
+    let mut points = Vec::with_capacity(4);
     for (kind, name) in [
         (Kind::Plain, BASELINE),
         (Kind::Store, READ_STREAM),
+        (Kind::WholeFold, WHOLE_FOLD),
         (Kind::Handler, HANDLER_LOAD),
     ] {
         settings.wait_for_quiet().await;
@@ -181,7 +241,7 @@ pub async fn measure(
                     .await
                     .context("a connection for the plain loads")?,
             ),
-            Kind::Store | Kind::Handler => None,
+            Kind::Store | Kind::WholeFold | Kind::Handler => None,
         };
         let loader = Loader {
             kind,

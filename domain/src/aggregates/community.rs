@@ -5,6 +5,8 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
 use crate::commands::{AdmitMemberUnit, RegisterCommunity, WithdrawMemberUnit};
 use crate::error::DomainError;
 use crate::events::{CommunityRegistered, Event, MemberUnitAdmitted, MemberUnitWithdrawn};
@@ -15,7 +17,7 @@ use crate::values::{MemberKind, Name};
 use super::{assigned, not_found};
 
 /// A registered community.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommunityState {
     pub community_id: CommunityId,
     pub district_id: DistrictId,

@@ -3,6 +3,8 @@
 //! Its stream holds one event; communities and units read it as a fact to check that they
 //! belong to a registered district.
 
+use serde::{Deserialize, Serialize};
+
 use crate::commands::RegisterDistrict;
 use crate::error::DomainError;
 use crate::events::{DistrictRegistered, Event};
@@ -13,7 +15,7 @@ use crate::values::Name;
 use super::assigned;
 
 /// A registered district.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DistrictState {
     pub district_id: DistrictId,
     pub name: Name,

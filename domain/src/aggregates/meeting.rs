@@ -6,6 +6,8 @@
 
 use std::collections::BTreeSet;
 
+use serde::{Deserialize, Serialize};
+
 use crate::commands::{CloseMeeting, ConveneMeeting, RecordAttendance};
 use crate::error::DomainError;
 use crate::events::{AttendanceRecorded, Event, MeetingClosed, MeetingConvened};
@@ -16,14 +18,15 @@ use crate::values::{MeetingKind, Name};
 use super::{assigned, not_found};
 
 /// Whether a meeting still takes attendance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum MeetingStatus {
     Open,
     Closed,
 }
 
 /// A convened meeting.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MeetingState {
     pub meeting_id: MeetingId,
     pub community_id: CommunityId,

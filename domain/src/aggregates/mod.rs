@@ -15,6 +15,7 @@ use crate::commands::Command;
 use crate::error::DomainError;
 use crate::events::Event;
 use crate::facts::Facts;
+use crate::state::StreamState;
 
 use community::CommunityCommand;
 use district::DistrictCommand;
@@ -61,31 +62,55 @@ impl<'a> From<&'a Command> for AggregateCommand<'a> {
     }
 }
 
-/// Decides `command` against its target's `history` and the loaded `facts`.
-pub(crate) fn decide(
-    command: &Command,
-    history: &[Event],
-    facts: &Facts,
-) -> Result<Vec<Event>, DomainError> {
+/// The target state an aggregate decides from: its own variant of `state`, or its initial state
+/// when `state` belongs to another aggregate (a stream holds only its own aggregate's events, so
+/// folding it as another aggregate would also have given the initial state).
+macro_rules! own {
+    ($state:expr, $variant:ident) => {
+        match $state {
+            StreamState::$variant(own) => own,
+            _ => &None,
+        }
+    };
+}
+
+/// The state `command`'s target stream starts from, before its first event.
+pub(crate) fn initial_state(command: &Command) -> StreamState {
     match AggregateCommand::from(command) {
-        AggregateCommand::District(c) => district::decide(&district::fold(history), &c, facts),
-        AggregateCommand::Community(c) => community::decide(&community::fold(history), &c, facts),
-        AggregateCommand::Unit(c) => unit::decide(&unit::fold(history), &c, facts),
-        AggregateCommand::Meeting(c) => meeting::decide(&meeting::fold(history), &c, facts),
-        AggregateCommand::Project(c) => project::decide(&project::fold(history), &c, facts),
-        AggregateCommand::Request(c) => request::decide(&request::fold(history), &c, facts),
+        AggregateCommand::District(_) => StreamState::District(None),
+        AggregateCommand::Community(_) => StreamState::Community(None),
+        AggregateCommand::Unit(_) => StreamState::Unit(None),
+        AggregateCommand::Meeting(_) => StreamState::Meeting(None),
+        AggregateCommand::Project(_) => StreamState::Project(None),
+        AggregateCommand::Request(_) => StreamState::Request(None),
     }
 }
 
-/// The streams besides its target that `command` reads, given the target's `history`.
-pub(crate) fn required_facts(command: &Command, history: &[Event]) -> Vec<String> {
+/// Decides `command` against its target's `state` and the loaded `facts`.
+pub(crate) fn decide(
+    command: &Command,
+    state: &StreamState,
+    facts: &Facts,
+) -> Result<Vec<Event>, DomainError> {
     match AggregateCommand::from(command) {
-        AggregateCommand::District(c) => district::required_facts(&district::fold(history), &c),
-        AggregateCommand::Community(c) => community::required_facts(&community::fold(history), &c),
-        AggregateCommand::Unit(c) => unit::required_facts(&unit::fold(history), &c),
-        AggregateCommand::Meeting(c) => meeting::required_facts(&meeting::fold(history), &c),
-        AggregateCommand::Project(c) => project::required_facts(&project::fold(history), &c),
-        AggregateCommand::Request(c) => request::required_facts(&request::fold(history), &c),
+        AggregateCommand::District(c) => district::decide(own!(state, District), &c, facts),
+        AggregateCommand::Community(c) => community::decide(own!(state, Community), &c, facts),
+        AggregateCommand::Unit(c) => unit::decide(own!(state, Unit), &c, facts),
+        AggregateCommand::Meeting(c) => meeting::decide(own!(state, Meeting), &c, facts),
+        AggregateCommand::Project(c) => project::decide(own!(state, Project), &c, facts),
+        AggregateCommand::Request(c) => request::decide(own!(state, Request), &c, facts),
+    }
+}
+
+/// The streams besides its target that `command` reads, given the target's `state`.
+pub(crate) fn required_facts(command: &Command, state: &StreamState) -> Vec<String> {
+    match AggregateCommand::from(command) {
+        AggregateCommand::District(c) => district::required_facts(own!(state, District), &c),
+        AggregateCommand::Community(c) => community::required_facts(own!(state, Community), &c),
+        AggregateCommand::Unit(c) => unit::required_facts(own!(state, Unit), &c),
+        AggregateCommand::Meeting(c) => meeting::required_facts(own!(state, Meeting), &c),
+        AggregateCommand::Project(c) => project::required_facts(own!(state, Project), &c),
+        AggregateCommand::Request(c) => request::required_facts(own!(state, Request), &c),
     }
 }
 

@@ -8,6 +8,8 @@
 
 use std::collections::BTreeSet;
 
+use serde::{Deserialize, Serialize};
+
 use crate::commands::{
     ApproveProject, CancelProject, ClaimProject, CompleteProject, LaunchProject, ProposeProject,
     RecordActivity, RecordFeedback, WithdrawClaim,
@@ -21,7 +23,8 @@ use crate::values::{Name, Theme};
 use super::{assigned, not_found};
 
 /// Where a project is in its lifecycle, with what each stage knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "stage", rename_all = "snake_case")]
 pub enum ProjectStatus {
     /// Proposed, waiting for a meeting's approval or a claim.
     Proposed,
@@ -76,7 +79,7 @@ impl ProjectStatus {
 }
 
 /// A proposed project.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProjectState {
     pub project_id: ProjectId,
     pub community_id: CommunityId,

@@ -3,6 +3,8 @@
 //!
 //! Only a current member unit of a registered community may raise one; it is resolved once.
 
+use serde::{Deserialize, Serialize};
+
 use crate::commands::{RaiseRequest, ResolveRequest};
 use crate::error::DomainError;
 use crate::events::{Event, RequestRaised, RequestResolved};
@@ -13,7 +15,8 @@ use crate::values::Name;
 use super::{assigned, not_found};
 
 /// Whether the community still owes an answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum RequestStatus {
     Open,
     Resolved,
@@ -30,7 +33,7 @@ impl RequestStatus {
 }
 
 /// A raised request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestState {
     pub request_id: RequestId,
     pub community_id: CommunityId,

@@ -3,6 +3,8 @@
 //! A unit may sit in several communities' conferences; membership lives in each community's
 //! stream, not here. Communities, projects and requests read this stream as a fact.
 
+use serde::{Deserialize, Serialize};
+
 use crate::commands::RegisterUnit;
 use crate::error::DomainError;
 use crate::events::{Event, UnitRegistered};
@@ -13,7 +15,7 @@ use crate::values::Name;
 use super::assigned;
 
 /// A registered unit.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UnitState {
     pub unit_id: UnitId,
     pub district_id: DistrictId,
