@@ -99,6 +99,10 @@ pub struct ServeArgs {
     /// Which part of the distributed deployment this process is.
     #[arg(long, value_enum, default_value_t = ServeRole::All)]
     pub role: ServeRole,
+    /// With `--role projector`: a projection this process keeps (repeat the option for more;
+    /// all of them when it is not given).
+    #[arg(long = "projection", value_name = "NAME")]
+    pub projections: Vec<String>,
     /// A bootstrap token with the admin role, for first set-up and tests.
     #[arg(long, env = "LIANXI_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,

@@ -6,6 +6,7 @@ mod demo;
 mod progress;
 mod projections_cmd;
 mod replay;
+mod roles;
 mod trace_cmd;
 
 use std::io::Write;
@@ -98,9 +99,21 @@ async fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
-    if args.role != ServeRole::All || args.nats_url.is_some() {
-        bail!("only the embedded mode (--role all, no --nats-url) is available in this build");
+    match (args.role, args.nats_url.is_some()) {
+        (ServeRole::All, false) => serve_all(args).await,
+        (ServeRole::Relay, _) => roles::relay(args).await,
+        (ServeRole::Projector, _) => roles::projector(args).await,
+        (ServeRole::Gateway, _) => roles::gateway(args).await,
+        (ServeRole::All, true) => bail!(
+            "--role all with --nats-url is not available in this build: run the distributed \
+             mode's roles as processes of their own (--role gateway, relay, projector), or the \
+             embedded mode without --nats-url"
+        ),
     }
+}
+
+/// The whole system in one process: gateway, projectors and the store.
+async fn serve_all(args: ServeArgs) -> Result<()> {
     let backend = backend::open(&args.store).await?;
     let store = backend.log.clone();
     let tokens = TokenService::new(backend.tokens, store.clone(), args.admin_token.as_deref());
@@ -123,14 +136,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         );
         gateway::routes::rebuild::spawn_build(state.clone(), projector, generation);
     }
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("listening on {}", args.listen))?;
-    let local = listener.local_addr()?;
-    tracing::info!(listen = %local, log = %backend.location, "lianxi serving");
-    // Scripts and tests read this line to learn the port when listening on port 0.
-    println!("listening on http://{local}");
-    std::io::stdout().flush().ok();
+    let listener = listen(args.listen, "lianxi serving", &backend.location).await?;
     let stopping = state.clone();
     let shutdown = async move {
         shutdown_signal().await;
@@ -139,6 +145,23 @@ async fn serve(args: ServeArgs) -> Result<()> {
     gateway::serve(listener, gateway::router(state), shutdown).await?;
     tracing::info!("lianxi stopped");
     Ok(())
+}
+
+/// Binds `address` and announces it: scripts and tests read the `listening on` line to learn the
+/// port when listening on port 0.
+async fn listen(
+    address: std::net::SocketAddr,
+    what: &str,
+    location: &str,
+) -> Result<tokio::net::TcpListener> {
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("listening on {address}"))?;
+    let local = listener.local_addr()?;
+    tracing::info!(listen = %local, log = %location, "{what}");
+    println!("listening on http://{local}");
+    std::io::stdout().flush().ok();
+    Ok(listener)
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

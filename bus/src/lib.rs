@@ -12,6 +12,7 @@ mod error;
 pub mod feed;
 pub mod message;
 pub mod relay;
+pub mod source;
 mod telemetry;
 pub mod throwaway_nats;
 
@@ -21,6 +22,7 @@ pub use error::BusError;
 pub use feed::{Delivery, Feed};
 pub use message::StreamSettings;
 pub use relay::{LockKey, Relay, RelayConfig, RelayHandle, RelayStatus, RELAY_LOCK_KEY};
+pub use source::FeedSource;
 
 /// The longest pause between two attempts to reach a NATS server that went away.
 const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(1);

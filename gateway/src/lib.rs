@@ -7,6 +7,7 @@
 pub mod error;
 mod extract;
 pub mod openapi;
+mod operations;
 pub mod routes;
 mod scope;
 mod server;
@@ -28,6 +29,7 @@ use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 
 pub use extract::BODY_LIMIT;
+pub use operations::operations_router;
 pub use server::serve;
 
 /// Everything a request handler may reach.

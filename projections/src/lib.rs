@@ -13,6 +13,7 @@ pub mod readdb;
 pub mod rebuild;
 pub mod reports;
 pub mod runner;
+pub mod source;
 pub mod summary;
 
 use collection::Store;

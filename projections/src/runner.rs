@@ -24,6 +24,7 @@ use tokio::task::JoinHandle;
 use crate::collection::Namespace;
 use crate::event::ProjectedEvent;
 use crate::readdb::{Conn, GenerationRow, ReadDb};
+use crate::source::{EventSource, LogSource};
 use crate::{ProjectionError, Projector};
 
 /// Events read and applied per transaction.
@@ -148,11 +149,11 @@ impl Page {
 
 /// Reads up to `limit` events after `after` and decodes them (off the async threads).
 async fn read_page(
-    store: &dyn EventStore,
+    source: &dyn EventSource,
     after: i64,
     limit: usize,
 ) -> Result<Page, ProjectionError> {
-    let raw = store.read_all_raw(after, limit).await?;
+    let raw = source.read(after, limit).await?;
     let full = raw.len() == limit;
     let trickle = raw.len() <= 256;
     let decode = move || {
@@ -342,6 +343,18 @@ pub async fn catch_up_lanes(
     lanes: &mut [Lane<'_>],
     until: Option<i64>,
     batch: usize,
+    on_batch: impl FnMut(&[Lane<'_>], Step<'_>) + Send,
+) -> Result<(), ProjectionError> {
+    catch_up_lanes_from(&LogSource(store), db, lanes, until, batch, on_batch).await
+}
+
+/// [`catch_up_lanes`] reading from `source`, which is told of every commit.
+async fn catch_up_lanes_from(
+    source: &dyn EventSource,
+    db: &ReadDb,
+    lanes: &mut [Lane<'_>],
+    until: Option<i64>,
+    batch: usize,
     mut on_batch: impl FnMut(&[Lane<'_>], Step<'_>) + Send,
 ) -> Result<(), ProjectionError> {
     let batch = batch.max(1);
@@ -369,11 +382,12 @@ pub async fn catch_up_lanes(
                 poison: None,
                 full: false,
             },
-            _ => read_page(store, from, limit).await?,
+            _ => read_page(source, from, limit).await?,
         };
         let Some(end) = page.end() else {
             // The end (or an undecodable event): write what is still held, then stop there.
             write_held(db, lanes).await?;
+            committed(source, lanes).await;
             stop_poisoned(lanes, &page);
             return Ok(());
         };
@@ -393,19 +407,21 @@ pub async fn catch_up_lanes(
                 if page.poison.is_some() || next_limit == 0 {
                     None
                 } else {
-                    Some(read_page(store, end, next_limit).await)
+                    Some(read_page(source, end, next_limit).await)
                 }
             }
         );
         applied?;
         if write {
             unwritten_events = 0;
+            committed(source, lanes).await;
         }
         stop_poisoned(lanes, &page);
         let stopped = lanes.iter().filter(|lane| lane.stopped.is_some()).count();
         if stopped > stopped_before {
             // A lane stopped: hand back at once (written), so the caller can report it.
             write_held(db, lanes).await?;
+            committed(source, lanes).await;
             on_batch(
                 lanes,
                 Step {
@@ -426,6 +442,42 @@ pub async fn catch_up_lanes(
             },
         );
     }
+}
+
+/// A generation's progress as its row in the read models' database records it.
+fn observed(row: &GenerationRow) -> Progress {
+    let state = match (row.state.as_str(), row.error_position, &row.error) {
+        ("failed", Some(position), Some(error)) => RunState::Failed {
+            position,
+            error: error.clone(),
+        },
+        ("live", _, _) => RunState::Live,
+        _ => RunState::Building,
+    };
+    Progress {
+        generation: row.generation,
+        position: row.position,
+        state,
+    }
+}
+
+/// Tells `source` how far every lane still going has committed.
+async fn committed(source: &dyn EventSource, lanes: &mut [Lane<'_>]) {
+    // Taken before the await: a lane (its projector) is not `Sync`, so no borrow of one may be
+    // held across it.
+    let position = committed_position(lanes);
+    if let Some(position) = position {
+        source.committed(position).await;
+    }
+}
+
+/// The lowest committed checkpoint of the lanes still going.
+fn committed_position(lanes: &[Lane<'_>]) -> Option<i64> {
+    lanes
+        .iter()
+        .filter(|lane| lane.stopped.is_none())
+        .map(|lane| lane.durable)
+        .min()
 }
 
 /// Writes what lanes applied and have not written yet, if any.
@@ -485,6 +537,11 @@ pub async fn catch_up(
 pub struct Runner {
     db: ReadDb,
     store: Arc<dyn EventStore>,
+    /// Where following projectors read the log; the store itself when `None`. (Building a new
+    /// generation from 0 always reads the store: a feed need not hold the whole history.)
+    source: Option<Arc<dyn EventSource>>,
+    /// Whether this runner only observes projectors that run elsewhere ([`Runner::observe`]).
+    observer: bool,
     progress: Arc<Mutex<HashMap<&'static str, watch::Sender<Progress>>>>,
 }
 
@@ -501,8 +558,17 @@ impl Runner {
         Self {
             db,
             store,
+            source: None,
+            observer: false,
             progress: Arc::default(),
         }
+    }
+
+    /// This runner with its following projectors reading `source` instead of the store (a
+    /// projector process's feed). The store still wakes them and builds new generations.
+    pub fn with_source(mut self, source: Arc<dyn EventSource>) -> Self {
+        self.source = Some(source);
+        self
     }
 
     pub fn db(&self) -> &ReadDb {
@@ -543,6 +609,48 @@ impl Runner {
         std::thread::Builder::new()
             .name("lianxi-projections".into())
             .spawn(move || runtime.block_on(runner.run(members)))
+    }
+
+    /// Follows, without running them, the projectors `names` that run in other processes
+    /// (projector processes of the distributed mode): every `every`, each one's answering
+    /// generation and checkpoint are read from the read models' database and published as its
+    /// progress, so that `X-Min-Position` and `/v1/projections` work in a gateway as they do
+    /// beside the projectors. The task ends with the process.
+    pub fn observe(&mut self, names: &[&'static str], every: Duration) -> JoinHandle<()> {
+        self.observer = true;
+        let watched: Vec<(&'static str, watch::Sender<Progress>)> = names
+            .iter()
+            .map(|name| (*name, self.register(name)))
+            .collect();
+        let db = self.db.clone();
+        tokio::spawn(async move {
+            loop {
+                match db.generations().await {
+                    Ok(rows) => {
+                        for (name, progress) in &watched {
+                            let active = rows.iter().find(|r| r.active && r.name == *name);
+                            if let Some(row) = active {
+                                progress.send_if_modified(|p| {
+                                    let now = observed(row);
+                                    let changed = *p != now;
+                                    *p = now;
+                                    changed
+                                });
+                            }
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "reading the projections' checkpoints failed");
+                    }
+                }
+                tokio::time::sleep(every).await;
+            }
+        })
+    }
+
+    /// Whether this runner only observes projectors running elsewhere: it must then start none.
+    pub fn is_observer(&self) -> bool {
+        self.observer
     }
 
     /// Registers each projector's progress, so that readers see it from now on.
@@ -736,21 +844,20 @@ impl Runner {
                     (lane, &m.progress)
                 })
                 .unzip();
-            let result = catch_up_lanes(
-                self.store.as_ref(),
-                &self.db,
-                &mut lanes,
-                None,
-                BATCH,
-                |lanes, step| {
+            let log = LogSource(self.store.as_ref());
+            let source: &dyn EventSource = match &self.source {
+                Some(source) => source.as_ref(),
+                None => &log,
+            };
+            let result =
+                catch_up_lanes_from(source, &self.db, &mut lanes, None, BATCH, |lanes, step| {
                     for (lane, progress) in lanes.iter().zip(&progress) {
                         if lane.stopped.is_none() {
                             publish(lane, progress, &step);
                         }
                     }
-                },
-            )
-            .await;
+                })
+                .await;
             let outcome: Vec<(i64, Option<LaneStop>)> = lanes
                 .into_iter()
                 .map(|lane| (lane.durable, lane.stopped))

@@ -208,9 +208,12 @@ async fn a_long_transaction_that_never_touches_the_log_holds_no_reader_back() {
             .fetch_one(&mut probe)
             .await
             .expect("the snapshot horizon");
-    assert_eq!(
-        horizon, other_xid,
-        "pg_snapshot_xmin waits for the long transaction"
+    // At or before it: the server is shared with other tests, whose own open transactions
+    // may hold the cluster-wide horizon further back still.
+    let number = |xid: &str| xid.parse::<u64>().expect("a transaction id");
+    assert!(
+        number(&horizon) <= number(&other_xid),
+        "pg_snapshot_xmin ({horizon}) waits for the long transaction ({other_xid})"
     );
     // lianxi's readers are not.
     let log = store.read_all(0, 10).await.expect("read_all");

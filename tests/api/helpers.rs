@@ -1072,3 +1072,87 @@ fn redact_hash(
     );
     "[sha256]".into()
 }
+
+/// A `lianxi serve` process of another role than `all` (a relay, …), for tests of the
+/// distributed mode. Killed when dropped.
+pub struct ServeProcess {
+    pub addr: SocketAddr,
+    pub admin_token: String,
+    child: Option<Child>,
+    log_dir: TempDir,
+}
+
+/// Starts `lianxi serve --listen 127.0.0.1:0 ARGS…` and waits for its `listening on` line.
+pub async fn spawn_serve(args: &[String]) -> ServeProcess {
+    let log_dir = tempfile::tempdir().expect("a temporary log directory");
+    let admin_token = format!("test-admin-{}", Uuid::new_v4().simple());
+    let (child, addr) = start_server(args, &admin_token, log_dir.path(), "info").await;
+    ServeProcess {
+        addr,
+        admin_token,
+        child: Some(child),
+        log_dir,
+    }
+}
+
+impl ServeProcess {
+    /// The process's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// `GET path` with the bootstrap admin token and `headers`.
+    pub async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Reply {
+        let mut request = client()
+            .get(format!("http://{}{path}", self.addr))
+            .bearer_auth(&self.admin_token);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        Reply::read(request.send().await.expect("a response")).await
+    }
+
+    /// Sends command `name` with the bootstrap admin token; panics unless it is accepted.
+    pub async fn ok(&self, name: &str, body: Value) -> Value {
+        let response = client()
+            .post(format!("http://{}/v1/commands/{name}", self.addr))
+            .bearer_auth(&self.admin_token)
+            .json(&body)
+            .send()
+            .await
+            .expect("a response");
+        let reply = Reply::read(response).await;
+        assert!(
+            reply.status.is_success(),
+            "{name} was refused: {}",
+            reply.text()
+        );
+        reply.json
+    }
+
+    /// The value of the metric `name` (with its labels, if any) on its `/metrics`, if there.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let text = client()
+            .get(format!("http://{}/metrics", self.addr))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .filter_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .find_map(|value| value.trim().parse().ok())
+    }
+
+    /// Kills the process with SIGKILL and waits until it is gone.
+    pub async fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.start_kill().expect("SIGKILL the process");
+            tokio::time::timeout(Duration::from_secs(30), child.wait())
+                .await
+                .expect("the killed process exits")
+                .expect("waiting for the process");
+        }
+    }
+}

@@ -96,8 +96,11 @@ pub fn spawn_build(
                 Ok(done) => {
                     tracing::info!(position = done.position, elapsed = ?done.elapsed, "rebuild done");
                     // A projector that had stopped on an event no longer follows the log; the
-                    // new generation got past that event, so follow it again.
-                    let stopped = state.runner.progress(name).is_some_and(|rx| {
+                    // new generation got past that event, so follow it again (here, unless
+                    // this is a gateway whose projectors run in projector processes: those
+                    // take the new generation up themselves).
+                    let stopped = !state.runner.is_observer()
+                        && state.runner.progress(name).is_some_and(|rx| {
                         matches!(rx.borrow().state, RunState::Failed { .. })
                     });
                     if stopped {
