@@ -103,9 +103,28 @@ pub struct ServeArgs {
     /// all of them when it is not given).
     #[arg(long = "projection", value_name = "NAME")]
     pub projections: Vec<String>,
+    /// With `--role relay` (which creates the JetStream stream or updates it): keep at most this
+    /// many events in the stream, dropping the oldest (default: no limit).
+    #[arg(long, env = "LIANXI_STREAM_MAX_MESSAGES", value_parser = clap::value_parser!(i64).range(1..))]
+    pub stream_max_messages: Option<i64>,
+    /// With `--role relay`: drop events older than this many seconds from the stream (default:
+    /// keep them). Projector processes read what the stream no longer has from the log.
+    #[arg(long, env = "LIANXI_STREAM_MAX_AGE", value_parser = clap::value_parser!(u64).range(1..))]
+    pub stream_max_age: Option<u64>,
     /// A bootstrap token with the admin role, for first set-up and tests.
     #[arg(long, env = "LIANXI_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+}
+
+impl ServeArgs {
+    /// The JetStream stream's limits these options ask for.
+    pub fn stream_settings(&self) -> bus::StreamSettings {
+        bus::StreamSettings {
+            max_messages: self.stream_max_messages,
+            max_age: self.stream_max_age.map(std::time::Duration::from_secs),
+            ..bus::StreamSettings::default()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -99,6 +99,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
+    // The metrics recorder before anything runs: what is recorded before it is installed is
+    // lost (a relay sets `lianxi_relay_active` once, as soon as it holds the lock).
+    gateway::telemetry::prometheus();
     match (args.role, args.nats_url.is_some()) {
         (ServeRole::All, false) => serve_all(args).await,
         (ServeRole::Relay, _) => roles::relay(args).await,

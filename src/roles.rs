@@ -28,10 +28,9 @@ fn urls<'a>(args: &'a ServeArgs, role: &str) -> Result<(&'a str, &'a str)> {
 pub async fn relay(args: ServeArgs) -> Result<()> {
     let (database_url, nats_url) = urls(&args, "relay")?;
     let backend = backend::open(&args.store).await?;
-    let relay = bus::Relay::new(
-        backend.log.clone(),
-        bus::RelayConfig::new(nats_url, database_url),
-    );
+    let mut config = bus::RelayConfig::new(nats_url, database_url);
+    config.stream = args.stream_settings();
+    let relay = bus::Relay::new(backend.log.clone(), config);
     // The relay runs until the process is told to stop; should it end by itself (an unusable
     // configuration), the process stops too rather than serve a healthy-looking nothing.
     let (stop_relay, relay_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -75,7 +74,7 @@ pub async fn projector(args: ServeArgs) -> Result<()> {
     let durable = format!("lianxi-projector-{}", names.join("-"));
     let backend = backend::open(&args.store).await?;
     let read_db = backend::read_models(&args.store).await?;
-    let feed = bus::Feed::open(nats_url, &bus::StreamSettings::default(), &durable)
+    let feed = bus::Feed::open(nats_url, &args.stream_settings(), &durable)
         .await
         .map_err(|error| anyhow::anyhow!("opening the feed {durable}: {error}"))?;
     let source = Arc::new(bus::FeedSource::new(feed, backend.log.clone()));

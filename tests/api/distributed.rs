@@ -1,16 +1,27 @@
-//! The distributed mode across processes: two gateways, one relay and two projector processes
-//! around one PostgreSQL database and one nats-server. The read models the projector processes
-//! build from the JetStream feed equal an embedded-mode rebuild of the same log, and a read on
-//! one gateway waits (`X-Min-Position`) for a command sent through the other.
+//! The distributed mode across processes: gateways, relays and projector processes around one
+//! PostgreSQL database and one nats-server. The read models the projector processes build from
+//! the JetStream feed equal an embedded-mode rebuild of the same log, a read on one gateway waits
+//! (`X-Min-Position`) for a command sent through another, and the same holds after each fault a
+//! real deployment sees: a projector or the relay killed, NATS or PostgreSQL away under load, a
+//! projector down while the stream's limits dropped what it had not read.
 
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bus::throwaway_nats::ThrowawayNats;
 use domain::testing::generator::Generator;
 use projections::readdb::ReadDb;
+use reqwest::StatusCode;
+use serde_json::Value;
 use store::postgres::PostgresStore;
+use store::throwaway_postgres::ThrowawayPostgres;
+use store::EventStore;
+use tokio::sync::Mutex;
+use uuid::Uuid;
 
-use crate::helpers::{cli, fresh_database, spawn_serve, ServeProcess};
+use crate::helpers::{cli, client, fresh_database, spawn_serve, ServeProcess};
 
 /// `lianxi serve --role ROLE --database-url DB [--nats-url NATS] [MORE…]`.
 async fn role(
@@ -139,7 +150,7 @@ async fn gateways_relay_and_projector_processes_build_what_an_embedded_rebuild_b
     assert!(as_of >= position);
 
     let head = settled(&gateways[1]).await;
-    assert!(relay.metric("lianxi_relay_active").await == Some(1.0));
+    assert_eq!(relay.metric("lianxi_relay_active").await, Some(1.0));
     for projector in &projectors {
         let from_feed = projector
             .metric("lianxi_bus_source_feed_events_total")
@@ -168,4 +179,381 @@ async fn gateways_relay_and_projector_processes_build_what_an_embedded_rebuild_b
     for (a, b) in live.iter().zip(&fresh) {
         assert_eq!(a, b);
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Faults.
+
+/// The processes of one deployment, with the NATS server (and, for a test that restarts it,
+/// the PostgreSQL server) they use.
+struct Cluster {
+    nats: ThrowawayNats,
+    /// A server of the test's own, when it stops PostgreSQL (the shared one serves others).
+    postgres: Option<ThrowawayPostgres>,
+    db: String,
+    relays: Vec<ServeProcess>,
+    projectors: Vec<ServeProcess>,
+    gateways: Arc<Vec<ServeProcess>>,
+}
+
+/// Starts NATS, `relays` relays with `relay_options`, two projector processes (each with half
+/// the projections) and two gateways, on a fresh database (on a PostgreSQL server of the
+/// cluster's own when `own_postgres`).
+async fn cluster(own_postgres: bool, relays: usize, relay_options: &[&str]) -> Cluster {
+    let nats = ThrowawayNats::start().expect("a throwaway nats-server");
+    let nats_url = nats.url();
+    let (postgres, db) = if own_postgres {
+        let postgres = ThrowawayPostgres::start().expect("a throwaway PostgreSQL");
+        let db = postgres.fresh_database().await.expect("a database");
+        (Some(postgres), db)
+    } else {
+        (None, fresh_database().await)
+    };
+    let mut relay_processes = Vec::new();
+    for _ in 0..relays {
+        relay_processes.push(role("relay", &db, Some(&nats_url), relay_options).await);
+    }
+    let projectors = vec![
+        role(
+            "projector",
+            &db,
+            Some(&nats_url),
+            &[
+                "--projection",
+                "board",
+                "--projection",
+                "items",
+                "--projection",
+                "trace",
+            ],
+        )
+        .await,
+        role(
+            "projector",
+            &db,
+            Some(&nats_url),
+            &[
+                "--projection",
+                "district-stats",
+                "--projection",
+                "unit-profile",
+            ],
+        )
+        .await,
+    ];
+    let gateways = Arc::new(vec![
+        role("gateway", &db, None, &[]).await,
+        role("gateway", &db, None, &[]).await,
+    ]);
+    Cluster {
+        nats,
+        postgres,
+        db,
+        relays: relay_processes,
+        projectors,
+        gateways,
+    }
+}
+
+/// Commands sent by [`Load`], and the ids of the events the acknowledged ones appended.
+#[derive(Default)]
+struct Sent {
+    acknowledged: usize,
+    /// Answers 503 (the store away) before a retry got the command in.
+    unavailable: usize,
+    event_ids: BTreeSet<Uuid>,
+}
+
+/// A seeded random history sent one command at a time through the gateways in turn, until
+/// stopped. A command answered 503 or not answered at all is sent again with the same
+/// `Idempotency-Key` until it is accepted, so the history stays valid through outages.
+struct Load {
+    stop: Arc<AtomicBool>,
+    sent: Arc<Mutex<Sent>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Load {
+    fn start(gateways: Arc<Vec<ServeProcess>>, seed: u64) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(Mutex::new(Sent::default()));
+        let (stop_flag, record) = (Arc::clone(&stop), Arc::clone(&sent));
+        let task = tokio::spawn(async move {
+            let mut generator = Generator::new(seed, 1, 3, 10);
+            let http = client();
+            let mut n = 0;
+            while !stop_flag.load(Ordering::Relaxed) {
+                let generated = generator.next_command();
+                let key = Uuid::new_v4().to_string();
+                loop {
+                    let gateway = &gateways[n % gateways.len()];
+                    n += 1;
+                    let answer = http
+                        .post(format!(
+                            "http://{}/v1/commands/{}",
+                            gateway.addr, generated.name
+                        ))
+                        .bearer_auth(&gateway.admin_token)
+                        .header("Idempotency-Key", &key)
+                        .timeout(Duration::from_secs(10))
+                        .json(&generated.body)
+                        .send()
+                        .await;
+                    let answer = match answer {
+                        Ok(answer) => answer,
+                        Err(_) => {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    };
+                    let status = answer.status();
+                    let body: Value = answer.json().await.unwrap_or(Value::Null);
+                    if status == StatusCode::SERVICE_UNAVAILABLE {
+                        assert_eq!(body["code"], "store_unavailable", "{body}");
+                        record.lock().await.unavailable += 1;
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                    assert!(
+                        status.is_success(),
+                        "{} refused ({status}): {body}",
+                        generated.name
+                    );
+                    let mut sent = record.lock().await;
+                    sent.acknowledged += 1;
+                    for event in body["events"].as_array().into_iter().flatten() {
+                        let id = event["id"].as_str().and_then(|id| id.parse().ok());
+                        sent.event_ids.insert(id.expect("an event id"));
+                    }
+                    break;
+                }
+            }
+        });
+        Load { stop, sent, task }
+    }
+
+    /// Commands acknowledged so far.
+    async fn acknowledged(&self) -> usize {
+        self.sent.lock().await.acknowledged
+    }
+
+    /// Stops sending and returns what was sent.
+    async fn finish(self) -> Sent {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.expect("the load");
+        Arc::try_unwrap(self.sent)
+            .ok()
+            .expect("the only owner")
+            .into_inner()
+    }
+}
+
+/// Waits until `load` has had `more` further commands acknowledged.
+async fn until_more(load: &Load, more: usize) {
+    let target = load.acknowledged().await + more;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while load.acknowledged().await < target {
+        assert!(
+            Instant::now() < deadline,
+            "the load stalled at {}",
+            load.acknowledged().await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Every acknowledged command's events are in the log, once; every read model settles at the
+/// head and equals a fresh embedded-mode rebuild of the log (an event applied twice or missed
+/// would show there). Returns the head.
+async fn converged(cluster: &Cluster, sent: &Sent) -> i64 {
+    let head = settled(&cluster.gateways[0]).await;
+    let store = PostgresStore::connect(&cluster.db).await.expect("the log");
+    let log = store.read_all(0, usize::MAX).await.expect("the log");
+    let in_log: BTreeSet<Uuid> = log.iter().map(|e| e.id).collect();
+    assert_eq!(in_log.len(), log.len(), "an event id twice in the log");
+    let lost: Vec<&Uuid> = sent.event_ids.difference(&in_log).collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged events are not in the log",
+        lost.len()
+    );
+    assert!(sent.acknowledged > 0);
+
+    let fresh = projections::runner::build_in_memory(&store, Some(head), 100_000)
+        .await
+        .expect("a fresh rebuild");
+    let live = ReadDb::connect(&cluster.db).await.expect("the read models");
+    let live = live
+        .dump_active()
+        .await
+        .expect("the projector processes' documents");
+    let fresh = fresh.dump_active().await.expect("the rebuild's documents");
+    assert_eq!(live.len(), fresh.len());
+    for (a, b) in live.iter().zip(&fresh) {
+        assert_eq!(a, b);
+    }
+    head
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_projector_killed_under_load_resumes_from_its_checkpoint_and_converges() {
+    let mut cluster = cluster(false, 1, &[]).await;
+    let load = Load::start(Arc::clone(&cluster.gateways), 11);
+    until_more(&load, 100).await;
+    for projector in &mut cluster.projectors {
+        projector.kill9().await;
+    }
+    until_more(&load, 50).await;
+    for projector in &mut cluster.projectors {
+        projector.restart().await;
+    }
+    until_more(&load, 50).await;
+    let sent = load.finish().await;
+    converged(&cluster, &sent).await;
+    for projector in &cluster.projectors {
+        // Back on the feed after the restart, not only on the log.
+        let from_feed = projector
+            .metric("lianxi_bus_source_feed_events_total")
+            .await;
+        assert!(from_feed.unwrap_or(0.0) > 0.0, "{}", projector.log());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_relay_killed_under_load_the_standby_takes_over_and_everything_converges() {
+    let mut cluster = cluster(false, 2, &[]).await;
+    let load = Load::start(Arc::clone(&cluster.gateways), 12);
+    until_more(&load, 100).await;
+    let mut active = None;
+    for (n, relay) in cluster.relays.iter().enumerate() {
+        if relay.metric("lianxi_relay_active").await == Some(1.0) {
+            active = Some(n);
+        }
+    }
+    let active = active.expect("one relay is active");
+    cluster.relays[active].kill9().await;
+    until_more(&load, 100).await;
+    let sent = load.finish().await;
+    converged(&cluster, &sent).await;
+    let standby = &cluster.relays[1 - active];
+    assert_eq!(
+        standby.metric("lianxi_relay_active").await,
+        Some(1.0),
+        "{}",
+        standby.log()
+    );
+    // The stream holds every event once, in log order, across the takeover.
+    let mut feed = bus::Feed::open(
+        &cluster.nats.url(),
+        &bus::StreamSettings::default(),
+        "check",
+    )
+    .await
+    .expect("a feed");
+    let mut published = Vec::new();
+    loop {
+        let batch = feed
+            .next_batch(1_000, Duration::from_millis(500))
+            .await
+            .expect("a batch");
+        if batch.is_empty() {
+            break;
+        }
+        published.extend(batch.iter().map(|d| d.position()));
+        feed.ack(&batch).await.expect("acknowledged");
+    }
+    let store = PostgresStore::connect(&cluster.db).await.expect("the log");
+    let log: Vec<i64> = store
+        .read_all(0, usize::MAX)
+        .await
+        .expect("the log")
+        .iter()
+        .map(|e| e.position)
+        .collect();
+    assert_eq!(published, log);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nats_away_for_10_s_under_load_commands_go_on_and_projections_catch_up() {
+    let mut cluster = cluster(false, 1, &[]).await;
+    let load = Load::start(Arc::clone(&cluster.gateways), 13);
+    until_more(&load, 50).await;
+    cluster.nats.stop();
+    let during = load.acknowledged().await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let accepted_while_away = load.acknowledged().await - during;
+    assert!(
+        accepted_while_away > 20,
+        "only {accepted_while_away} commands while NATS was away"
+    );
+    cluster
+        .nats
+        .start_again()
+        .expect("nats-server starts again");
+    until_more(&load, 50).await;
+    let sent = load.finish().await;
+    converged(&cluster, &sent).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgresql_restarted_under_load_every_acknowledged_command_is_kept_and_everything_converges(
+) {
+    let mut cluster = cluster(true, 1, &[]).await;
+    let load = Load::start(Arc::clone(&cluster.gateways), 14);
+    until_more(&load, 50).await;
+    let postgres = cluster
+        .postgres
+        .as_mut()
+        .expect("the cluster's own PostgreSQL");
+    postgres.stop();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    postgres.resume().expect("PostgreSQL starts again");
+    until_more(&load, 50).await;
+    let sent = load.finish().await;
+    assert!(sent.unavailable > 0, "no command met the outage");
+    converged(&cluster, &sent).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_projector_down_while_the_stream_dropped_old_events_catches_up_from_the_log() {
+    let mut cluster = cluster(false, 1, &["--stream-max-messages", "40"]).await;
+    let load = Load::start(Arc::clone(&cluster.gateways), 15);
+    until_more(&load, 30).await;
+    cluster.projectors[1].kill9().await;
+    // Far more than the stream keeps, while the projector is down.
+    until_more(&load, 150).await;
+    let feed = bus::Feed::open(
+        &cluster.nats.url(),
+        &bus::StreamSettings::default(),
+        "probe",
+    )
+    .await
+    .expect("a feed");
+    let first = feed
+        .first_available_position()
+        .await
+        .expect("the stream's first position");
+    let checkpoint = ReadDb::connect(&cluster.db)
+        .await
+        .expect("the read models")
+        .active("district-stats")
+        .await
+        .expect("a checkpoint")
+        .map_or(0, |g| g.position);
+    assert!(
+        first.is_some_and(|first| first > checkpoint + 1),
+        "the stream still holds the projector's next event ({first:?}, checkpoint {checkpoint})"
+    );
+    cluster.projectors[1].restart().await;
+    until_more(&load, 30).await;
+    let sent = load.finish().await;
+    converged(&cluster, &sent).await;
+    let from_log = cluster.projectors[1]
+        .metric("lianxi_bus_source_log_events_total")
+        .await;
+    assert!(
+        from_log.unwrap_or(0.0) > 0.0,
+        "{}",
+        cluster.projectors[1].log()
+    );
 }

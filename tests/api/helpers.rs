@@ -1078,6 +1078,7 @@ fn redact_hash(
 pub struct ServeProcess {
     pub addr: SocketAddr,
     pub admin_token: String,
+    args: Vec<String>,
     child: Option<Child>,
     log_dir: TempDir,
 }
@@ -1090,6 +1091,7 @@ pub async fn spawn_serve(args: &[String]) -> ServeProcess {
     ServeProcess {
         addr,
         admin_token,
+        args: args.to_vec(),
         child: Some(child),
         log_dir,
     }
@@ -1143,6 +1145,16 @@ impl ServeProcess {
         text.lines()
             .filter_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
             .find_map(|value| value.trim().parse().ok())
+    }
+
+    /// Starts the process again with the same options and token (killing it first if it still
+    /// runs); it may listen on another port.
+    pub async fn restart(&mut self) {
+        self.kill9().await;
+        let (child, addr) =
+            start_server(&self.args, &self.admin_token, self.log_dir.path(), "info").await;
+        self.child = Some(child);
+        self.addr = addr;
     }
 
     /// Kills the process with SIGKILL and waits until it is gone.
