@@ -161,6 +161,7 @@ impl Relay {
     /// an unusable configuration.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), BusError> {
         let lock_options = self.check_config()?;
+        telemetry::register_relay();
         let client = crate::connect(&self.config.nats_url).await?;
         let js = jetstream::ContextBuilder::new()
             .timeout(self.config.nats_timeout)

@@ -23,6 +23,7 @@ use store::{EventStore, Position, RawEvent};
 use tokio::sync::{watch, Mutex};
 
 use crate::feed::{Delivery, Feed};
+use crate::telemetry;
 
 /// How long a source waits for the feed to bring events the log already has before it reads
 /// them from the log.
@@ -50,6 +51,7 @@ impl FeedSource {
     /// A source reading `feed`, checked against and completed from `store`.
     pub fn new(feed: Feed, store: Arc<dyn EventStore>) -> FeedSource {
         let head = store.subscribe();
+        telemetry::register_feed();
         FeedSource {
             store,
             state: Mutex::new(State {
@@ -73,9 +75,7 @@ impl FeedSource {
         if let Some(before) = before {
             events.retain(|event| event.position < before);
         }
-        if !events.is_empty() {
-            metrics::counter!("lianxi_bus_source_log_events_total").increment(events.len() as u64);
-        }
+        telemetry::from_log(events.len());
         Ok(events)
     }
 }
@@ -123,7 +123,7 @@ impl EventSource for FeedSource {
             }
         }
         let events = state.hand_out(limit);
-        metrics::counter!("lianxi_bus_source_feed_events_total").increment(events.len() as u64);
+        telemetry::from_feed(events.len());
         Ok(events)
     }
 

@@ -150,7 +150,35 @@ async fn gateways_relay_and_projector_processes_build_what_an_embedded_rebuild_b
     assert!(as_of >= position);
 
     let head = settled(&gateways[1]).await;
+    // What the deployment page tells operators to watch, on each process's /metrics.
     assert_eq!(relay.metric("lianxi_relay_active").await, Some(1.0));
+    assert!(
+        relay
+            .metric("lianxi_relay_published_total")
+            .await
+            .unwrap_or(0.0)
+            >= head as f64 * 0.9
+    );
+    assert!(relay.metric("lianxi_relay_lag_events").await.is_some());
+    assert!(relay
+        .metric("lianxi_relay_publish_errors_total")
+        .await
+        .is_some());
+    for projector in &projectors {
+        assert!(projector
+            .metric("lianxi_bus_redeliveries_total")
+            .await
+            .is_some());
+        assert!(projector
+            .metric("lianxi_bus_source_log_events_total")
+            .await
+            .is_some());
+    }
+    for (projector, projection) in [(0, "board"), (0, "items"), (1, "district-stats")] {
+        let lag = format!("lianxi_projection_lag_seconds_count{{projection=\"{projection}\"}}");
+        let events = projectors[projector].metric(&lag).await.unwrap_or(0.0);
+        assert!(events > 0.0, "no lag recorded for {projection}");
+    }
     for projector in &projectors {
         let from_feed = projector
             .metric("lianxi_bus_source_feed_events_total")
