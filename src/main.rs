@@ -12,7 +12,7 @@ mod trace_cmd;
 use std::io::Write;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Parser;
 use commands::TokenService;
 
@@ -107,11 +107,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         (ServeRole::Relay, _) => roles::relay(args).await,
         (ServeRole::Projector, _) => roles::projector(args).await,
         (ServeRole::Gateway, _) => roles::gateway(args).await,
-        (ServeRole::All, true) => bail!(
-            "--role all with --nats-url is not available in this build: run the distributed \
-             mode's roles as processes of their own (--role gateway, relay, projector), or the \
-             embedded mode without --nats-url"
-        ),
+        (ServeRole::All, true) => roles::all(args).await,
     }
 }
 

@@ -23,65 +23,101 @@ fn urls<'a>(args: &'a ServeArgs, role: &str) -> Result<(&'a str, &'a str)> {
     }
 }
 
+/// A relay running in this process, and how to stop it.
+struct RelayTask {
+    stop: tokio::sync::oneshot::Sender<()>,
+    /// Resolves if the relay ends by itself (an unusable configuration).
+    ended: tokio::sync::oneshot::Receiver<()>,
+    task: tokio::task::JoinHandle<Result<(), bus::BusError>>,
+}
+
+impl RelayTask {
+    /// Starts a relay of `log` to the NATS server the options name.
+    fn start(args: &ServeArgs, log: Arc<dyn store::EventStore>, role: &str) -> Result<RelayTask> {
+        let (database_url, nats_url) = urls(args, role)?;
+        let mut config = bus::RelayConfig::new(nats_url, database_url);
+        config.stream = args.stream_settings();
+        let relay = bus::Relay::new(log, config);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (ended_tx, ended) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let result = relay
+                .run(async move {
+                    let _ = stopped.await;
+                })
+                .await;
+            let _ = ended_tx.send(());
+            result
+        });
+        Ok(RelayTask { stop, ended, task })
+    }
+
+    /// Resolves on SIGTERM or Ctrl-C, or when the relay ended by itself: either way the
+    /// process stops, rather than serve a healthy-looking nothing.
+    async fn shutdown(ended: tokio::sync::oneshot::Receiver<()>) {
+        tokio::select! {
+            () = shutdown_signal() => {}
+            _ = ended => {}
+        }
+    }
+
+    /// Stops the relay and reports how it ended.
+    async fn finish(
+        stop: tokio::sync::oneshot::Sender<()>,
+        task: tokio::task::JoinHandle<Result<(), bus::BusError>>,
+    ) -> Result<()> {
+        let _ = stop.send(());
+        task.await
+            .context("the relay task")?
+            .map_err(|error| anyhow::anyhow!("the relay: {error} ({})", error.code()))
+    }
+}
+
 /// `--role relay`: publishes the PostgreSQL log to NATS JetStream while it holds the relay lock,
 /// stands by while another relay does; serves only the operations endpoints.
 pub async fn relay(args: ServeArgs) -> Result<()> {
-    let (database_url, nats_url) = urls(&args, "relay")?;
+    urls(&args, "relay")?;
     let backend = backend::open(&args.store).await?;
-    let mut config = bus::RelayConfig::new(nats_url, database_url);
-    config.stream = args.stream_settings();
-    let relay = bus::Relay::new(backend.log.clone(), config);
-    // The relay runs until the process is told to stop; should it end by itself (an unusable
-    // configuration), the process stops too rather than serve a healthy-looking nothing.
-    let (stop_relay, relay_stopped) = tokio::sync::oneshot::channel::<()>();
-    let (relay_ended, relay_ended_rx) = tokio::sync::oneshot::channel::<()>();
-    let relay = tokio::spawn(async move {
-        let result = relay
-            .run(async move {
-                let _ = relay_stopped.await;
-            })
-            .await;
-        let _ = relay_ended.send(());
-        result
-    });
+    let RelayTask { stop, ended, task } = RelayTask::start(&args, backend.log.clone(), "relay")?;
     let listener = listen(args.listen, "lianxi relay serving", &backend.location).await?;
-    let shutdown = async move {
-        tokio::select! {
-            () = shutdown_signal() => {}
-            _ = relay_ended_rx => {}
-        }
-    };
-    gateway::serve(listener, gateway::operations_router(backend.log), shutdown).await?;
-    let _ = stop_relay.send(());
-    relay
-        .await
-        .context("the relay task")?
-        .map_err(|error| anyhow::anyhow!("the relay: {error} ({})", error.code()))?;
+    let router = gateway::operations_router(backend.log);
+    gateway::serve(listener, router, RelayTask::shutdown(ended)).await?;
+    RelayTask::finish(stop, task).await?;
     tracing::info!("lianxi relay stopped");
     Ok(())
+}
+
+/// A runner of `projectors` fed by this process's durable JetStream consumer for them (one per
+/// set of projections: a process restarted with the same set goes on where it stopped).
+async fn feed_runner(
+    args: &ServeArgs,
+    backend: &backend::Backend,
+    projectors: &[Box<dyn Projector>],
+    role: &str,
+) -> Result<Runner> {
+    let (_, nats_url) = urls(args, role)?;
+    let mut names: Vec<&str> = projectors.iter().map(|p| p.name()).collect();
+    names.sort_unstable();
+    let durable = format!("lianxi-projector-{}", names.join("-"));
+    let read_db = backend::read_models(&args.store).await?;
+    let feed = bus::Feed::open(nats_url, &args.stream_settings(), &durable)
+        .await
+        .map_err(|error| anyhow::anyhow!("opening the feed {durable}: {error}"))?;
+    tracing::info!(consumer = %durable, projections = ?names, "following the feed");
+    let source = Arc::new(bus::FeedSource::new(feed, backend.log.clone()));
+    Ok(Runner::new(backend.log.clone(), read_db).with_source(source))
 }
 
 /// `--role projector [--projection NAME…]`: keeps the named projections (all by default) up to
 /// date from the JetStream feed, checked against and completed from the log, with checkpoints in
 /// PostgreSQL; serves only the operations endpoints.
 pub async fn projector(args: ServeArgs) -> Result<()> {
-    let (_, nats_url) = urls(&args, "projector")?;
+    urls(&args, "projector")?;
     let projectors = chosen(&args.projections)?;
-    // One durable consumer per set of projections: a process restarted with the same set goes
-    // on where its consumer stopped.
-    let mut names: Vec<&str> = projectors.iter().map(|p| p.name()).collect();
-    names.sort_unstable();
-    let durable = format!("lianxi-projector-{}", names.join("-"));
     let backend = backend::open(&args.store).await?;
-    let read_db = backend::read_models(&args.store).await?;
-    let feed = bus::Feed::open(nats_url, &args.stream_settings(), &durable)
-        .await
-        .map_err(|error| anyhow::anyhow!("opening the feed {durable}: {error}"))?;
-    let source = Arc::new(bus::FeedSource::new(feed, backend.log.clone()));
-    let runner = Runner::new(backend.log.clone(), read_db).with_source(source);
+    let runner = feed_runner(&args, &backend, &projectors, "projector").await?;
     runner.spawn_group(projectors);
     let listener = listen(args.listen, "lianxi projector serving", &backend.location).await?;
-    tracing::info!(consumer = %durable, projections = ?names, "following the feed");
     gateway::serve(
         listener,
         gateway::operations_router(backend.log),
@@ -89,6 +125,31 @@ pub async fn projector(args: ServeArgs) -> Result<()> {
     )
     .await?;
     tracing::info!("lianxi projector stopped");
+    Ok(())
+}
+
+/// `--role all --nats-url …`: every role of the distributed mode in one process (a gateway, a
+/// relay that may stand by for another, and every projection fed through JetStream): one host
+/// of a small deployment, or a rehearsal of a big one.
+pub async fn all(args: ServeArgs) -> Result<()> {
+    urls(&args, "all")?;
+    let backend = backend::open(&args.store).await?;
+    let store = backend.log.clone();
+    let RelayTask { stop, ended, task } = RelayTask::start(&args, store.clone(), "all")?;
+    let projectors = projections::projectors::all();
+    let runner = feed_runner(&args, &backend, &projectors, "all").await?;
+    runner.spawn_group(projectors);
+    let tokens = TokenService::new(backend.tokens, store.clone(), args.admin_token.as_deref());
+    let state = gateway::AppState::new(store, tokens, runner);
+    let listener = listen(args.listen, "lianxi serving (all roles)", &backend.location).await?;
+    let stopping = state.clone();
+    let shutdown = async move {
+        RelayTask::shutdown(ended).await;
+        stopping.begin_shutdown();
+    };
+    gateway::serve(listener, gateway::router(state), shutdown).await?;
+    RelayTask::finish(stop, task).await?;
+    tracing::info!("lianxi stopped");
     Ok(())
 }
 

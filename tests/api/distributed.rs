@@ -585,3 +585,34 @@ async fn a_projector_down_while_the_stream_dropped_old_events_catches_up_from_th
         cluster.projectors[1].log()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_role_in_one_process_through_nats_reads_its_own_writes_and_equals_a_rebuild() {
+    let nats = ThrowawayNats::start().expect("a throwaway nats-server");
+    let db = fresh_database().await;
+    let all = role("all", &db, Some(&nats.url()), &[]).await;
+    let mut generator = Generator::new(21, 1, 3, 10);
+    let mut last = 0;
+    for _ in 0..150 {
+        let generated = generator.next_command();
+        let reply = all.ok(generated.name, generated.body).await;
+        last = reply["events"][0]["position"].as_i64().expect("a position");
+    }
+    let read = all
+        .get("/v1/projections", &[("X-Min-Position", &last.to_string())])
+        .await;
+    assert_eq!(read.status, 200, "{}", read.text());
+    let head = settled(&all).await;
+    assert_eq!(all.metric("lianxi_relay_active").await, Some(1.0));
+    let from_feed = all.metric("lianxi_bus_source_feed_events_total").await;
+    assert!(from_feed.unwrap_or(0.0) > 0.0, "{}", all.log());
+
+    let store = PostgresStore::connect(&db).await.expect("the log");
+    let fresh = projections::runner::build_in_memory(&store, Some(head), 100_000)
+        .await
+        .expect("a fresh rebuild");
+    let live = ReadDb::connect(&db).await.expect("the read models");
+    let live = live.dump_active().await.expect("the live documents");
+    let fresh = fresh.dump_active().await.expect("the rebuild's documents");
+    assert_eq!(live, fresh);
+}
