@@ -195,7 +195,28 @@ async fn verify(args: &StoreArgs) -> Result<ExitCode> {
                 "ok: {} events in {} streams verified, head at position {}",
                 report.events, report.streams, report.head
             );
-            Ok(ExitCode::SUCCESS)
+            // The log is intact; the snapshots decisions are made from must agree with it.
+            let snapshots = commands::snapshots::check_all(store.as_ref())
+                .await
+                .map_err(|error| anyhow::anyhow!("checking the snapshots: {error}"))?;
+            match snapshots.first_mismatch {
+                None => {
+                    println!(
+                        "ok: {} snapshots equal the fold of their streams",
+                        snapshots.checked
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some((snapshot, reason)) => {
+                    println!(
+                        "SNAPSHOT MISMATCH for stream {} at version {}: {reason}\n  snapshots \
+                         are a cache of the log: delete them (DELETE FROM snapshots) and they \
+                         are made again from the log",
+                        snapshot.stream, snapshot.version
+                    );
+                    Ok(ExitCode::from(1))
+                }
+            }
         }
         Some(failure) => {
             println!(

@@ -81,6 +81,83 @@ pub async fn load(store: &dyn EventStore, stream: &str) -> Result<LoadedState, C
     })
 }
 
+/// What `lianxi verify` found in the snapshots.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SnapshotCheck {
+    /// Snapshots in this build's shape compared with the fold of their stream's events.
+    pub checked: u64,
+    /// The first that does not match, with why.
+    pub first_mismatch: Option<(Snapshot, String)>,
+}
+
+/// Compares every snapshot in this build's shape with the fold of its stream's events up to its
+/// version: a snapshot is a cache that decisions are made from, so one that differs from the log
+/// (changed by hand, or folded by a build whose `evolve` differed without a new
+/// [`STATE_SCHEMA`]) must be found, though the log itself is intact.
+pub async fn check_all(store: &dyn EventStore) -> Result<SnapshotCheck, CommandError> {
+    const PAGE: usize = 100;
+    let mut report = SnapshotCheck::default();
+    let mut after = String::new();
+    loop {
+        let page = store
+            .snapshots(STATE_SCHEMA, &after, PAGE)
+            .await
+            .map_err(CommandError::Store)?;
+        let Some(last) = page.last() else {
+            return Ok(report);
+        };
+        after = last.stream.clone();
+        for snapshot in page {
+            report.checked += 1;
+            if let Some(reason) = mismatch(store, &snapshot).await? {
+                report.first_mismatch = Some((snapshot, reason));
+                return Ok(report);
+            }
+        }
+    }
+}
+
+/// Why `snapshot` is not the fold of its stream's first `version` events, if it is not.
+async fn mismatch(
+    store: &dyn EventStore,
+    snapshot: &Snapshot,
+) -> Result<Option<String>, CommandError> {
+    let (state, version) = match decode(snapshot) {
+        Ok(decoded) => decoded,
+        Err(reason) => return Ok(Some(format!("it does not read back: {reason}"))),
+    };
+    let Some(mut folded) = StreamState::initial(&snapshot.stream) else {
+        return Ok(Some("its stream is of no known kind".to_owned()));
+    };
+    let events = store
+        .read_stream_raw(&snapshot.stream, 0)
+        .await
+        .map_err(CommandError::Store)?;
+    let covered = usize::try_from(version).unwrap_or(usize::MAX);
+    if events.len() < covered {
+        return Ok(Some(format!(
+            "the stream has {} events, the snapshot says {version}",
+            events.len()
+        )));
+    }
+    for recorded in &events[..covered] {
+        let event = domain::upcast::upcast_str(
+            &recorded.event_type,
+            recorded.schema_version,
+            &recorded.data,
+        )
+        .map_err(|err| {
+            CommandError::Internal(format!(
+                "event {} at position {} cannot be read: {err}",
+                recorded.id, recorded.position
+            ))
+        })?;
+        folded.evolve(&event);
+    }
+    Ok((folded != state)
+        .then(|| format!("it differs from the fold of the stream's first {version} events")))
+}
+
 /// Whether a stream at `version` should get a new snapshot, its last one being at
 /// `snapshot_version`.
 pub(crate) fn due(snapshot_version: i64, version: i64) -> bool {

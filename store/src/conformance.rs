@@ -78,6 +78,7 @@ macro_rules! conformance_suite {
             a_snapshot_ahead_of_its_stream_is_refused,
             an_older_snapshot_never_replaces_a_newer_one,
             snapshots_leave_the_log_and_its_verification_alone,
+            snapshots_page_by_stream_for_one_schema,
         );
         $crate::conformance_suite!(@cases $factory;
             tokens_are_found_by_hash_and_a_duplicate_hash_is_refused,
@@ -655,6 +656,29 @@ pub async fn snapshots_leave_the_log_and_its_verification_alone(store: Arc<dyn E
     let report = store.verify().await.expect("verify");
     assert_eq!(report.first_failure, None);
     assert_eq!(report.events, 3);
+}
+
+pub async fn snapshots_page_by_stream_for_one_schema(store: Arc<dyn EventStore>) {
+    for stream in ["c", "a", "b"] {
+        stream_of(&*store, stream, 2).await;
+        assert!(store
+            .save_snapshot(&snapshot(stream, 2, 1))
+            .await
+            .expect("save"));
+    }
+    assert!(store
+        .save_snapshot(&snapshot("a", 1, 7))
+        .await
+        .expect("save"));
+    let first = store.snapshots(1, "", 2).await.expect("a page");
+    assert_eq!(first, vec![snapshot("a", 2, 1), snapshot("b", 2, 1)]);
+    let rest = store.snapshots(1, "b", 2).await.expect("a page");
+    assert_eq!(rest, vec![snapshot("c", 2, 1)]);
+    assert!(store.snapshots(1, "c", 2).await.expect("a page").is_empty());
+    assert_eq!(
+        store.snapshots(7, "", 10).await.expect("a page"),
+        vec![snapshot("a", 1, 7)]
+    );
 }
 
 pub async fn an_unknown_stream_reads_as_empty(store: Arc<dyn EventStore>) {

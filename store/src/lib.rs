@@ -106,6 +106,16 @@ pub trait EventStore: Send + Sync + 'static {
         schema: i32,
     ) -> Result<Option<Snapshot>, StoreError>;
 
+    /// Up to `limit` snapshots of shape `schema`, of the streams after `after` in stream id
+    /// order (`""` for the first page): for `lianxi verify`, which checks each one against the
+    /// log.
+    async fn snapshots(
+        &self,
+        schema: i32,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<Snapshot>, StoreError>;
+
     /// Saves `snapshot` unless the stream has not reached its version, or a snapshot of the same
     /// stream and schema at the same or a later version is there already; `true` when saved.
     /// Safe to call from many tasks and servers at once: the newest wins whatever the order.

@@ -296,6 +296,15 @@ impl EventStore for SqliteStore {
         snapshots::read(&self.inner.pool, stream, schema).await
     }
 
+    async fn snapshots(
+        &self,
+        schema: i32,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<Snapshot>, StoreError> {
+        snapshots::page(&self.inner.pool, schema, after, limit).await
+    }
+
     async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<bool, StoreError> {
         snapshots::save(&self.inner.pool, snapshot).await
     }

@@ -416,3 +416,57 @@ async fn sigterm_is_not_held_up_forever_by_a_client_stalled_in_its_headers() {
     assert!(started.elapsed() < Duration::from_secs(35));
     drop(stalled);
 }
+
+#[tokio::test]
+async fn verify_finds_a_snapshot_that_differs_from_its_stream() {
+    let mut app = spawn_app_sqlite().await;
+    let world = app.world(1).await;
+    let project = app.launched_project(world.community, world.units[0]).await;
+    // 3 + 70 events: past the 64 after which the handler saves a snapshot.
+    for n in 0..70 {
+        app.ok(
+            "RecordActivity",
+            json!({"project_id": project, "title": format!("activity {n}"), "participants": 5}),
+        )
+        .await;
+    }
+    let stream = project_stream(project);
+    let mut saved = false;
+    for _ in 0..100 {
+        let (code, out) = app.verify().await;
+        assert_eq!(code, 0, "an untouched log and its snapshots verify: {out}");
+        if out.contains("ok: 1 snapshots equal the fold of their streams") {
+            saved = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(saved, "the handler saved a snapshot of the long stream");
+
+    app.kill9().await;
+    let mut conn = open_for_tampering(&app).await;
+    // One activity fewer in the snapshot: the duplicate rule would let it be recorded twice.
+    let changed = sqlx::query(
+        "UPDATE snapshots SET state = json_remove(state, '$.state.activities[0]') \
+         WHERE stream_id = ?1",
+    )
+    .bind(&stream)
+    .execute(&mut conn)
+    .await
+    .expect("the changed snapshot");
+    assert_eq!(changed.rows_affected(), 1);
+    conn.close().await.expect("close the SQLite file");
+
+    let (code, out) = app.verify().await;
+    assert_eq!(code, 1, "verify fails on a changed snapshot: {out}");
+    assert!(
+        out.lines().next().is_some_and(|l| l.starts_with("ok: ")),
+        "the log itself is intact: {out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "SNAPSHOT MISMATCH for stream {stream} at version 64"
+        )),
+        "verify names the stream and version: {out}"
+    );
+}

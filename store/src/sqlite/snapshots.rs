@@ -28,6 +28,34 @@ pub(super) async fn read(
     }))
 }
 
+/// Up to `limit` snapshots in shape `schema` of the streams after `after`, by stream id.
+pub(super) async fn page(
+    pool: &SqlitePool,
+    schema: i32,
+    after: &str,
+    limit: usize,
+) -> Result<Vec<Snapshot>, StoreError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows: Vec<(String, i64, String)> = sqlx::query_as(
+        "SELECT stream_id, version, state FROM snapshots \
+         WHERE schema = ?1 AND stream_id > ?2 ORDER BY stream_id LIMIT ?3",
+    )
+    .bind(schema)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(stream, version, state)| Snapshot {
+            stream,
+            version,
+            schema,
+            state,
+        })
+        .collect())
+}
+
 /// Saves `snapshot` when its stream has reached its version and no newer one is there.
 pub(super) async fn save(pool: &SqlitePool, snapshot: &Snapshot) -> Result<bool, StoreError> {
     // The `EXISTS` keeps a snapshot ahead of its stream out; the upsert's `WHERE` keeps an older
