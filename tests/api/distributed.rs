@@ -68,51 +68,20 @@ async fn settled(gateway: &ServeProcess) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn gateways_relay_and_projector_processes_build_what_an_embedded_rebuild_builds() {
-    let nats = ThrowawayNats::start().expect("a throwaway nats-server");
-    let nats_url = nats.url();
-    let db = fresh_database().await;
-
-    // The seed report's story, written straight to the log before anything else runs.
+    let cluster = cluster(false, 1, &[]).await;
+    let (db, relay, projectors, gateways) = (
+        &cluster.db,
+        &cluster.relays[0],
+        &cluster.projectors,
+        &cluster.gateways,
+    );
+    // The seed report's story, written straight to the log beside the running processes.
     let demo = cli(&["demo".into(), "--database-url".into(), db.clone()]).await;
     assert!(
         demo.status.success(),
         "{}",
         String::from_utf8_lossy(&demo.stderr)
     );
-
-    let relay = role("relay", &db, Some(&nats_url), &[]).await;
-    let projectors = [
-        role(
-            "projector",
-            &db,
-            Some(&nats_url),
-            &[
-                "--projection",
-                "board",
-                "--projection",
-                "items",
-                "--projection",
-                "trace",
-            ],
-        )
-        .await,
-        role(
-            "projector",
-            &db,
-            Some(&nats_url),
-            &[
-                "--projection",
-                "district-stats",
-                "--projection",
-                "unit-profile",
-            ],
-        )
-        .await,
-    ];
-    let gateways = [
-        role("gateway", &db, None, &[]).await,
-        role("gateway", &db, None, &[]).await,
-    ];
 
     // A seeded random history, one command at a time, through both gateways in turn.
     let mut generator = Generator::new(5, 1, 3, 10);
@@ -164,7 +133,7 @@ async fn gateways_relay_and_projector_processes_build_what_an_embedded_rebuild_b
         .metric("lianxi_relay_publish_errors_total")
         .await
         .is_some());
-    for projector in &projectors {
+    for projector in projectors {
         assert!(projector
             .metric("lianxi_bus_redeliveries_total")
             .await
@@ -179,7 +148,7 @@ async fn gateways_relay_and_projector_processes_build_what_an_embedded_rebuild_b
         let events = projectors[projector].metric(&lag).await.unwrap_or(0.0);
         assert!(events > 0.0, "no lag recorded for {projection}");
     }
-    for projector in &projectors {
+    for projector in projectors {
         let from_feed = projector
             .metric("lianxi_bus_source_feed_events_total")
             .await
@@ -192,21 +161,25 @@ async fn gateways_relay_and_projector_processes_build_what_an_embedded_rebuild_b
     }
 
     // The same log, rebuilt the embedded way in one pass, in memory.
-    let store = PostgresStore::connect(&db).await.expect("the log");
+    let documents = equals_a_rebuild(db, head).await;
+    assert!(documents > 100, "{documents} documents");
+}
+
+/// Asserts the read models in database `db` equal a fresh embedded-mode rebuild of its log up
+/// to `head`, in one pass, in memory; returns how many documents there are.
+async fn equals_a_rebuild(db: &str, head: i64) -> usize {
+    let store = PostgresStore::connect(db).await.expect("the log");
     let fresh = projections::runner::build_in_memory(&store, Some(head), 100_000)
         .await
         .expect("a fresh rebuild");
-    let live = ReadDb::connect(&db).await.expect("the read models");
-    let live = live
-        .dump_active()
-        .await
-        .expect("the projector processes' documents");
+    let live = ReadDb::connect(db).await.expect("the read models");
+    let live = live.dump_active().await.expect("the live documents");
     let fresh = fresh.dump_active().await.expect("the rebuild's documents");
-    assert!(fresh.len() > 100, "{} documents", fresh.len());
     assert_eq!(live.len(), fresh.len());
     for (a, b) in live.iter().zip(&fresh) {
         assert_eq!(a, b);
     }
+    live.len()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -407,19 +380,7 @@ async fn converged(cluster: &Cluster, sent: &Sent) -> i64 {
     );
     assert!(sent.acknowledged > 0);
 
-    let fresh = projections::runner::build_in_memory(&store, Some(head), 100_000)
-        .await
-        .expect("a fresh rebuild");
-    let live = ReadDb::connect(&cluster.db).await.expect("the read models");
-    let live = live
-        .dump_active()
-        .await
-        .expect("the projector processes' documents");
-    let fresh = fresh.dump_active().await.expect("the rebuild's documents");
-    assert_eq!(live.len(), fresh.len());
-    for (a, b) in live.iter().zip(&fresh) {
-        assert_eq!(a, b);
-    }
+    equals_a_rebuild(&cluster.db, head).await;
     head
 }
 
@@ -607,12 +568,5 @@ async fn every_role_in_one_process_through_nats_reads_its_own_writes_and_equals_
     let from_feed = all.metric("lianxi_bus_source_feed_events_total").await;
     assert!(from_feed.unwrap_or(0.0) > 0.0, "{}", all.log());
 
-    let store = PostgresStore::connect(&db).await.expect("the log");
-    let fresh = projections::runner::build_in_memory(&store, Some(head), 100_000)
-        .await
-        .expect("a fresh rebuild");
-    let live = ReadDb::connect(&db).await.expect("the read models");
-    let live = live.dump_active().await.expect("the live documents");
-    let fresh = fresh.dump_active().await.expect("the rebuild's documents");
-    assert_eq!(live, fresh);
+    equals_a_rebuild(&db, head).await;
 }
