@@ -6,6 +6,7 @@
 //! scopes are checked here, in the handler, so no route can forget them.
 
 pub mod auth;
+mod error;
 mod handler;
 mod metadata;
 pub mod snapshots;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use domain::{StreamState, STATE_SCHEMA};
 use store::{EventStore, Snapshot};
 
-use crate::handler::CommandError;
+use crate::error::CommandError;
 
 /// How far a stream may move past its snapshot before a new one is saved.
 pub const SNAPSHOT_EVERY: i64 = 64;
