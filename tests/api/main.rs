@@ -12,6 +12,7 @@ mod commands;
 mod concurrency;
 mod crash;
 mod demo;
+mod deploy_local;
 mod distributed;
 mod helpers;
 mod idempotency;
