@@ -23,6 +23,15 @@ fn urls<'a>(args: &'a ServeArgs, role: &str) -> Result<(&'a str, &'a str)> {
     }
 }
 
+/// `/readyz`'s check that this process reaches NATS.
+async fn bus_check(args: &ServeArgs) -> Result<gateway::BusCheck> {
+    let (_, nats_url) = urls(args, "relay")?;
+    let probe = bus::Probe::open(nats_url)
+        .await
+        .map_err(|error| anyhow::anyhow!("opening a NATS probe: {error}"))?;
+    Ok(Arc::new(move || probe.connected()))
+}
+
 /// A relay running in this process, and how to stop it.
 struct RelayTask {
     stop: tokio::sync::oneshot::Sender<()>,
@@ -80,7 +89,7 @@ pub async fn relay(args: ServeArgs) -> Result<()> {
     let backend = backend::open(&args.store).await?;
     let RelayTask { stop, ended, task } = RelayTask::start(&args, backend.log.clone(), "relay")?;
     let listener = listen(args.listen, "lianxi relay serving", &backend.location).await?;
-    let router = gateway::operations_router(backend.log);
+    let router = gateway::operations_router(backend.log, Some(bus_check(&args).await?));
     gateway::serve(listener, router, RelayTask::shutdown(ended)).await?;
     RelayTask::finish(stop, task).await?;
     tracing::info!("lianxi relay stopped");
@@ -118,12 +127,8 @@ pub async fn projector(args: ServeArgs) -> Result<()> {
     let runner = feed_runner(&args, &backend, &projectors, "projector").await?;
     runner.spawn_group(projectors);
     let listener = listen(args.listen, "lianxi projector serving", &backend.location).await?;
-    gateway::serve(
-        listener,
-        gateway::operations_router(backend.log),
-        shutdown_signal(),
-    )
-    .await?;
+    let router = gateway::operations_router(backend.log, Some(bus_check(&args).await?));
+    gateway::serve(listener, router, shutdown_signal()).await?;
     tracing::info!("lianxi projector stopped");
     Ok(())
 }

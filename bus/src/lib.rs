@@ -11,6 +11,7 @@
 mod error;
 pub mod feed;
 pub mod message;
+mod probe;
 pub mod relay;
 pub mod source;
 mod telemetry;
@@ -21,6 +22,7 @@ use std::time::Duration;
 pub use error::BusError;
 pub use feed::{Delivery, Feed};
 pub use message::StreamSettings;
+pub use probe::Probe;
 pub use relay::{LockKey, Relay, RelayConfig, RelayHandle, RelayStatus, RELAY_LOCK_KEY};
 pub use source::FeedSource;
 

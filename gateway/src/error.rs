@@ -91,6 +91,9 @@ pub enum ApiError {
     /// 503 `store_unavailable`
     #[error("the event store is unavailable; nothing was written, try again")]
     StoreUnavailable,
+    /// 503 `bus_unavailable`: a relay or projector process cannot reach NATS (`/readyz`).
+    #[error("NATS JetStream is unreachable from this process")]
+    BusUnavailable,
     /// 500 `internal`: our bug; the detail goes to the server log only.
     #[error("internal error")]
     Internal(String),
@@ -120,7 +123,9 @@ impl ApiError {
                 RejectionKind::Conflict => StatusCode::CONFLICT,
             },
             ApiError::VersionConflict(_) => StatusCode::CONFLICT,
-            ApiError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::StoreUnavailable | ApiError::BusUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -144,6 +149,7 @@ impl ApiError {
             ApiError::VersionConflict(_) => "stream_version_conflict",
             ApiError::IdempotencyKeyReused(_) => "idempotency_key_reused",
             ApiError::StoreUnavailable => "store_unavailable",
+            ApiError::BusUnavailable => "bus_unavailable",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -183,6 +189,7 @@ impl IntoResponse for ApiError {
         let headers = response.headers_mut();
         match &self {
             ApiError::StoreUnavailable
+            | ApiError::BusUnavailable
             | ApiError::Timeout(_)
             | ApiError::ProjectionBehind { .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

@@ -29,7 +29,7 @@ use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 
 pub use extract::BODY_LIMIT;
-pub use operations::operations_router;
+pub use operations::{operations_router, BusCheck};
 pub use server::serve;
 
 /// Everything a request handler may reach.

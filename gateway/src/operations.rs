@@ -1,5 +1,6 @@
 //! The operations endpoints alone (`/healthz`, `/readyz`, `/metrics`), for processes of the
-//! distributed mode that serve no API (a relay), so every process is watched the same way.
+//! distributed mode that serve no API (a relay, a projector process), so every process is
+//! watched the same way.
 
 use std::sync::Arc;
 
@@ -15,18 +16,25 @@ use crate::error::ApiError;
 use crate::routes::health::{healthz, Health};
 use crate::telemetry;
 
+/// Whether the process reaches the message bus (NATS) now; `/readyz` answers 503
+/// `bus_unavailable` while it does not.
+pub type BusCheck = Arc<dyn Fn() -> bool + Send + Sync>;
+
 /// What the operations endpoints look at.
 #[derive(Clone)]
 struct Operations {
     store: Arc<dyn EventStore>,
+    bus: Option<BusCheck>,
     metrics: Option<PrometheusHandle>,
 }
 
-/// `/healthz` (the process is up), `/readyz` (its store answers) and `/metrics`, with the same
-/// bodies and problem+json errors as the API's; anything else is a 404.
-pub fn operations_router(store: Arc<dyn EventStore>) -> Router {
+/// `/healthz` (the process is up), `/readyz` (its store answers, and its bus when it has one)
+/// and `/metrics`, with the same bodies and problem+json errors as the API's; anything else is
+/// a 404.
+pub fn operations_router(store: Arc<dyn EventStore>, bus: Option<BusCheck>) -> Router {
     let state = Operations {
         store,
+        bus,
         metrics: telemetry::prometheus(),
     };
     Router::new()
@@ -38,10 +46,13 @@ pub fn operations_router(store: Arc<dyn EventStore>) -> Router {
 }
 
 async fn readyz(State(state): State<Operations>) -> Response {
-    match state.store.ping().await {
-        Ok(()) => Json(Health { status: "ready" }).into_response(),
-        Err(error) => ApiError::from(error).into_response(),
+    if let Err(error) = state.store.ping().await {
+        return ApiError::from(error).into_response();
     }
+    if state.bus.as_ref().is_some_and(|connected| !connected()) {
+        return ApiError::BusUnavailable.into_response();
+    }
+    Json(Health { status: "ready" }).into_response()
 }
 
 async fn metrics(State(state): State<Operations>) -> Response {

@@ -470,6 +470,13 @@ async fn nats_away_for_10_s_under_load_commands_go_on_and_projections_catch_up()
     cluster.nats.stop();
     let during = load.acknowledged().await;
     tokio::time::sleep(Duration::from_secs(10)).await;
+    // The processes that need NATS say so on /readyz; gateways do not need it.
+    for process in cluster.relays.iter().chain(&cluster.projectors) {
+        let ready = process.get("/readyz", &[]).await;
+        assert_eq!(ready.status, 503, "{}", ready.text());
+        assert_eq!(ready.json["code"], "bus_unavailable");
+    }
+    assert_eq!(cluster.gateways[0].get("/readyz", &[]).await.status, 200);
     let accepted_while_away = load.acknowledged().await - during;
     assert!(
         accepted_while_away > 20,
@@ -480,6 +487,16 @@ async fn nats_away_for_10_s_under_load_commands_go_on_and_projections_catch_up()
         .start_again()
         .expect("nats-server starts again");
     until_more(&load, 50).await;
+    for process in cluster.relays.iter().chain(&cluster.projectors) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while process.get("/readyz", &[]).await.status != 200 {
+            assert!(
+                Instant::now() < deadline,
+                "not ready again after NATS came back"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     let sent = load.finish().await;
     converged(&cluster, &sent).await;
 }
