@@ -314,3 +314,90 @@ async fn a_server_keeps_to_the_connections_it_is_given() {
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("--database-connections"), "{stderr}");
 }
+
+/// Makes a self-signed certificate and key for `localhost` in a directory the PostgreSQL server
+/// can read (as root, the throwaway server runs as the `postgres` account, which must own the
+/// key, mode 0600).
+fn self_signed_certificate() -> (tempfile::TempDir, String, String) {
+    use std::os::unix::fs::{chown, PermissionsExt};
+    let dir = tempfile::tempdir().expect("a directory for the certificate");
+    let (cert, key) = (dir.path().join("server.crt"), dir.path().join("server.key"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("running openssl");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let id = |flag: &str| -> Option<u32> {
+        let out = std::process::Command::new("id")
+            .args([flag, "postgres"])
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+    };
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
+        .unwrap_or(false);
+    if root {
+        let (uid, gid) = (id("-u"), id("-g"));
+        for path in [dir.path(), cert.as_path(), key.as_path()] {
+            chown(path, uid, gid).expect("chown to the postgres account");
+        }
+    }
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod the key");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let path = |p: &std::path::Path| p.display().to_string();
+    (dir, path(&cert), path(&key))
+}
+
+#[tokio::test]
+async fn a_server_reaches_postgresql_over_tls_when_the_url_requires_it() {
+    let (_certificate, cert, key) = self_signed_certificate();
+    let postgres = ThrowawayPostgres::start_with(&store::throwaway_postgres::Options {
+        settings: vec![
+            ("ssl".into(), "on".into()),
+            ("ssl_cert_file".into(), cert),
+            ("ssl_key_file".into(), key),
+        ],
+        ..Default::default()
+    })
+    .expect("a throwaway PostgreSQL with TLS");
+    let url = postgres.fresh_database().await.expect("a database");
+    let app = spawn_app_on_database(&format!("{url}?sslmode=require")).await;
+    app.ok("RegisterDistrict", json!({"name": "加密街道"}))
+        .await;
+
+    // Every connection of the server's is encrypted.
+    let mut probe = PgConnection::connect(&url)
+        .await
+        .expect("a probe connection");
+    let (all, encrypted): (i64, i64) = sqlx::query_as(
+        "SELECT count(*), count(*) FILTER (WHERE s.ssl) FROM pg_stat_activity a \
+         JOIN pg_stat_ssl s USING (pid) WHERE a.datname = current_database() \
+         AND a.pid <> pg_backend_pid()",
+    )
+    .fetch_one(&mut probe)
+    .await
+    .expect("the server's connections");
+    assert!(all > 0, "the server holds connections");
+    assert_eq!(encrypted, all, "every connection of the server uses TLS");
+}
