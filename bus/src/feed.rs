@@ -43,8 +43,8 @@ const PULL_BATCH: usize = 1_000;
 const HEARTBEAT: Duration = Duration::from_secs(5);
 /// How long one pull request stays open on the server.
 const PULL_EXPIRES: Duration = Duration::from_secs(30);
-/// How long a batch waits for the next message once it has one: a burst's messages arrive
-/// microseconds apart, and a pause this long means the burst is over.
+/// How long a batch goes on collecting after its first message: a burst's messages arrive
+/// microseconds apart, and what comes later goes in the next batch.
 const LINGER: Duration = Duration::from_millis(5);
 /// How long a JetStream request (stream, consumer, message) may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -179,6 +179,10 @@ impl Feed {
         // Whether the pull is still good for the next call; a failed or finished one is
         // dropped and renewed then.
         let mut healthy = true;
+        // The batch closes LINGER after its first message at the latest: under a steady flow
+        // messages never pause for LINGER, and waiting for `max` would hold each event back
+        // for as long as `max` of them take to arrive (hundreds of ms at 1,000 commands/s).
+        let close = tokio::time::Instant::now() + LINGER;
         loop {
             match next {
                 Some(Ok(message)) => {
@@ -205,7 +209,7 @@ impl Feed {
             // arrive as a burst, and a projector applies a batch in one transaction.
             next = match messages.next().now_or_never() {
                 Some(more) => more,
-                None => match tokio::time::timeout(LINGER, messages.next()).await {
+                None => match tokio::time::timeout_at(close, messages.next()).await {
                     Ok(more) => more,
                     Err(_) => break,
                 },
