@@ -136,6 +136,17 @@ impl Server {
         admin_token: &str,
         database_url: Option<&str>,
     ) -> Result<Server> {
+        Self::start_with_args(binary, scratch, admin_token, database_url, &[]).await
+    }
+
+    /// Like [`Server::start_on`], with more `serve` options (`--role relay --nats-url …`).
+    pub(crate) async fn start_with_args(
+        binary: &Path,
+        scratch: tempfile::TempDir,
+        admin_token: &str,
+        database_url: Option<&str>,
+        more: &[String],
+    ) -> Result<Server> {
         let log = scratch.path().join("server.log");
         let stderr = std::fs::File::create(&log).context("creating the server log")?;
         let mut command = Command::new(binary);
@@ -148,6 +159,7 @@ impl Server {
         if let Some(url) = database_url {
             command.arg("--database-url").arg(url);
         }
+        command.args(more);
         let mut child = command
             .env("LIANXI_ADMIN_TOKEN", admin_token)
             .env_remove("LIANXI_DATABASE_URL")

@@ -5,13 +5,16 @@
 //! - `all`: both;
 //! - `log`, `rebuild`, `lag`, `reads`, `read-side`: the read side of issue 3 ([`readside`]);
 //! - `postgres`: appends, commands and stream loads on a durable PostgreSQL 15, against one-row
-//!   `INSERT` transactions on the same server ([`pg`]).
+//!   `INSERT` transactions on the same server ([`pg`]);
+//! - `distributed`: issue 5's relay throughput, lag through NATS and second projector process,
+//!   on PostgreSQL and nats-server ([`distributed`]).
 //!
 //! Every run also measures the baseline ([`baseline`]): one durable SQLite commit per event from
 //! one connection, on the same disk, minutes apart at most, so each figure is also reported as a
 //! ratio of what the disk allowed at that moment. Progress goes to stderr, tables to stdout.
 
 mod baseline;
+mod distributed;
 mod http_bench;
 mod load;
 mod payload;
@@ -59,6 +62,9 @@ enum Command {
     /// Appends, commands and stream loads on its own durable PostgreSQL 15, against one-row
     /// INSERT transactions on the same server.
     Postgres(pg::PostgresArgs),
+    /// Issue 5: relay throughput, lag through NATS at a sustained rate, and a second projector
+    /// process, on PostgreSQL and nats-server, against same-run baselines.
+    Distributed(distributed::DistributedArgs),
 }
 
 /// Options every benchmark shares.
@@ -202,6 +208,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Reads(args) => return readside::reads(args).await,
         Command::ReadSide(args) => return readside::read_side(args).await,
         Command::Postgres(args) => return pg::run(args).await,
+        Command::Distributed(args) => return distributed::run(args).await,
     };
     let mut settings = common.settings()?;
     settings.keep_server_logs = http.is_some_and(|http| http.keep_server_logs);

@@ -56,7 +56,7 @@ impl CommitStats {
 }
 
 /// The sum of every sample of `name` (all label sets); 0 when absent.
-fn sample(text: &str, name: &str) -> f64 {
+pub fn sample(text: &str, name: &str) -> f64 {
     text.lines()
         .filter(|line| !line.starts_with('#'))
         .filter_map(|line| {

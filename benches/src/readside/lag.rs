@@ -14,6 +14,10 @@
 //! before the group commit, so the lag includes the log's commit). It is scraped from `/metrics`
 //! when the window opens and again once the projections have caught up after it closes; the
 //! quantiles are interpolated inside the buckets of the difference.
+//!
+//! The worlds and their schedule ([`set_up_worlds`], [`Schedule`]) are shared with the
+//! `distributed` benchmark, whose commands go to gateway processes while the lag is read from
+//! projector processes.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -104,8 +108,9 @@ pub async fn run(env: &Env, options: Options) -> Result<Vec<LagRun>> {
         let run = one(env, options).await?;
         let all = prom::total(&run.lag);
         eprintln!(
-            "  achieved {} commands/s ({} late, {} failed); lag p50 {} ms, p99 {} ms over {} events; round trip p99 {} ms",
+            "  achieved {} commands/s ({} sent in the window, {} late, {} failed); lag p50 {} ms, p99 {} ms over {} events; round trip p99 {} ms",
             thousands(run.achieved()),
+            thousands(run.sent as f64),
             thousands(run.late as f64),
             thousands(run.failures.values().sum::<u64>() as f64),
             all.quantile(0.5).map_or("–".into(), |q| q.ms_label()),
@@ -137,19 +142,28 @@ struct WorldRecord {
     from_slot_us: Vec<u32>,
 }
 
-async fn measure(server: &Server, token: &str, options: Options) -> Result<LagRun> {
-    let api = Api::new(server.addr, token)?;
-    // Registration first, as fast as each world goes, so the window sees the steady mix.
+/// A generated world, registered and ready for the schedule: its generator, its next command,
+/// and the API its commands go to.
+pub(crate) struct World {
+    generator: Generator,
+    next: Generated,
+    api: Api,
+}
+
+/// Registers `count` worlds, as fast as each goes, so the window sees the steady mix. World k
+/// sends every command (registration and schedule) through `apis[k % apis.len()]`.
+pub(crate) async fn set_up_worlds(apis: &[Api], count: usize) -> Result<Vec<World>> {
+    anyhow::ensure!(!apis.is_empty(), "no API to send the worlds' commands to");
     let mut setups = JoinSet::new();
-    for k in 0..options.worlds {
-        let api = api.clone();
+    for k in 0..count {
+        let api = apis[k % apis.len()].clone();
         setups.spawn(async move {
             let [d, c, u] = WORLD;
             let mut generator = Generator::new(1_000 + k as u64, d, c, u);
             loop {
                 let command = generator.next_command();
                 if !goes_alone(command.name) {
-                    return Ok::<_, anyhow::Error>((k, generator, command));
+                    return Ok::<_, anyhow::Error>((k, generator, command, api));
                 }
                 api.command(command.name, &command.body)
                     .await
@@ -157,121 +171,184 @@ async fn measure(server: &Server, token: &str, options: Options) -> Result<LagRu
             }
         });
     }
-    let mut worlds: Vec<Option<(Generator, Generated)>> =
-        (0..options.worlds).map(|_| None).collect();
+    let mut worlds: Vec<Option<World>> = (0..count).map(|_| None).collect();
     while let Some(done) = setups.join_next().await {
-        let (k, generator, first) = done.context("a set-up task panicked")??;
-        worlds[k] = Some((generator, first));
-    }
-    http_bench::settle(&api).await?;
-
-    let start = Instant::now() + Duration::from_millis(100);
-    let open = start + options.warmup;
-    let close = open + options.window;
-    let k_total = options.worlds as f64;
-    let mut tasks = JoinSet::new();
-    for (k, world) in worlds.into_iter().enumerate() {
-        let (mut generator, first) = world.context("a world was not set up")?;
-        let api = api.clone();
-        let rate = options.rate;
-        tasks.spawn(async move {
-            let mut record = WorldRecord::default();
-            let mut next = Some(first);
-            for j in 0_u64.. {
-                let slot = start + Duration::from_secs_f64((j as f64 * k_total + k as f64) / rate);
-                if slot >= close {
-                    break;
-                }
-                tokio::time::sleep_until(slot).await;
-                let sent = Instant::now();
-                if sent >= close {
-                    // A world behind its schedule stops with the window too.
-                    break;
-                }
-                let command = next.take().unwrap_or_else(|| generator.next_command());
-                let outcome = api.command(command.name, &command.body).await;
-                let done = Instant::now();
-                if sent < open {
-                    continue;
-                }
-                record.sent += 1;
-                if sent - slot > LATE {
-                    record.late += 1;
-                }
-                match outcome {
-                    Ok(()) => {
-                        if done <= close {
-                            record.ok += 1;
-                        }
-                        record.round_trip_us.push(micros(done - sent));
-                        record.from_slot_us.push(micros(done - slot));
-                    }
-                    Err(label) => *record.failures.entry(label).or_default() += 1,
-                }
-            }
-            record
+        let (k, generator, next, api) = done.context("a set-up task panicked")??;
+        worlds[k] = Some(World {
+            generator,
+            next,
+            api,
         });
     }
-    tokio::time::sleep_until(open).await;
+    worlds
+        .into_iter()
+        .map(|world| world.context("a world was not set up"))
+        .collect()
+}
+
+/// What the worlds did in the window.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Sent {
+    pub sent: u64,
+    pub ok: u64,
+    pub failures: BTreeMap<String, u64>,
+    pub late: u64,
+    /// Round trips of the successful commands sent in the window (from sending), µs, sorted.
+    pub round_trip_us: Vec<u32>,
+    /// The same from each command's slot, µs, sorted.
+    pub from_slot_us: Vec<u32>,
+}
+
+/// The open-loop schedule, running: the worlds send from 100 ms after [`Schedule::start`];
+/// the window is `[open, close)`, after the warm-up.
+pub(crate) struct Schedule {
+    pub open: Instant,
+    pub close: Instant,
+    tasks: JoinSet<WorldRecord>,
+}
+
+impl Schedule {
+    /// Starts every world on its slots: world k's j-th command at `(j·K + k) / rate`.
+    pub(crate) fn start(worlds: Vec<World>, options: Options) -> Schedule {
+        let start = Instant::now() + Duration::from_millis(100);
+        let open = start + options.warmup;
+        let close = open + options.window;
+        let k_total = worlds.len() as f64;
+        let mut tasks = JoinSet::new();
+        for (k, world) in worlds.into_iter().enumerate() {
+            let World {
+                mut generator,
+                next: first,
+                api,
+            } = world;
+            let rate = options.rate;
+            tasks.spawn(async move {
+                let mut record = WorldRecord::default();
+                let mut next = Some(first);
+                for j in 0_u64.. {
+                    let slot =
+                        start + Duration::from_secs_f64((j as f64 * k_total + k as f64) / rate);
+                    if slot >= close {
+                        break;
+                    }
+                    tokio::time::sleep_until(slot).await;
+                    let sent = Instant::now();
+                    if sent >= close {
+                        // A world behind its schedule stops with the window too.
+                        break;
+                    }
+                    let command = next.take().unwrap_or_else(|| generator.next_command());
+                    let outcome = api.command(command.name, &command.body).await;
+                    let done = Instant::now();
+                    if sent < open {
+                        continue;
+                    }
+                    record.sent += 1;
+                    if sent - slot > LATE {
+                        record.late += 1;
+                    }
+                    match outcome {
+                        Ok(()) => {
+                            if done <= close {
+                                record.ok += 1;
+                            }
+                            record.round_trip_us.push(micros(done - sent));
+                            record.from_slot_us.push(micros(done - slot));
+                        }
+                        Err(label) => *record.failures.entry(label).or_default() += 1,
+                    }
+                }
+                record
+            });
+        }
+        Schedule { open, close, tasks }
+    }
+
+    /// Waits (at most 60 s after the window) for every world's last command and adds up what
+    /// they did; prints the failures, if any.
+    pub(crate) async fn finish(mut self) -> Result<Sent> {
+        let mut total = Sent::default();
+        let drained = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Some(record) = self.tasks.join_next().await {
+                let record = record.context("a world panicked")?;
+                total.sent += record.sent;
+                total.ok += record.ok;
+                total.late += record.late;
+                for (label, count) in record.failures {
+                    *total.failures.entry(label).or_default() += count;
+                }
+                total.round_trip_us.extend(record.round_trip_us);
+                total.from_slot_us.extend(record.from_slot_us);
+            }
+            anyhow::Ok(())
+        })
+        .await;
+        match drained {
+            Ok(result) => result?,
+            Err(_) => bail!("the worlds' last commands did not finish within 60 s of the window"),
+        }
+        total.round_trip_us.sort_unstable();
+        total.from_slot_us.sort_unstable();
+        if !total.failures.is_empty() {
+            eprintln!("  failed commands: {:?}", total.failures);
+        }
+        Ok(total)
+    }
+}
+
+async fn measure(server: &Server, token: &str, options: Options) -> Result<LagRun> {
+    let api = Api::new(server.addr, token)?;
+    let worlds = set_up_worlds(std::slice::from_ref(&api), options.worlds).await?;
+    http_bench::settle(&api).await?;
+
+    let schedule = Schedule::start(worlds, options);
+    tokio::time::sleep_until(schedule.open).await;
     let metrics_before = api.metrics().await?;
     let cpu_before = CpuUse::now(Some(server.pid));
-    tokio::time::sleep_until(close).await;
+    tokio::time::sleep_until(schedule.close).await;
     let cpu = CpuUse::now(Some(server.pid)).since(&cpu_before);
+    let sent = schedule.finish().await?;
     let mut run = LagRun {
         window: options.window,
-        sent: 0,
-        ok: 0,
-        failures: BTreeMap::new(),
-        late: 0,
-        round_trip_us: Vec::new(),
-        from_slot_us: Vec::new(),
+        sent: sent.sent,
+        ok: sent.ok,
+        failures: sent.failures,
+        late: sent.late,
+        round_trip_us: sent.round_trip_us,
+        from_slot_us: sent.from_slot_us,
         lag: BTreeMap::new(),
         commit: Buckets::default(),
         cpu,
         settle_seconds: 0.0,
     };
-    let drained = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(record) = tasks.join_next().await {
-            let record = record.context("a world panicked")?;
-            run.sent += record.sent;
-            run.ok += record.ok;
-            run.late += record.late;
-            for (label, count) in record.failures {
-                *run.failures.entry(label).or_default() += count;
-            }
-            run.round_trip_us.extend(record.round_trip_us);
-            run.from_slot_us.extend(record.from_slot_us);
-        }
-        anyhow::Ok(())
-    })
-    .await;
-    match drained {
-        Ok(result) => result?,
-        Err(_) => bail!("the worlds' last commands did not finish within 60 s of the window"),
-    }
-    run.round_trip_us.sort_unstable();
-    run.from_slot_us.sort_unstable();
-    if !run.failures.is_empty() {
-        eprintln!("  failed commands: {:?}", run.failures);
-    }
     let settling = Instant::now();
     http_bench::settle(&api).await?;
     run.settle_seconds = settling.elapsed().as_secs_f64();
     let metrics_after = api.metrics().await?;
-    let lag_before = prom::histograms(&metrics_before, LAG, "projection");
-    run.lag = prom::histograms(&metrics_after, LAG, "projection")
+    run.lag = lag_since(&metrics_before, &metrics_after);
+    if run.lag.is_empty() {
+        bail!("the server exports no {LAG} histogram: this benchmark needs it");
+    }
+    run.commit = commit_since(&metrics_before, &metrics_after);
+    Ok(run)
+}
+
+/// The lag histograms' difference per projection between two scrapes of one process.
+pub(crate) fn lag_since(before: &str, after: &str) -> BTreeMap<String, Buckets> {
+    let lag_before = prom::histograms(before, LAG, "projection");
+    prom::histograms(after, LAG, "projection")
         .into_iter()
         .map(|(name, after)| {
             let before = lag_before.get(&name).cloned().unwrap_or_default();
             (name, after.since(&before))
         })
-        .collect();
-    if run.lag.is_empty() {
-        bail!("the server exports no {LAG} histogram: this benchmark needs it");
-    }
-    run.commit = prom::total(&prom::histograms(&metrics_after, COMMIT, ""))
-        .since(&prom::total(&prom::histograms(&metrics_before, COMMIT, "")));
-    Ok(run)
+        .collect()
+}
+
+/// The group-commit time histogram's difference between two scrapes of one process.
+pub(crate) fn commit_since(before: &str, after: &str) -> Buckets {
+    prom::total(&prom::histograms(after, COMMIT, ""))
+        .since(&prom::total(&prom::histograms(before, COMMIT, "")))
 }
 
 fn micros(elapsed: Duration) -> u32 {

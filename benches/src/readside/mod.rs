@@ -8,7 +8,7 @@
 
 mod built;
 pub mod cache;
-mod lag;
+pub(crate) mod lag;
 mod reads;
 mod rebuild;
 mod report;
