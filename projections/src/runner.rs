@@ -345,15 +345,17 @@ pub async fn catch_up_lanes(
     batch: usize,
     on_batch: impl FnMut(&[Lane<'_>], Step<'_>) + Send,
 ) -> Result<(), ProjectionError> {
-    catch_up_lanes_from(&LogSource(store), db, lanes, until, batch, on_batch).await
+    catch_up_lanes_from(&LogSource(store), db, lanes, until, None, batch, on_batch).await
 }
 
-/// [`catch_up_lanes`] reading from `source`, which is told of every commit.
+/// [`catch_up_lanes`] reading from `source`, which is told of every commit; it also hands
+/// back (everything written) at the first batch boundary after `deadline`.
 async fn catch_up_lanes_from(
     source: &dyn EventSource,
     db: &ReadDb,
     lanes: &mut [Lane<'_>],
     until: Option<i64>,
+    deadline: Option<Instant>,
     batch: usize,
     mut on_batch: impl FnMut(&[Lane<'_>], Step<'_>) + Send,
 ) -> Result<(), ProjectionError> {
@@ -374,6 +376,11 @@ async fn catch_up_lanes_from(
         else {
             return Ok(());
         };
+        if deadline.is_some_and(|at| at <= Instant::now()) {
+            write_held(db, lanes).await?;
+            committed(source, lanes).await;
+            return Ok(());
+        }
         let limit = limit_from(from);
         let page = match prefetched.take() {
             Some((after, page)) if after == from => page,
@@ -745,9 +752,18 @@ impl Runner {
                 backoff = (backoff * 2).min(Duration::from_secs(5));
                 continue;
             }
-            match self.follow(&mut members).await {
+            // Members that could not resume (the database was away for a moment) are tried
+            // again after the pause while the others go on following: `follow` hands back at
+            // its next idle point once it is over.
+            let retry_at = (!pending.is_empty()).then(|| Instant::now() + backoff);
+            if retry_at.is_some() {
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            match self.follow(&mut members, retry_at).await {
                 Ok(retired) => {
-                    backoff = Duration::from_millis(100);
+                    if pending.is_empty() {
+                        backoff = Duration::from_millis(100);
+                    }
                     for member in retired {
                         tracing::info!(
                             projection = member.ns.projection,
@@ -832,9 +848,13 @@ impl Runner {
     }
 
     /// Follows the log for `members` until one or more of them were retired (returns them,
-    /// taken out of `members`) or a storage error. Members stopped by poison are reported and
-    /// dropped here.
-    async fn follow(&self, members: &mut Vec<Member>) -> Result<Vec<Member>, ProjectionError> {
+    /// taken out of `members`), `retry_at` has passed (returns none, at the end of the log), or
+    /// a storage error. Members stopped by poison are reported and dropped here.
+    async fn follow(
+        &self,
+        members: &mut Vec<Member>,
+        retry_at: Option<Instant>,
+    ) -> Result<Vec<Member>, ProjectionError> {
         let mut head_rx = self.store.subscribe();
         loop {
             let (mut lanes, progress): (Vec<Lane<'_>>, Vec<&watch::Sender<Progress>>) = members
@@ -849,15 +869,22 @@ impl Runner {
                 Some(source) => source.as_ref(),
                 None => &log,
             };
-            let result =
-                catch_up_lanes_from(source, &self.db, &mut lanes, None, BATCH, |lanes, step| {
+            let result = catch_up_lanes_from(
+                source,
+                &self.db,
+                &mut lanes,
+                None,
+                retry_at,
+                BATCH,
+                |lanes, step| {
                     for (lane, progress) in lanes.iter().zip(&progress) {
                         if lane.stopped.is_none() {
                             publish(lane, progress, &step);
                         }
                     }
-                })
-                .await;
+                },
+            )
+            .await;
             let outcome: Vec<(i64, Option<LaneStop>)> = lanes
                 .into_iter()
                 .map(|lane| (lane.durable, lane.stopped))
@@ -879,7 +906,8 @@ impl Runner {
             }
             *members = following;
             result?;
-            if !retired.is_empty() || members.is_empty() {
+            let retry_due = retry_at.is_some_and(|at| at <= Instant::now());
+            if !retired.is_empty() || members.is_empty() || retry_due {
                 return Ok(retired);
             }
             // At the end of the log, everything written.
@@ -898,7 +926,10 @@ impl Runner {
                 .drain(..)
                 .partition(|m| active.get(m.ns.projection) != Some(&m.ns.generation));
             *members = current;
-            if !stale.is_empty() || members.is_empty() {
+            if !stale.is_empty()
+                || members.is_empty()
+                || retry_at.is_some_and(|at| at <= Instant::now())
+            {
                 return Ok(stale);
             }
         }
