@@ -104,8 +104,14 @@ impl<T> Collection<T> {
 pub trait Store: Send {
     /// Loads the wanted documents that are not cached yet.
     async fn load(&mut self, conn: &mut Conn<'_>, ns: &Namespace) -> Result<(), ProjectionError>;
-    /// Writes the changed documents.
-    async fn flush(&mut self, conn: &mut Conn<'_>, ns: &Namespace) -> Result<(), ProjectionError>;
+    /// Writes the changed documents: adds them to `documents`, which the runner writes for
+    /// every projector of the batch at once, or (a table of its own) writes them itself.
+    async fn flush(
+        &mut self,
+        conn: &mut Conn<'_>,
+        ns: &Namespace,
+        documents: &mut Documents,
+    ) -> Result<(), ProjectionError>;
     /// After a commit: everything is clean; drop clean documents beyond `keep`.
     fn committed(&mut self, keep: usize);
     /// How many changes are held in memory, not yet written: the runner writes them out
@@ -173,68 +179,25 @@ where
         Ok(())
     }
 
-    async fn flush(&mut self, conn: &mut Conn<'_>, ns: &Namespace) -> Result<(), ProjectionError> {
-        let mut dirty = Vec::new();
+    async fn flush(
+        &mut self,
+        _conn: &mut Conn<'_>,
+        ns: &Namespace,
+        documents: &mut Documents,
+    ) -> Result<(), ProjectionError> {
         for (key, entry) in &self.cache {
             if entry.dirty {
                 let doc = serde_json::to_string(&entry.doc)
                     .map_err(|e| ProjectionError::Storage(format!("serialising {key}: {e}")))?;
-                dirty.push((key.as_str(), entry.parent.as_deref(), doc));
-            }
-        }
-        // In key order, so the upserts walk the table's B-tree forwards, each page once,
-        // instead of in the cache's hash order all over it.
-        dirty.sort_unstable_by_key(|(key, _, _)| *key);
-        if dirty.is_empty() {
-            return Ok(());
-        }
-        if let Conn::Postgres(conn) = conn {
-            // PostgreSQL: every document in one statement, passed as arrays (a multi-row
-            // VALUES of 6 × 400 parameters costs more to parse and plan than to write).
-            let mut keys = Vec::with_capacity(dirty.len());
-            let mut parents = Vec::with_capacity(dirty.len());
-            let mut docs = Vec::with_capacity(dirty.len());
-            for (key, parent, doc) in &dirty {
-                keys.push(*key);
-                parents.push(*parent);
-                docs.push(doc.as_str());
-            }
-            sqlx::query(
-                "INSERT INTO documents (projection, generation, kind, key, parent, doc) \
-                 SELECT $1, $2, $3, key, parent, doc \
-                 FROM unnest($4::text[], $5::text[], $6::text[]) AS row (key, parent, doc) \
-                 ON CONFLICT (projection, generation, kind, key) \
-                 DO UPDATE SET parent = excluded.parent, doc = excluded.doc",
-            )
-            .bind(ns.projection)
-            .bind(ns.generation)
-            .bind(self.kind)
-            .bind(&keys)
-            .bind(&parents)
-            .bind(&docs)
-            .execute(&mut **conn)
-            .await?;
-            return Ok(());
-        }
-        for chunk in dirty.chunks(CHUNK) {
-            on_conn!(&mut *conn, |conn, Db| {
-                let mut query = QueryBuilder::<Db>::new(
-                    "INSERT INTO documents (projection, generation, kind, key, parent, doc) ",
-                );
-                query.push_values(chunk, |mut row, (key, parent, doc)| {
-                    row.push_bind(ns.projection)
-                        .push_bind(ns.generation)
-                        .push_bind(self.kind)
-                        .push_bind(*key)
-                        .push_bind(*parent)
-                        .push_bind(doc.as_str());
+                documents.rows.push(DocumentRow {
+                    projection: ns.projection,
+                    generation: ns.generation,
+                    kind: self.kind,
+                    key: key.clone(),
+                    parent: entry.parent.clone(),
+                    doc,
                 });
-                query.push(
-                    " ON CONFLICT (projection, generation, kind, key) \
-                 DO UPDATE SET parent = excluded.parent, doc = excluded.doc",
-                );
-                query.build().execute(&mut *conn).await?;
-            });
+            }
         }
         Ok(())
     }
@@ -262,5 +225,90 @@ where
         self.absent.clear();
         self.wanted.clear();
         self.dirty = 0;
+    }
+}
+
+/// One changed document, ready to be written.
+#[derive(Debug)]
+struct DocumentRow {
+    projection: &'static str,
+    generation: i64,
+    kind: &'static str,
+    key: String,
+    parent: Option<String>,
+    doc: String,
+}
+
+/// The changed documents of every projector in a batch, written together: one statement on
+/// PostgreSQL (each statement there is planned afresh, and a batch of five projectors used to
+/// send one per kind of document), chunks of a multi-row upsert on SQLite.
+#[derive(Debug, Default)]
+pub struct Documents {
+    rows: Vec<DocumentRow>,
+}
+
+impl Documents {
+    /// Writes every document added, in primary-key order, so the upserts walk the table's
+    /// B-tree forwards, each page once, instead of in the caches' hash order all over it.
+    pub async fn write(mut self, conn: &mut Conn<'_>) -> Result<(), ProjectionError> {
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        self.rows.sort_unstable_by(|a, b| {
+            (a.projection, a.generation, a.kind, &a.key).cmp(&(
+                b.projection,
+                b.generation,
+                b.kind,
+                &b.key,
+            ))
+        });
+        if let Conn::Postgres(conn) = conn {
+            // Passed as arrays: a multi-row VALUES of 6 × 400 parameters costs PostgreSQL more
+            // to parse and plan than to write.
+            let rows = &self.rows;
+            let projections: Vec<&str> = rows.iter().map(|r| r.projection).collect();
+            let generations: Vec<i64> = rows.iter().map(|r| r.generation).collect();
+            let kinds: Vec<&str> = rows.iter().map(|r| r.kind).collect();
+            let keys: Vec<&str> = rows.iter().map(|r| r.key.as_str()).collect();
+            let parents: Vec<Option<&str>> = rows.iter().map(|r| r.parent.as_deref()).collect();
+            let docs: Vec<&str> = rows.iter().map(|r| r.doc.as_str()).collect();
+            sqlx::query(
+                "INSERT INTO documents (projection, generation, kind, key, parent, doc) \
+                 SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], \
+                                      $5::text[], $6::text[]) \
+                 ON CONFLICT (projection, generation, kind, key) \
+                 DO UPDATE SET parent = excluded.parent, doc = excluded.doc",
+            )
+            .bind(&projections)
+            .bind(&generations)
+            .bind(&kinds)
+            .bind(&keys)
+            .bind(&parents)
+            .bind(&docs)
+            .execute(&mut **conn)
+            .await?;
+            return Ok(());
+        }
+        for chunk in self.rows.chunks(CHUNK) {
+            on_conn!(&mut *conn, |conn, Db| {
+                let mut query = QueryBuilder::<Db>::new(
+                    "INSERT INTO documents (projection, generation, kind, key, parent, doc) ",
+                );
+                query.push_values(chunk, |mut row, document| {
+                    row.push_bind(document.projection)
+                        .push_bind(document.generation)
+                        .push_bind(document.kind)
+                        .push_bind(document.key.as_str())
+                        .push_bind(document.parent.as_deref())
+                        .push_bind(document.doc.as_str());
+                });
+                query.push(
+                    " ON CONFLICT (projection, generation, kind, key) \
+                     DO UPDATE SET parent = excluded.parent, doc = excluded.doc",
+                );
+                query.build().execute(&mut *conn).await?;
+            });
+        }
+        Ok(())
     }
 }

@@ -87,6 +87,15 @@ macro_rules! select_generations {
     };
 }
 
+/// A generation's checkpoint moving with a batch: from `from` (what the batch started from) to
+/// `to`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Checkpoint<'a> {
+    pub ns: &'a Namespace,
+    pub from: i64,
+    pub to: i64,
+}
+
 /// The read-model database, on SQLite or PostgreSQL. Cheap to clone: clones share the pool.
 #[derive(Debug, Clone)]
 pub struct ReadDb {
@@ -372,39 +381,74 @@ impl ReadDb {
         Ok(())
     }
 
-    /// Moves the checkpoint of a batch from `from` to `position`, inside the batch's
-    /// transaction. Fails with `Retired` when another process promoted a newer generation
-    /// meanwhile, or when the checkpoint is no longer at `from`: another builder of the same
-    /// generation (a rebuild resumed twice) wrote it, and applying this batch again would count
-    /// its events twice. (On PostgreSQL the update waits for a concurrent writer of the row and
-    /// then checks the condition again on what it committed.)
-    pub(crate) async fn checkpoint(
+    /// Moves the checkpoints of a batch, each from its `from` to its `to`, inside the batch's
+    /// transaction; says for each whether it moved. One that did not is retired: another
+    /// process promoted a newer generation meanwhile, or the checkpoint is no longer at `from`
+    /// (another builder of the same generation, a rebuild resumed twice, wrote it, and applying
+    /// this batch again would count its events twice). On PostgreSQL all move in one statement,
+    /// which waits for a concurrent writer of a row and then checks the condition again on
+    /// what it committed.
+    pub(crate) async fn checkpoints(
         conn: &mut Conn<'_>,
-        ns: &Namespace,
-        from: i64,
-        position: i64,
+        moves: &[Checkpoint<'_>],
         state: &str,
-    ) -> Result<(), ProjectionError> {
-        let updated = on_conn!(conn, |conn, Db| {
-            sqlx::query(
-                "UPDATE projections SET position = $1, state = $2, error = NULL, \
-                 error_position = NULL, updated_at = $3 WHERE name = $4 AND generation = $5 \
-                 AND position = $6 AND state != 'retired'",
+    ) -> Result<Vec<bool>, ProjectionError> {
+        let now = Utc::now().to_rfc3339();
+        if let Conn::Postgres(conn) = conn {
+            if moves.is_empty() {
+                return Ok(Vec::new());
+            }
+            let names: Vec<&str> = moves.iter().map(|m| m.ns.projection).collect();
+            let generations: Vec<i64> = moves.iter().map(|m| m.ns.generation).collect();
+            let froms: Vec<i64> = moves.iter().map(|m| m.from).collect();
+            let tos: Vec<i64> = moves.iter().map(|m| m.to).collect();
+            let moved: Vec<(String, i64)> = sqlx::query_as(
+                "UPDATE projections AS p SET position = u.position, state = $1, error = NULL, \
+                 error_position = NULL, updated_at = $2 \
+                 FROM unnest($3::text[], $4::bigint[], $5::bigint[], $6::bigint[]) \
+                     AS u (name, generation, from_position, position) \
+                 WHERE p.name = u.name AND p.generation = u.generation \
+                   AND p.position = u.from_position AND p.state != 'retired' \
+                 RETURNING p.name, p.generation",
             )
-            .bind(position)
             .bind(state)
-            .bind(Utc::now().to_rfc3339())
-            .bind(ns.projection)
-            .bind(ns.generation)
-            .bind(from)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected()
-        });
-        if updated == 0 {
-            return Err(ProjectionError::Retired);
+            .bind(&now)
+            .bind(&names)
+            .bind(&generations)
+            .bind(&froms)
+            .bind(&tos)
+            .fetch_all(&mut **conn)
+            .await?;
+            return Ok(moves
+                .iter()
+                .map(|m| {
+                    moved.iter().any(|(name, generation)| {
+                        name == m.ns.projection && *generation == m.ns.generation
+                    })
+                })
+                .collect());
         }
-        Ok(())
+        let mut moved = Vec::with_capacity(moves.len());
+        for m in moves {
+            let updated = on_conn!(&mut *conn, |conn, Db| {
+                sqlx::query(
+                    "UPDATE projections SET position = $1, state = $2, error = NULL, \
+                     error_position = NULL, updated_at = $3 WHERE name = $4 AND generation = $5 \
+                     AND position = $6 AND state != 'retired'",
+                )
+                .bind(m.to)
+                .bind(state)
+                .bind(&now)
+                .bind(m.ns.projection)
+                .bind(m.ns.generation)
+                .bind(m.from)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected()
+            });
+            moved.push(updated > 0);
+        }
+        Ok(moved)
     }
 
     /// Marks a generation failed on the event at `position`; it stays at its checkpoint.

@@ -21,9 +21,9 @@ use store::EventStore;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::collection::Namespace;
+use crate::collection::{Documents, Namespace};
 use crate::event::ProjectedEvent;
-use crate::readdb::{Conn, GenerationRow, ReadDb};
+use crate::readdb::{Checkpoint, Conn, GenerationRow, ReadDb};
 use crate::source::{EventSource, LogSource};
 use crate::{ProjectionError, Projector};
 
@@ -278,7 +278,9 @@ async fn apply_lanes(
     Ok(())
 }
 
-/// Applies and writes, in one transaction; marks in `written` the lanes it wrote.
+/// Applies and writes, in one transaction; marks in `written` the lanes it wrote. Every lane's
+/// checkpoint moves in one statement and every lane's documents are written in another (on
+/// PostgreSQL), whatever the number of projectors.
 async fn write_lanes(
     db: &ReadDb,
     lanes: &mut [Lane<'_>],
@@ -290,33 +292,42 @@ async fn write_lanes(
     let mut tx = db.begin_write().await?;
     let mut conn = tx.conn();
     let state = if full { "building" } else { "live" };
-    for (lane, written) in lanes.iter_mut().zip(written.iter_mut()) {
-        if lane.stopped.is_some() {
-            continue;
-        }
+    for lane in lanes.iter_mut().filter(|lane| lane.stopped.is_none()) {
         if let Some(stop) = apply_lane(&mut conn, lane, events).await? {
             // Nothing of this lane is written: it stays at its checkpoint.
             lane.rewind();
             lane.stopped = Some(stop);
-            continue;
         }
-        if lane.position == lane.durable {
+    }
+    let moving: Vec<usize> = (0..lanes.len())
+        .filter(|&i| lanes[i].stopped.is_none() && lanes[i].position != lanes[i].durable)
+        .collect();
+    let moves: Vec<Checkpoint<'_>> = moving
+        .iter()
+        .map(|&i| Checkpoint {
+            ns: &lanes[i].ns,
+            from: lanes[i].durable,
+            to: lanes[i].position,
+        })
+        .collect();
+    let moved = ReadDb::checkpoints(&mut conn, &moves, state).await?;
+    drop(moves);
+    let mut documents = Documents::default();
+    for (&i, moved) in moving.iter().zip(moved) {
+        let lane = &mut lanes[i];
+        if !moved {
+            lane.rewind();
+            lane.stopped = Some(LaneStop::Retired);
             continue;
-        }
-        match ReadDb::checkpoint(&mut conn, &lane.ns, lane.durable, lane.position, state).await {
-            Ok(()) => {}
-            Err(ProjectionError::Retired) => {
-                lane.rewind();
-                lane.stopped = Some(LaneStop::Retired);
-                continue;
-            }
-            Err(error) => return Err(error),
         }
         for collection in lane.projector.collections() {
-            collection.flush(&mut conn, &lane.ns).await?;
+            collection
+                .flush(&mut conn, &lane.ns, &mut documents)
+                .await?;
         }
-        *written = true;
+        written[i] = true;
     }
+    documents.write(&mut conn).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use async_trait::async_trait;
 use sqlx::QueryBuilder;
 
-use crate::collection::{Namespace, Store};
+use crate::collection::{Documents, Namespace, Store};
 use crate::readdb::{on_conn, Conn};
 use crate::ProjectionError;
 
@@ -75,7 +75,12 @@ impl Store for TraceIndex {
         Ok(())
     }
 
-    async fn flush(&mut self, conn: &mut Conn<'_>, ns: &Namespace) -> Result<(), ProjectionError> {
+    async fn flush(
+        &mut self,
+        conn: &mut Conn<'_>,
+        ns: &Namespace,
+        _documents: &mut Documents,
+    ) -> Result<(), ProjectionError> {
         self.delete_retired(conn, ns).await?;
         // In key order, so the inserts walk the primary key's B-tree forwards.
         self.rows.sort_unstable();
