@@ -39,8 +39,6 @@ pub struct Collection<T> {
     /// Keys known to have no document (so they are not asked for again).
     absent: HashSet<String>,
     wanted: HashSet<String>,
-    /// Asked for in the [`Loads`] under way, not taken yet.
-    asking: Vec<String>,
     /// How many cached documents are changed and not yet written.
     dirty: usize,
 }
@@ -52,7 +50,6 @@ impl<T> Collection<T> {
             cache: HashMap::new(),
             absent: HashSet::new(),
             wanted: HashSet::new(),
-            asking: Vec::new(),
             dirty: 0,
         }
     }
@@ -105,13 +102,8 @@ impl<T> Collection<T> {
 /// What the runner needs of every collection, whatever its document type.
 #[async_trait]
 pub trait Store: Send {
-    /// Asks `loads` for the wanted documents that are not cached yet (nothing, for a store
-    /// that keeps no documents).
-    fn ask(&mut self, _ns: &Namespace, _loads: &mut Loads) {}
-    /// Takes what `loads` found of what it asked for; the rest has no document.
-    fn take(&mut self, _ns: &Namespace, _loads: &mut Loads) -> Result<(), ProjectionError> {
-        Ok(())
-    }
+    /// Loads the wanted documents that are not cached yet.
+    async fn load(&mut self, conn: &mut Conn<'_>, ns: &Namespace) -> Result<(), ProjectionError>;
     /// Writes the changed documents: adds them to `documents`, which the runner writes for
     /// every projector of the batch at once, or (a table of its own) writes them itself.
     async fn flush(
@@ -134,42 +126,55 @@ impl<T> Store for Collection<T>
 where
     T: Serialize + DeserializeOwned + Send,
 {
-    fn ask(&mut self, ns: &Namespace, loads: &mut Loads) {
-        for key in self.wanted.drain() {
-            loads.asked.push(Asked {
-                projection: ns.projection,
-                generation: ns.generation,
-                kind: self.kind,
-                key: key.clone(),
-            });
-            self.asking.push(key);
-        }
-    }
-
-    fn take(&mut self, ns: &Namespace, loads: &mut Loads) -> Result<(), ProjectionError> {
-        if self.asking.is_empty() {
+    async fn load(&mut self, conn: &mut Conn<'_>, ns: &Namespace) -> Result<(), ProjectionError> {
+        if self.wanted.is_empty() {
             return Ok(());
         }
-        let mut found = loads
-            .found
-            .remove(&(ns.projection, ns.generation, self.kind))
-            .unwrap_or_default();
-        for key in self.asking.drain(..) {
-            let Some((parent, doc)) = found.remove(&key) else {
-                self.absent.insert(key);
-                continue;
-            };
-            let doc: T = serde_json::from_str(&doc).map_err(|e| {
-                ProjectionError::Storage(format!("{} {key}: unreadable document: {e}", self.kind))
-            })?;
-            self.cache.insert(
-                key,
-                Entry {
-                    doc,
-                    parent,
-                    dirty: false,
-                },
-            );
+        let wanted: Vec<String> = self.wanted.drain().collect();
+        for chunk in wanted.chunks(CHUNK) {
+            let rows = on_conn!(&mut *conn, |conn, Db| {
+                let mut query = QueryBuilder::<Db>::new(
+                    "SELECT key, parent, doc FROM documents WHERE projection = ",
+                );
+                query
+                    .push_bind(ns.projection)
+                    .push(" AND generation = ")
+                    .push_bind(ns.generation)
+                    .push(" AND kind = ")
+                    .push_bind(self.kind)
+                    .push(" AND key IN (");
+                let mut separated = query.separated(", ");
+                for key in chunk {
+                    separated.push_bind(key.as_str());
+                }
+                separated.push_unseparated(")");
+                let rows: Vec<(String, Option<String>, String)> =
+                    query.build_query_as().fetch_all(&mut *conn).await?;
+                rows
+            });
+            let mut found = HashSet::with_capacity(rows.len());
+            for (key, parent, doc) in rows {
+                let doc: T = serde_json::from_str(&doc).map_err(|e| {
+                    ProjectionError::Storage(format!(
+                        "{} {key}: unreadable document: {e}",
+                        self.kind
+                    ))
+                })?;
+                found.insert(key.clone());
+                self.cache.insert(
+                    key,
+                    Entry {
+                        doc,
+                        parent,
+                        dirty: false,
+                    },
+                );
+            }
+            for key in chunk {
+                if !found.contains(key) {
+                    self.absent.insert(key.clone());
+                }
+            }
         }
         Ok(())
     }
@@ -219,7 +224,6 @@ where
         self.cache.clear();
         self.absent.clear();
         self.wanted.clear();
-        self.asking.clear();
         self.dirty = 0;
     }
 }
@@ -304,119 +308,6 @@ impl Documents {
                 );
                 query.build().execute(&mut *conn).await?;
             });
-        }
-        Ok(())
-    }
-}
-
-/// A document asked for by a collection.
-#[derive(Debug)]
-struct Asked {
-    projection: &'static str,
-    generation: i64,
-    kind: &'static str,
-    key: String,
-}
-
-/// Where a collection's documents are: projection, generation and kind.
-type Place = (&'static str, i64, &'static str);
-
-/// The documents every projector of a batch asked for, read together: one statement on
-/// PostgreSQL, an `IN (…)` per kind on SQLite. Found documents wait here, by collection, as
-/// (parent, JSON), until their collections take them.
-#[derive(Debug, Default)]
-pub struct Loads {
-    asked: Vec<Asked>,
-    found: HashMap<Place, HashMap<String, (Option<String>, String)>>,
-}
-
-impl Loads {
-    /// Whether nothing was asked for.
-    pub fn is_empty(&self) -> bool {
-        self.asked.is_empty()
-    }
-
-    /// Reads what was asked for; what was found waits for its collection.
-    pub async fn fetch(&mut self, conn: &mut Conn<'_>) -> Result<(), ProjectionError> {
-        let asked = std::mem::take(&mut self.asked);
-        if asked.is_empty() {
-            return Ok(());
-        }
-        // The places asked for, to give the rows' text back its `'static` names.
-        let mut places: Vec<Place> = asked
-            .iter()
-            .map(|a| (a.projection, a.generation, a.kind))
-            .collect();
-        places.sort_unstable();
-        places.dedup();
-        let place_of = |projection: &str, generation: i64, kind: &str| {
-            places
-                .iter()
-                .find(|p| p.0 == projection && p.1 == generation && p.2 == kind)
-                .copied()
-        };
-        if let Conn::Postgres(conn) = conn {
-            let projections: Vec<&str> = asked.iter().map(|a| a.projection).collect();
-            let generations: Vec<i64> = asked.iter().map(|a| a.generation).collect();
-            let kinds: Vec<&str> = asked.iter().map(|a| a.kind).collect();
-            let keys: Vec<&str> = asked.iter().map(|a| a.key.as_str()).collect();
-            // Compared in the table's "C" collation, so the primary key answers each one.
-            let rows: Vec<(String, i64, String, String, Option<String>, String)> = sqlx::query_as(
-                "SELECT d.projection, d.generation, d.kind, d.key, d.parent, d.doc \
-                 FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[]) \
-                     AS w (projection, generation, kind, key) \
-                 JOIN documents AS d ON d.projection = w.projection COLLATE \"C\" \
-                  AND d.generation = w.generation AND d.kind = w.kind COLLATE \"C\" \
-                  AND d.key = w.key COLLATE \"C\"",
-            )
-            .bind(&projections)
-            .bind(&generations)
-            .bind(&kinds)
-            .bind(&keys)
-            .fetch_all(&mut **conn)
-            .await?;
-            for (projection, generation, kind, key, parent, doc) in rows {
-                if let Some(place) = place_of(&projection, generation, &kind) {
-                    self.found
-                        .entry(place)
-                        .or_default()
-                        .insert(key, (parent, doc));
-                }
-            }
-            return Ok(());
-        }
-        for place in &places {
-            let keys: Vec<&str> = asked
-                .iter()
-                .filter(|a| (a.projection, a.generation, a.kind) == *place)
-                .map(|a| a.key.as_str())
-                .collect();
-            for chunk in keys.chunks(CHUNK) {
-                let rows = on_conn!(&mut *conn, |conn, Db| {
-                    let mut query = QueryBuilder::<Db>::new(
-                        "SELECT key, parent, doc FROM documents WHERE projection = ",
-                    );
-                    query
-                        .push_bind(place.0)
-                        .push(" AND generation = ")
-                        .push_bind(place.1)
-                        .push(" AND kind = ")
-                        .push_bind(place.2)
-                        .push(" AND key IN (");
-                    let mut separated = query.separated(", ");
-                    for key in chunk {
-                        separated.push_bind(*key);
-                    }
-                    separated.push_unseparated(")");
-                    let rows: Vec<(String, Option<String>, String)> =
-                        query.build_query_as().fetch_all(&mut *conn).await?;
-                    rows
-                });
-                let found = self.found.entry(*place).or_default();
-                for (key, parent, doc) in rows {
-                    found.insert(key, (parent, doc));
-                }
-            }
         }
         Ok(())
     }

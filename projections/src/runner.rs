@@ -21,7 +21,7 @@ use store::EventStore;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::collection::{Documents, Loads, Namespace};
+use crate::collection::{Documents, Namespace};
 use crate::event::ProjectedEvent;
 use crate::readdb::{Checkpoint, Conn, GenerationRow, ReadDb};
 use crate::source::{EventSource, LogSource};
@@ -226,77 +226,39 @@ async fn apply_shared(
     result
 }
 
-/// The events of `events` past `lane`'s position.
-fn unseen<'e>(lane: &Lane<'_>, events: &'e [ProjectedEvent]) -> &'e [ProjectedEvent] {
-    &events[events.partition_point(|e| e.position <= lane.position)..]
-}
-
-/// Loads the documents the running lanes need for `events`, for all of them at once. Two
-/// rounds: the second may follow references found in documents the first loaded (a meeting's
-/// community, a project's claimant).
-async fn load_lanes(
+/// Applies the events past `lane`'s position to its caches; the reason it stopped, if it did.
+async fn apply_lane(
     conn: &mut Conn<'_>,
-    lanes: &mut [Lane<'_>],
+    lane: &mut Lane<'_>,
     events: &[ProjectedEvent],
-) -> Result<(), ProjectionError> {
+) -> Result<Option<LaneStop>, ProjectionError> {
+    let slice = &events[events.partition_point(|e| e.position <= lane.position)..];
+    let Some(last) = slice.last().map(|e| e.position) else {
+        return Ok(None);
+    };
+    let projector = &mut *lane.projector;
+    // Two rounds: the second may follow references found in documents the first loaded
+    // (a meeting's community, a project's claimant).
     for _ in 0..2 {
-        let mut loads = Loads::default();
-        for lane in lanes.iter_mut().filter(|lane| lane.stopped.is_none()) {
-            let slice = unseen(lane, events);
-            for event in slice {
-                lane.projector.want(event);
-            }
-            for collection in lane.projector.collections() {
-                collection.ask(&lane.ns, &mut loads);
-            }
+        for event in slice {
+            projector.want(event);
         }
-        if loads.is_empty() {
-            return Ok(());
-        }
-        loads.fetch(&mut *conn).await?;
-        for lane in lanes.iter_mut().filter(|lane| lane.stopped.is_none()) {
-            for collection in lane.projector.collections() {
-                collection.take(&lane.ns, &mut loads)?;
-            }
+        for collection in projector.collections() {
+            collection.load(&mut *conn, &lane.ns).await?;
         }
     }
-    Ok(())
-}
-
-/// Applies the events past `lane`'s position to its caches (their documents loaded); the
-/// reason it stopped, if it did.
-fn apply_lane(lane: &mut Lane<'_>, events: &[ProjectedEvent]) -> Option<LaneStop> {
-    let slice = unseen(lane, events);
-    let last = slice.last()?.position;
     for event in slice {
-        if let Err(detail) = lane.projector.apply(event) {
-            return Some(LaneStop::Poison {
+        if let Err(detail) = projector.apply(event) {
+            return Ok(Some(LaneStop::Poison {
                 position: event.position,
                 detail,
-            });
+            }));
         }
     }
     metrics::counter!("lianxi_projection_events_total", "projection" => lane.ns.projection)
         .increment(slice.len() as u64);
     lane.position = last;
-    None
-}
-
-/// Loads and applies `events` to every running lane; a lane that stops is rewound.
-async fn load_and_apply(
-    conn: &mut Conn<'_>,
-    lanes: &mut [Lane<'_>],
-    events: &[ProjectedEvent],
-) -> Result<(), ProjectionError> {
-    load_lanes(conn, lanes, events).await?;
-    for lane in lanes.iter_mut().filter(|lane| lane.stopped.is_none()) {
-        if let Some(stop) = apply_lane(lane, events) {
-            // Nothing of this lane is written: it stays at its checkpoint.
-            lane.rewind();
-            lane.stopped = Some(stop);
-        }
-    }
-    Ok(())
+    Ok(None)
 }
 
 /// Applies without writing: the documents it needs are read outside any write transaction.
@@ -307,7 +269,13 @@ async fn apply_lanes(
 ) -> Result<(), ProjectionError> {
     let mut pooled = db.acquire().await?;
     let mut conn = pooled.conn();
-    load_and_apply(&mut conn, lanes, events).await
+    for lane in lanes.iter_mut().filter(|lane| lane.stopped.is_none()) {
+        if let Some(stop) = apply_lane(&mut conn, lane, events).await? {
+            lane.rewind();
+            lane.stopped = Some(stop);
+        }
+    }
+    Ok(())
 }
 
 /// Applies and writes, in one transaction; marks in `written` the lanes it wrote. Every lane's
@@ -324,7 +292,13 @@ async fn write_lanes(
     let mut tx = db.begin_write().await?;
     let mut conn = tx.conn();
     let state = if full { "building" } else { "live" };
-    load_and_apply(&mut conn, lanes, events).await?;
+    for lane in lanes.iter_mut().filter(|lane| lane.stopped.is_none()) {
+        if let Some(stop) = apply_lane(&mut conn, lane, events).await? {
+            // Nothing of this lane is written: it stays at its checkpoint.
+            lane.rewind();
+            lane.stopped = Some(stop);
+        }
+    }
     let moving: Vec<usize> = (0..lanes.len())
         .filter(|&i| lanes[i].stopped.is_none() && lanes[i].position != lanes[i].durable)
         .collect();

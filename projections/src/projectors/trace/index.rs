@@ -71,6 +71,10 @@ impl TraceIndex {
 
 #[async_trait]
 impl Store for TraceIndex {
+    async fn load(&mut self, _conn: &mut Conn<'_>, _ns: &Namespace) -> Result<(), ProjectionError> {
+        Ok(())
+    }
+
     async fn flush(
         &mut self,
         conn: &mut Conn<'_>,
