@@ -6,9 +6,12 @@
 //! the batch's transaction; a failed batch drops its buffer and is applied again. Inserts
 //! ignore rows already present, so applying an event twice changes nothing. It also deletes
 //! the rows of older generations that no longer answer (a finished rebuild, an abandoned one),
-//! once per generation and process, in a batch's transaction.
+//! once per generation and process, in a batch's transaction. It looks for them in its first
+//! batch after a (re)start and then every [`RETIRED_CHECK`], not in every batch: a live batch is
+//! a handful of statements, and this was one of them.
 
 use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use sqlx::QueryBuilder;
@@ -20,6 +23,9 @@ use crate::ProjectionError;
 /// Rows per multi-row insert (three bound values each).
 const CHUNK: usize = 1_000;
 
+/// How often a following trace index looks for retired generations to delete.
+const RETIRED_CHECK: Duration = Duration::from_secs(10);
+
 /// The rows of the batch being applied.
 #[derive(Debug, Default)]
 pub(super) struct TraceIndex {
@@ -28,6 +34,8 @@ pub(super) struct TraceIndex {
     cleaned: BTreeSet<i64>,
     /// Generations deleted in the current batch, not yet committed.
     cleaning: BTreeSet<i64>,
+    /// When it last looked for retired generations (`None`: not since the last start).
+    checked: Option<Instant>,
 }
 
 impl TraceIndex {
@@ -81,7 +89,10 @@ impl Store for TraceIndex {
         ns: &Namespace,
         _documents: &mut Documents,
     ) -> Result<(), ProjectionError> {
-        self.delete_retired(conn, ns).await?;
+        if self.checked.is_none_or(|at| at.elapsed() >= RETIRED_CHECK) {
+            self.delete_retired(conn, ns).await?;
+            self.checked = Some(Instant::now());
+        }
         // In key order, so the inserts walk the primary key's B-tree forwards.
         self.rows.sort_unstable();
         match conn {
@@ -136,5 +147,6 @@ impl Store for TraceIndex {
     fn discard(&mut self) {
         self.rows.clear();
         self.cleaning.clear();
+        self.checked = None;
     }
 }
