@@ -13,18 +13,18 @@
 mod baseline;
 mod commands;
 mod report;
+pub(crate) mod server;
 mod streams;
 
 use std::path::PathBuf;
 
 use anyhow::{bail, ensure, Context, Result};
 use clap::Args;
-use sqlx::{Connection, PgConnection};
 use store::postgres::PostgresStore;
-use store::throwaway_postgres::{Durability, Options, ThrowawayPostgres};
 
 use self::commands::Via;
 use self::report::PgRun;
+use self::server::DurablePostgres;
 use crate::load;
 use crate::payload::Ids;
 use crate::procstat::CpuUse;
@@ -66,161 +66,6 @@ pub struct PostgresArgs {
     statements: usize,
 }
 
-/// The benchmark's PostgreSQL server and how to get a fresh database from it.
-struct Database {
-    server: ThrowawayPostgres,
-    postmaster: u32,
-    /// How many of the top statements to print for each database before it is dropped (0: none,
-    /// and `pg_stat_statements` is not loaded).
-    statements: usize,
-}
-
-impl Database {
-    /// Starts a durable server under `dir` and checks that it is durable.
-    async fn start(
-        dir: &std::path::Path,
-        statements: usize,
-    ) -> Result<(Database, Vec<(&'static str, String)>)> {
-        let options = Options {
-            durability: Durability::Full,
-            parent_dir: Some(dir.to_owned()),
-            settings: if statements > 0 {
-                vec![
-                    (
-                        "shared_preload_libraries".into(),
-                        "pg_stat_statements".into(),
-                    ),
-                    // Statements inside lianxi's functions too, not only the calls.
-                    ("pg_stat_statements.track".into(), "all".into()),
-                ]
-            } else {
-                Vec::new()
-            },
-        };
-        let server = tokio::task::spawn_blocking(move || ThrowawayPostgres::start_with(&options))
-            .await
-            .context("starting PostgreSQL")?
-            .map_err(anyhow::Error::msg)
-            .context("starting a durable throwaway PostgreSQL")?;
-        let postmaster = server.pid().context("PostgreSQL is not running")?;
-        let mut conn = PgConnection::connect(&server.url())
-            .await
-            .context("connecting to PostgreSQL")?;
-        let mut facts = Vec::new();
-        let mut settings = Vec::new();
-        for name in [
-            "fsync",
-            "synchronous_commit",
-            "full_page_writes",
-            "wal_sync_method",
-            "commit_delay",
-            "shared_buffers",
-            "max_wal_size",
-        ] {
-            let value: String = sqlx::query_scalar(&format!("SHOW {name}"))
-                .fetch_one(&mut conn)
-                .await
-                .with_context(|| format!("SHOW {name}"))?;
-            if ["fsync", "synchronous_commit", "full_page_writes"].contains(&name) {
-                ensure!(
-                    value == "on",
-                    "PostgreSQL runs with {name} = {value}: not the default durability"
-                );
-            }
-            settings.push(format!("{name}={value}"));
-        }
-        let version: String = sqlx::query_scalar("SHOW server_version")
-            .fetch_one(&mut conn)
-            .await?;
-        ensure!(version.starts_with("15"), "PostgreSQL {version}, not 15");
-        let _ = conn.close().await;
-        facts.push(("PostgreSQL", format!("{version} ({})", settings.join(", "))));
-        facts.push((
-            "PostgreSQL data",
-            format!("{} (pid {postmaster})", server.dir().display()),
-        ));
-        Ok((
-            Database {
-                server,
-                postmaster,
-                statements,
-            },
-            facts,
-        ))
-    }
-
-    /// A fresh, empty database; its url.
-    async fn fresh(&self) -> Result<String> {
-        let url = self
-            .server
-            .fresh_database()
-            .await
-            .map_err(anyhow::Error::msg)?;
-        if self.statements > 0 {
-            let mut conn = PgConnection::connect(&url).await?;
-            sqlx::raw_sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-                .execute(&mut conn)
-                .await
-                .context("pg_stat_statements")?;
-            let _ = conn.close().await;
-        }
-        Ok(url)
-    }
-
-    /// Prints the statements that took most of the server's time in the database at `url`.
-    async fn report_statements(&self, url: &str) -> Result<()> {
-        let mut conn = PgConnection::connect(url).await?;
-        let top: Vec<(i64, f64, f64, i64, String)> = sqlx::query_as(
-            "SELECT calls, total_exec_time, mean_exec_time, rows, \
-                    left(regexp_replace(query, '\\s+', ' ', 'g'), 110) \
-             FROM pg_stat_statements \
-             WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-             ORDER BY total_exec_time DESC LIMIT $1",
-        )
-        .bind(i64::try_from(self.statements).unwrap_or(i64::MAX))
-        .fetch_all(&mut conn)
-        .await
-        .context("reading pg_stat_statements")?;
-        eprintln!("    statements by the server's time (calls, total ms, mean ms, rows, query):");
-        for (calls, total, mean, rows, query) in top {
-            eprintln!("    {calls:>8} {total:>9.0} {mean:>8.3} {rows:>8}  {query}");
-        }
-        let _ = conn.close().await;
-        Ok(())
-    }
-
-    /// Drops the database at `url` (and any connection still open to it).
-    async fn drop_database(&self, url: &str) -> Result<()> {
-        if self.statements > 0 {
-            if let Err(error) = self.report_statements(url).await {
-                eprintln!("    statements unknown: {error:#}");
-            }
-        }
-        let name = url.rsplit('/').next().context("a database url")?;
-        let mut conn = PgConnection::connect(&self.server.url()).await?;
-        sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&mut conn)
-            .await
-            .with_context(|| format!("dropping database {name}"))?;
-        let _ = conn.close().await;
-        Ok(())
-    }
-
-    /// Runs `measure` on a fresh database and drops it afterwards.
-    async fn with_fresh<T, F, Fut>(&self, measure: F) -> Result<T>
-    where
-        F: FnOnce(String) -> Fut,
-        Fut: std::future::Future<Output = Result<T>>,
-    {
-        let url = self.fresh().await?;
-        let result = measure(url.clone()).await;
-        let dropped = self.drop_database(&url).await;
-        let value = result?;
-        dropped?;
-        Ok(value)
-    }
-}
-
 /// Runs the benchmark and prints its tables.
 pub async fn run(args: &PostgresArgs) -> Result<()> {
     let mut settings = args.common.settings()?;
@@ -235,11 +80,11 @@ pub async fn run(args: &PostgresArgs) -> Result<()> {
         (Via::Http, None) => Some(http_bench::default_binary()?),
         (Via::Auto, None) => http_bench::default_binary().ok(),
     };
-    let (database, facts) = Database::start(&settings.dir, args.statements).await?;
+    let (database, facts) = DurablePostgres::start(&settings.dir, args.statements).await?;
     eprintln!(
         "postgres: PostgreSQL {} on port {}, pid {}",
         facts.first().map_or("", |(_, v)| v.as_str()),
-        database.server.port(),
+        database.port(),
         database.postmaster
     );
     let via = choose_via(&settings, &database, args.commands, lianxi.as_deref()).await?;
@@ -297,7 +142,7 @@ pub async fn run(args: &PostgresArgs) -> Result<()> {
 /// HTTP when asked and possible; in process otherwise (said on stderr and in the tables).
 async fn choose_via(
     settings: &Settings,
-    database: &Database,
+    database: &DurablePostgres,
     asked: Via,
     lianxi: Option<&std::path::Path>,
 ) -> Result<Via> {
@@ -329,7 +174,7 @@ async fn choose_via(
 /// One run: every concurrency's baseline, appends and commands, then the stream loads.
 async fn one_run(
     settings: &Settings,
-    database: &Database,
+    database: &DurablePostgres,
     via: Via,
     lianxi: Option<&std::path::Path>,
     stream_events: usize,
