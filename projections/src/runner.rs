@@ -859,7 +859,7 @@ impl Runner {
     }
 
     /// Follows the log for `members` until one or more of them were retired (returns them,
-    /// taken out of `members`), `retry_at` has passed (returns none, at the end of the log), or
+    /// taken out of `members`), `retry_at` has passed (returns none, everything written), or
     /// a storage error. Members stopped by poison are reported and dropped here.
     async fn follow(
         &self,
