@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use domain::{StreamState, STATE_SCHEMA};
-use store::{EventStore, Snapshot};
+use store::{EventStore, RawEvent, Snapshot};
 
 use crate::error::CommandError;
 
@@ -60,18 +60,7 @@ pub async fn load(store: &dyn EventStore, stream: &str) -> Result<LoadedState, C
                 recorded.version
             )));
         }
-        let event = domain::upcast::upcast_str(
-            &recorded.event_type,
-            recorded.schema_version,
-            &recorded.data,
-        )
-        .map_err(|err| {
-            CommandError::Internal(format!(
-                "event {} at position {} cannot be read: {err}",
-                recorded.id, recorded.position
-            ))
-        })?;
-        state.evolve(&event);
+        state.evolve(&decode_event(recorded)?);
         version = recorded.version;
     }
     Ok(LoadedState {
@@ -141,18 +130,7 @@ async fn mismatch(
         )));
     }
     for recorded in &events[..covered] {
-        let event = domain::upcast::upcast_str(
-            &recorded.event_type,
-            recorded.schema_version,
-            &recorded.data,
-        )
-        .map_err(|err| {
-            CommandError::Internal(format!(
-                "event {} at position {} cannot be read: {err}",
-                recorded.id, recorded.position
-            ))
-        })?;
-        folded.evolve(&event);
+        folded.evolve(&decode_event(recorded)?);
     }
     Ok((folded != state)
         .then(|| format!("it differs from the fold of the stream's first {version} events")))
@@ -219,4 +197,19 @@ fn decode(snapshot: &Snapshot) -> Result<(StreamState, i64), String> {
         return Err("a snapshot of another aggregate".to_owned());
     }
     Ok((state, snapshot.version))
+}
+
+/// A stored event as the domain's event, upcast to its current schema.
+fn decode_event(recorded: &RawEvent) -> Result<domain::Event, CommandError> {
+    domain::upcast::upcast_str(
+        &recorded.event_type,
+        recorded.schema_version,
+        &recorded.data,
+    )
+    .map_err(|err| {
+        CommandError::Internal(format!(
+            "event {} at position {} cannot be read: {err}",
+            recorded.id, recorded.position
+        ))
+    })
 }
