@@ -304,21 +304,20 @@ async fn a_rebuild_beside_a_running_runner_takes_over_and_the_runner_follows_it(
 
     // The runner found its generation retired and follows generation 2 to the head.
     assert_eq!(runner.wait_for(board::NAME, last, WAIT).await, Some(last));
-    until("the runner follows generation 2", || {
+    // Live once it has found the end of the log again (it reports its checkpoint, building,
+    // as soon as it resolves the new generation).
+    until("the runner follows generation 2, live", || {
         let runner = runner.clone();
         async move {
-            runner
-                .progress(board::NAME)
-                .is_some_and(|rx| rx.borrow().generation == 2 && rx.borrow().position == last)
+            runner.progress(board::NAME).is_some_and(|rx| {
+                let progress = rx.borrow();
+                progress.generation == 2
+                    && progress.position == last
+                    && progress.state == RunState::Live
+            })
         }
     })
     .await;
-    assert!(matches!(
-        runner
-            .progress(board::NAME)
-            .map(|rx| rx.borrow().state.clone()),
-        Some(RunState::Live)
-    ));
     let (generation, _, state, active) = board_row(&db).await;
     assert_eq!((generation, state.as_str(), active), (2, "live", true));
     let after = board_json(&db).await;
