@@ -100,16 +100,6 @@ async fn the_read_models_keep_to_their_schema_beside_the_log_with_their_own_migr
         "the generation is still there"
     );
     assert_eq!(migrations(&url, "read_models").await, [1, 2, 3]);
-    // Room on each page for a document's next version (HOT updates: 0003).
-    let mut conn = PgConnection::connect(&url).await.expect("a raw connection");
-    let options: Option<Vec<String>> = sqlx::query_scalar(
-        "SELECT c.reloptions FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-         WHERE n.nspname = 'read_models' AND c.relname = 'documents'",
-    )
-    .fetch_one(&mut conn)
-    .await
-    .expect("the documents table");
-    assert_eq!(options, Some(vec!["fillfactor=70".to_owned()]));
     assert_eq!(migrations(&url, "public").await, log_history);
     assert_eq!(store.head().await.expect("the log answers"), 0);
 }
