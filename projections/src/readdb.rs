@@ -100,13 +100,20 @@ pub(crate) struct Checkpoint<'a> {
 #[derive(Debug, Clone)]
 pub struct ReadDb {
     pool: Pool,
+    /// The embedded file: the projectors' own connection (`None`: they use `pool`).
+    projectors: Option<SqlitePool>,
+    /// The embedded file's checkpointer, shared by the clones: it stops with the last one.
+    _checkpointer: Option<std::sync::Arc<sqlite::Checkpointer>>,
 }
 
 impl ReadDb {
     /// Opens (creating) `<data_dir>/readmodels.db` and migrates it.
     pub async fn open(data_dir: &Path) -> Result<Self, ProjectionError> {
+        let opened = sqlite::open(data_dir).await?;
         Ok(Self {
-            pool: Pool::Sqlite(sqlite::open(data_dir).await?),
+            pool: Pool::Sqlite(opened.reads),
+            projectors: Some(opened.projectors),
+            _checkpointer: Some(std::sync::Arc::new(opened.checkpointer)),
         })
     }
 
@@ -114,6 +121,8 @@ impl ReadDb {
     pub async fn in_memory() -> Result<Self, ProjectionError> {
         Ok(Self {
             pool: Pool::Sqlite(sqlite::in_memory().await?),
+            projectors: None,
+            _checkpointer: None,
         })
     }
 
@@ -134,6 +143,8 @@ impl ReadDb {
     ) -> Result<Self, ProjectionError> {
         Ok(Self {
             pool: Pool::Postgres(postgres::connect(options, connections).await?),
+            projectors: None,
+            _checkpointer: None,
         })
     }
 
@@ -160,8 +171,11 @@ impl ReadDb {
         }
     }
 
-    /// A connection for reads outside a write transaction.
+    /// A connection for a projector's reads outside a write transaction.
     pub(crate) async fn acquire(&self) -> Result<Pooled, ProjectionError> {
+        if let Some(projectors) = &self.projectors {
+            return Ok(Pooled::Sqlite(projectors.acquire().await?));
+        }
         Ok(match &self.pool {
             Pool::Sqlite(pool) => Pooled::Sqlite(pool.acquire().await?),
             Pool::Postgres(pool) => Pooled::Postgres(pool.acquire().await?),
@@ -173,6 +187,9 @@ impl ReadDb {
     /// instead of failing with "database is locked" on upgrade; PostgreSQL locks rows as it
     /// writes them.
     pub(crate) async fn begin_write(&self) -> Result<Tx, ProjectionError> {
+        if let Some(projectors) = &self.projectors {
+            return Ok(Tx::Sqlite(projectors.begin_with("BEGIN IMMEDIATE").await?));
+        }
         Ok(match &self.pool {
             Pool::Sqlite(pool) => Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
             Pool::Postgres(pool) => Tx::Postgres(pool.begin().await?),

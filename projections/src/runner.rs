@@ -289,7 +289,9 @@ async fn write_lanes(
     written: &mut [bool],
 ) -> Result<(), ProjectionError> {
     // On SQLite: take the write lock before reading (see `ReadDb::begin_write`).
+    let started = Instant::now();
     let mut tx = db.begin_write().await?;
+    let locked = Instant::now();
     let mut conn = tx.conn();
     let state = if full { "building" } else { "live" };
     for lane in lanes.iter_mut().filter(|lane| lane.stopped.is_none()) {
@@ -328,7 +330,19 @@ async fn write_lanes(
         written[i] = true;
     }
     documents.write(&mut conn).await?;
+    let committing = Instant::now();
     tx.commit().await?;
+    // Where a batch's time goes, for the lag's owners: waiting for the write lock, loading and
+    // applying and writing inside the transaction, and the commit.
+    let done = Instant::now();
+    for (phase, seconds) in [
+        ("lock", locked - started),
+        ("apply_write", committing - locked),
+        ("commit", done - committing),
+    ] {
+        metrics::histogram!("lianxi_projection_batch_seconds", "phase" => phase)
+            .record(seconds.as_secs_f64());
+    }
     Ok(())
 }
 
