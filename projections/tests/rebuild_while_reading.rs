@@ -202,19 +202,21 @@ async fn changes_a_projectors_version_and_reads_the_board_during_the_rebuild(bac
     let handler = CommandHandler::new(store.clone());
     let head = history(&handler, 30).await;
 
-    // Version 1 runs and catches up, as a server of the old release would.
+    // The current version runs and catches up, as a server of the old release would.
+    let current = BoardProjector::default().version();
+    let next = current + 1;
     let old = Runner::new(store.clone(), db.clone());
     let task = old.spawn(Box::new(BoardProjector::default()));
     assert_eq!(old.wait_for(board::NAME, head, WAIT).await, Some(head));
     let before = board_json(&db).await;
     task.abort();
 
-    // The new release starts: version 2 is built from position 0 into generation 2.
+    // The new release starts: the next version is built from position 0 into generation 2.
     let gate = Arc::new(Gate::default());
     let new = Runner::new(store.clone(), db.clone());
     let _task = new.spawn(Box::new(NewRelease {
         inner: BoardProjector::default(),
-        version: 2,
+        version: next,
         gate_at: head / 2,
         gate: gate.clone(),
     }));
@@ -226,7 +228,10 @@ async fn changes_a_projectors_version_and_reads_the_board_during_the_rebuild(bac
 
     // During the rebuild: the old generation answers the board, whole; the new one is listed
     // as building and does not answer yet.
-    assert_eq!(board_row(&db).await, (1, 1, "live".to_owned(), true));
+    assert_eq!(
+        board_row(&db).await,
+        (1, i64::from(current), "live".to_owned(), true)
+    );
     assert_eq!(
         board_json(&db).await,
         before,
@@ -237,18 +242,24 @@ async fn changes_a_projectors_version_and_reads_the_board_during_the_rebuild(bac
         .iter()
         .find(|g| g.generation == 2)
         .expect("generation 2 exists");
-    assert_eq!((building.version, building.active), (2, false));
+    assert_eq!(
+        (building.version, building.active),
+        (i64::from(next), false)
+    );
     assert_eq!(building.state, "building");
     assert!(building.position < head, "half-way: {building:?}");
 
     gate.release();
-    until("version 2 has taken over", || {
+    until("the next version has taken over", || {
         let db = db.clone();
-        async move { board_row(&db).await.1 == 2 }
+        async move { board_row(&db).await.1 == i64::from(next) }
     })
     .await;
     assert_eq!(new.wait_for(board::NAME, head, WAIT).await, Some(head));
-    assert_eq!(board_row(&db).await, (2, 2, "live".to_owned(), true));
+    assert_eq!(
+        board_row(&db).await,
+        (2, i64::from(next), "live".to_owned(), true)
+    );
     assert_eq!(
         board_json(&db).await,
         before,

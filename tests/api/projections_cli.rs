@@ -123,7 +123,7 @@ async fn a_cli_rebuild_beside_the_server_takes_over_and_the_server_follows_the_n
     let (ok, stdout, stderr) = projections_cli(&app, &["rebuild", "board"]).await;
     assert!(ok, "{stderr}");
     assert!(
-        stdout.starts_with("rebuilt board: generation 2 (version 1) took over at position"),
+        stdout.starts_with("rebuilt board: generation 2 (version 2) took over at position"),
         "{stdout}"
     );
     assert!(
@@ -181,7 +181,7 @@ async fn the_rebuild_endpoint_is_for_admins_and_answers_202_with_the_new_generat
     assert_eq!(accepted.status, StatusCode::ACCEPTED, "{}", accepted.text());
     assert_eq!(
         accepted.json,
-        json!({"name": "board", "generation": 2, "version": 1, "state": "building"})
+        json!({"name": "board", "generation": 2, "version": 2, "state": "building"})
     );
     until_generation(&app, 2).await;
     assert_eq!(board_at(&app, world.community, first).await, before);

@@ -2,9 +2,11 @@
 //! status, open requests both ways, totals and a recent-activity feed (DOMAIN.md).
 //!
 //! Documents: `community` (the board's summary), `project` (one row of the board's project list,
-//! parent = its community), `unit` and `meeting` (names and owners, to resolve references).
+//! parent = its community), `sittings` (when the community's meetings sit, one document per
+//! quarter, parent = its community), `ref` (names and owners of units, meetings and requests,
+//! to resolve references).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -30,6 +32,14 @@ struct CommunityDoc {
     committee: Option<String>,
     district_id: Uuid,
     members: BTreeMap<Uuid, MemberDoc>,
+    /// The quarters (`2018Q2`) with a `sittings` document. A community holds a meeting or
+    /// more every quarter, so keeping every meeting here made the document, rewritten with
+    /// every event of the community, grow with the log (200 KB at a million events).
+    #[serde(default)]
+    quarters: BTreeSet<String>,
+    /// Version 1's list of every meeting: read only from a version-1 generation, which keeps
+    /// answering while version 2 is built. Remove once no deployment has one.
+    #[serde(default, skip_serializing)]
     meetings: BTreeMap<Uuid, MeetingRef>,
     open_requests: BTreeMap<Uuid, OpenRequest>,
     resolved_requests: u64,
@@ -46,11 +56,29 @@ struct MemberDoc {
     activities: u64,
 }
 
+/// A meeting as version 1 of the board kept it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct MeetingRef {
     kind: MeetingKind,
     sits_at: String,
-    closed: bool,
+}
+
+/// The meetings of one community that sit in one quarter, in order.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct SittingsDoc {
+    sittings: Vec<Sitting>,
+}
+
+/// One meeting: when it sits (its business time, UTC) and of which kind.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Sitting {
+    sits_at: String,
+    kind: MeetingKind,
+}
+
+/// The key of a community's `sittings` document for `quarter`.
+fn sittings_key(community: Uuid, quarter: &str) -> String {
+    format!("{community}:{quarter}")
 }
 
 /// A request waiting for the community, as the board lists it.
@@ -105,6 +133,7 @@ struct NameDoc {
 pub struct BoardProjector {
     communities: Collection<CommunityDoc>,
     projects: Collection<ProjectDoc>,
+    sittings: Collection<SittingsDoc>,
     /// Units, meetings and requests: names and owning community.
     refs: Collection<NameDoc>,
 }
@@ -114,6 +143,7 @@ impl Default for BoardProjector {
         Self {
             communities: Collection::new("community"),
             projects: Collection::new("project"),
+            sittings: Collection::new("sittings"),
             refs: Collection::new("ref"),
         }
     }
@@ -161,7 +191,8 @@ impl Projector for BoardProjector {
     }
 
     fn version(&self) -> u32 {
-        1
+        // 2: meetings by quarter in `sittings` documents.
+        2
     }
 
     fn want(&mut self, event: &ProjectedEvent) {
@@ -195,10 +226,13 @@ impl Projector for BoardProjector {
             ProjectCancelled(e) => self.projects.want(e.project_id.0.to_string()),
             RequestRaised(e) => self.refs.want(e.unit_id.stream()),
             RequestResolved(e) => self.refs.want(e.request_id.stream()),
+            MeetingConvened(e) => {
+                let quarter = Quarter::of(event.occurred_at).to_string();
+                self.sittings.want(sittings_key(e.community_id.0, &quarter));
+            }
             DistrictRegistered(_)
             | CommunityRegistered(_)
             | UnitRegistered(_)
-            | MeetingConvened(_)
             | ProjectProposed(_) => {}
         }
         if let Some(community) = self.community_of(&event.event) {
@@ -207,7 +241,12 @@ impl Projector for BoardProjector {
     }
 
     fn collections(&mut self) -> Vec<&mut dyn Store> {
-        vec![&mut self.communities, &mut self.projects, &mut self.refs]
+        vec![
+            &mut self.communities,
+            &mut self.projects,
+            &mut self.sittings,
+            &mut self.refs,
+        ]
     }
 
     fn apply(&mut self, event: &ProjectedEvent) -> Result<(), String> {
@@ -225,6 +264,7 @@ impl Projector for BoardProjector {
                     committee: e.committee.as_ref().map(|c| c.to_string()),
                     district_id: e.district_id.0,
                     members: BTreeMap::new(),
+                    quarters: BTreeSet::new(),
                     meetings: BTreeMap::new(),
                     open_requests: BTreeMap::new(),
                     resolved_requests: 0,
@@ -274,21 +314,29 @@ impl Projector for BoardProjector {
                         community_id: Some(e.community_id.0),
                     },
                 );
-                if let Some(c) = self.communities.get_mut(&e.community_id.0.to_string()) {
-                    c.meetings.insert(
-                        e.meeting_id.0,
-                        MeetingRef {
-                            kind: e.kind,
-                            sits_at: at.clone(),
-                            closed: false,
-                        },
-                    );
-                }
-            }
-            MeetingClosed(e) => {
-                if let Some(c) = community.and_then(|c| self.communities.get_mut(&c.to_string())) {
-                    if let Some(m) = c.meetings.get_mut(&e.meeting_id.0) {
-                        m.closed = true;
+                let community = e.community_id.0;
+                if let Some(c) = self.communities.get_mut(&community.to_string()) {
+                    let quarter = Quarter::of(event.occurred_at).to_string();
+                    let key = sittings_key(community, &quarter);
+                    c.quarters.insert(quarter);
+                    let sitting = Sitting {
+                        sits_at: at.clone(),
+                        kind: e.kind,
+                    };
+                    match self.sittings.get_mut(&key) {
+                        Some(doc) => {
+                            let at = doc
+                                .sittings
+                                .partition_point(|s| s.sits_at <= sitting.sits_at);
+                            doc.sittings.insert(at, sitting);
+                        }
+                        None => self.sittings.put(
+                            key,
+                            Some(community.to_string()),
+                            SittingsDoc {
+                                sittings: vec![sitting],
+                            },
+                        ),
                     }
                 }
             }
@@ -391,7 +439,10 @@ impl Projector for BoardProjector {
                     }
                 }
             }
-            DistrictRegistered(_) | AttendanceRecorded(_) | FeedbackRecorded(_) => {}
+            DistrictRegistered(_)
+            | AttendanceRecorded(_)
+            | MeetingClosed(_)
+            | FeedbackRecorded(_) => {}
         }
         if let Some(c) = community.and_then(|c| self.communities.get_mut(&c.to_string())) {
             c.recent.push_front(Recent {
@@ -480,7 +531,8 @@ pub async fn board(
         return Ok(None);
     };
     let projects = project_rows(db, community, &doc).await?;
-    Ok(Some(assemble(doc, projects, as_of)))
+    let meetings = meetings_view(db, &doc, as_of).await?;
+    Ok(Some(assemble(doc, projects, meetings)))
 }
 
 /// The board from its community document, with project rows from `cache` while the community
@@ -559,13 +611,14 @@ async fn with_cached_rows(
     cache: &BoardCache,
     generation: i64,
 ) -> Result<Board, ProjectionError> {
+    let meetings = meetings_view(db, &doc, as_of).await?;
     let revision = (generation, doc.recent.front().map_or(0, |r| r.position));
     if let Some(rows) = cache.rows(community, revision) {
-        return Ok(assemble(doc, rows.as_ref().clone(), as_of));
+        return Ok(assemble(doc, rows.as_ref().clone(), meetings));
     }
     let projects = project_rows(db, community, &doc).await?;
     cache.keep_rows(community, revision, Arc::new(projects.clone()));
-    Ok(assemble(doc, projects, as_of))
+    Ok(assemble(doc, projects, meetings))
 }
 
 /// Recently read boards, by community: their project rows with the revision they were read at,
@@ -675,30 +728,97 @@ async fn project_rows(
     Ok(projects)
 }
 
-/// The board from its community document and project rows, as of `as_of`.
-fn assemble(
-    doc: CommunityDoc,
-    projects: Vec<ProjectRow>,
+/// "Last held", "next scheduled" and "regular this quarter" as of `as_of`, from at most
+/// three `sittings` documents: `as_of`'s quarter and the nearest quarters with meetings before
+/// and after it (every meeting of an earlier quarter sat before `as_of`, every one of a later
+/// quarter sits after it).
+async fn meetings_view(
+    db: &ReadDb,
+    doc: &CommunityDoc,
     as_of: chrono::DateTime<chrono::Utc>,
-) -> Board {
+) -> Result<MeetingsView, ProjectionError> {
     let now = as_of.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let quarter = Quarter::of(as_of);
-    let sits = |m: &MeetingRef| chrono::DateTime::parse_from_rfc3339(&m.sits_at).ok();
-    let last_held = doc
-        .meetings
-        .values()
-        .filter(|m| m.sits_at <= now)
-        .map(|m| m.sits_at.clone())
-        .max();
-    let next_scheduled = doc
-        .meetings
-        .values()
-        .filter(|m| m.sits_at > now)
-        .map(|m| m.sits_at.clone())
-        .min();
-    let regular_this_quarter = doc.meetings.values().any(|m| {
-        m.kind == MeetingKind::Regular && sits(m).is_some_and(|t| Quarter::of(t) == quarter)
-    });
+    let quarter = Quarter::of(as_of).to_string();
+    if !doc.meetings.is_empty() {
+        return Ok(legacy_meetings_view(doc, &now, &quarter));
+    }
+    let sittings = |quarter: &String| {
+        let key = sittings_key(doc.id, quarter);
+        async move {
+            let Some(text) = db.document(NAME, "sittings", &key).await? else {
+                return Ok(Vec::new());
+            };
+            serde_json::from_str::<SittingsDoc>(&text)
+                .map(|d| d.sittings)
+                .map_err(|e| ProjectionError::Storage(format!("board sittings {key}: {e}")))
+        }
+    };
+    let this_quarter = if doc.quarters.contains(&quarter) {
+        sittings(&quarter).await?
+    } else {
+        Vec::new()
+    };
+    let regular_this_quarter = this_quarter.iter().any(|s| s.kind == MeetingKind::Regular);
+    let mut last_held = this_quarter
+        .iter()
+        .rev()
+        .find(|s| s.sits_at <= now)
+        .map(|s| s.sits_at.clone());
+    if last_held.is_none() {
+        if let Some(before) = doc.quarters.range(..quarter.clone()).next_back() {
+            last_held = sittings(before).await?.pop().map(|s| s.sits_at);
+        }
+    }
+    let mut next_scheduled = this_quarter
+        .iter()
+        .find(|s| s.sits_at > now)
+        .map(|s| s.sits_at.clone());
+    if next_scheduled.is_none() {
+        let after = doc
+            .quarters
+            .range((
+                std::ops::Bound::Excluded(quarter),
+                std::ops::Bound::Unbounded,
+            ))
+            .next();
+        if let Some(after) = after {
+            next_scheduled = sittings(after).await?.into_iter().next().map(|s| s.sits_at);
+        }
+    }
+    Ok(MeetingsView {
+        last_held,
+        next_scheduled,
+        regular_this_quarter,
+    })
+}
+
+/// [`meetings_view`] from a version-1 document's list of every meeting.
+fn legacy_meetings_view(doc: &CommunityDoc, now: &str, quarter: &str) -> MeetingsView {
+    let meetings = doc.meetings.values();
+    let quarter_of = |m: &MeetingRef| {
+        chrono::DateTime::parse_from_rfc3339(&m.sits_at)
+            .ok()
+            .map(|t| Quarter::of(t).to_string())
+    };
+    MeetingsView {
+        last_held: meetings
+            .clone()
+            .filter(|m| m.sits_at.as_str() <= now)
+            .map(|m| m.sits_at.clone())
+            .max(),
+        next_scheduled: meetings
+            .clone()
+            .filter(|m| m.sits_at.as_str() > now)
+            .map(|m| m.sits_at.clone())
+            .min(),
+        regular_this_quarter: meetings
+            .clone()
+            .any(|m| m.kind == MeetingKind::Regular && quarter_of(m).as_deref() == Some(quarter)),
+    }
+}
+
+/// The board from its community document, project rows and meetings.
+fn assemble(doc: CommunityDoc, projects: Vec<ProjectRow>, meetings: MeetingsView) -> Board {
     Board {
         community: CommunityView {
             id: doc.id,
@@ -718,11 +838,7 @@ fn assemble(
                 activities: m.activities,
             })
             .collect(),
-        meetings: MeetingsView {
-            last_held,
-            next_scheduled,
-            regular_this_quarter,
-        },
+        meetings,
         projects,
         requests: RequestsView {
             open: doc.open_requests.into_values().collect(),
