@@ -100,7 +100,8 @@ pub(crate) struct Checkpoint<'a> {
 #[derive(Debug, Clone)]
 pub struct ReadDb {
     pool: Pool,
-    /// The embedded file: the projectors' own connection (`None`: they use `pool`).
+    /// The embedded file: the projectors' own connection (`None`: they use `pool`, as on
+    /// PostgreSQL and in a private in-memory database, which has only one connection).
     projectors: Option<SqlitePool>,
     /// The embedded file's checkpointer, shared by the clones: it stops with the last one.
     _checkpointer: Option<std::sync::Arc<sqlite::Checkpointer>>,

@@ -5,12 +5,11 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use tokio::sync::watch;
-
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{ConnectOptions, Connection, SqliteConnection};
+use tokio::sync::watch;
 
 use super::READ_MODEL_FILE;
 use crate::ProjectionError;
