@@ -1,8 +1,9 @@
 //! The read side: projectors turn the log into read models, and queries answer from them.
 //!
 //! A projector is a name, a version and a synchronous `apply` over decoded events; its
-//! documents live in typed [`collection::Collection`]s that the [`runner`] loads before a batch
-//! and writes back after it, together with the checkpoint. Any read model can be dropped and
+//! documents live in typed [`collection::Collection`]s, whole in memory, which the [`runner`]
+//! loads once and writes back after each batch, the changed ones only, together with the
+//! checkpoint. Any read model can be dropped and
 //! rebuilt from the log; a new version is built beside the old one, which answers meanwhile.
 //! Delivery guarantee: each event is applied exactly once per generation, in log order.
 
@@ -48,11 +49,8 @@ pub trait Projector: Send + 'static {
     fn name(&self) -> &'static str;
     /// Bump to rebuild the read model from the whole log with new code.
     fn version(&self) -> u32;
-    /// Names the documents `event` will touch, so they are loaded before the batch. Called
-    /// twice per batch: the second time, documents named the first time are loaded, so the
-    /// projector can follow references in them (a meeting document naming its community).
-    fn want(&mut self, event: &ProjectedEvent);
-    /// Every collection the projector keeps, for the runner to load and flush.
+    /// Every collection the projector keeps, for the runner to load and flush. A projector
+    /// holds its whole read model in them: `apply` reads only memory.
     fn collections(&mut self) -> Vec<&mut dyn Store>;
     /// Applies one event to the loaded documents. An `Err` stops the projection on this event.
     fn apply(&mut self, event: &ProjectedEvent) -> Result<(), String>;

@@ -183,6 +183,14 @@ impl ReadDb {
         })
     }
 
+    /// A connection of the read routes' pool (never the projectors' own).
+    pub(crate) async fn acquire_read(&self) -> Result<Pooled, ProjectionError> {
+        Ok(match &self.pool {
+            Pool::Sqlite(pool) => Pooled::Sqlite(pool.acquire().await?),
+            Pool::Postgres(pool) => Pooled::Postgres(pool.acquire().await?),
+        })
+    }
+
     /// A transaction that will write. On SQLite it takes the write lock before reading
     /// (`BEGIN IMMEDIATE`), so a rebuild or another process sharing the file queues for it
     /// instead of failing with "database is locked" on upgrade; PostgreSQL locks rows as it
@@ -509,31 +517,24 @@ impl ReadDb {
     /// The trace index of the active `trace` generation, as (entity, position) in order: the
     /// trace's part of "rebuild equals live".
     pub async fn dump_active_trace_index(&self) -> Result<Vec<(String, i64)>, ProjectionError> {
-        Ok(on_pool!(&self.pool, |pool| {
-            sqlx::query_as::<_, (String, i64)>(
-                "SELECT t.entity, t.position FROM trace_index t JOIN projections p \
-                   ON p.name = 'trace' AND p.generation = t.generation AND p.active = 1 \
-                 ORDER BY t.entity, t.position",
-            )
-            .fetch_all(pool)
-            .await?
-        }))
+        match self.active(crate::projectors::trace::NAME).await? {
+            Some(active) => self.trace_index_of(active.generation).await,
+            None => Ok(Vec::new()),
+        }
     }
 
-    /// The trace index rows of one generation of `trace`, as (entity, position) in order.
+    /// The trace index of one generation of `trace`, as (entity, position) in order.
     pub async fn trace_index_of(
         &self,
         generation: i64,
     ) -> Result<Vec<(String, i64)>, ProjectionError> {
-        Ok(on_pool!(&self.pool, |pool| {
-            sqlx::query_as::<_, (String, i64)>(
-                "SELECT entity, position FROM trace_index WHERE generation = $1 \
-                 ORDER BY entity, position",
-            )
-            .bind(generation)
-            .fetch_all(pool)
+        let version = self
+            .generation(crate::projectors::trace::NAME, generation)
             .await?
-        }))
+            .map_or(0, |row| row.version);
+        let mut pooled = self.acquire_read().await?;
+        crate::projectors::trace::index::all_positions(&mut pooled.conn(), generation, version)
+            .await
     }
 
     /// What the generations that do not answer leave behind: their documents, and the trace
@@ -547,12 +548,16 @@ impl ReadDb {
             )
             .fetch_one(pool)
             .await?;
-            let trace_rows: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM trace_index t WHERE NOT EXISTS (SELECT 1 FROM projections p \
-                 WHERE p.name = 'trace' AND p.generation = t.generation AND p.active = 1)",
-            )
-            .fetch_one(pool)
-            .await?;
+            let mut trace_rows = 0;
+            for table in ["trace_index", "trace_postings"] {
+                let rows: i64 = sqlx::query_scalar(&format!(
+                    "SELECT COUNT(*) FROM {table} t WHERE NOT EXISTS (SELECT 1 FROM projections p \
+                     WHERE p.name = 'trace' AND p.generation = t.generation AND p.active = 1)"
+                ))
+                .fetch_one(pool)
+                .await?;
+                trace_rows += rows;
+            }
             (documents, trace_rows)
         }))
     }

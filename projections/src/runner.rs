@@ -54,8 +54,6 @@ fn write_thresholds() -> (usize, usize) {
         )
     })
 }
-/// Clean documents a collection keeps cached between batches.
-const CACHE_KEEP: usize = 5_000;
 /// How often an idle runner looks at the head for appends by other processes.
 const IDLE_POLL: Duration = Duration::from_millis(250);
 
@@ -107,6 +105,10 @@ impl<'a> Lane<'a> {
             collection.discard();
         }
         self.position = self.durable;
+    }
+
+    fn is_loaded(&mut self) -> bool {
+        self.projector.collections().iter().all(|c| c.is_loaded())
     }
 
     fn unwritten(&mut self) -> usize {
@@ -214,7 +216,7 @@ async fn apply_shared(
         match &result {
             Ok(()) if written => {
                 for collection in lane.projector.collections() {
-                    collection.committed(CACHE_KEEP);
+                    collection.committed();
                 }
                 lane.durable = lane.position;
             }
@@ -224,6 +226,27 @@ async fn apply_shared(
         }
     }
     result
+}
+
+/// Makes sure `projector`'s documents are in memory: none to load when its checkpoint
+/// (`durable`) is 0, since documents are only ever written with a checkpoint past 0.
+async fn ensure_loaded(
+    conn: &mut Conn<'_>,
+    projector: &mut dyn Projector,
+    ns: &Namespace,
+    durable: i64,
+) -> Result<(), ProjectionError> {
+    for collection in projector.collections() {
+        if collection.is_loaded() {
+            continue;
+        }
+        if durable == 0 {
+            collection.start_empty();
+        } else {
+            collection.load(&mut *conn, ns).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Applies the events past `lane`'s position to its caches; the reason it stopped, if it did.
@@ -237,16 +260,7 @@ async fn apply_lane(
         return Ok(None);
     };
     let projector = &mut *lane.projector;
-    // Two rounds: the second may follow references found in documents the first loaded
-    // (a meeting's community, a project's claimant).
-    for _ in 0..2 {
-        for event in slice {
-            projector.want(event);
-        }
-        for collection in projector.collections() {
-            collection.load(&mut *conn, &lane.ns).await?;
-        }
-    }
+    ensure_loaded(conn, projector, &lane.ns, lane.durable).await?;
     for event in slice {
         if let Err(detail) = projector.apply(event) {
             return Ok(Some(LaneStop::Poison {
@@ -390,6 +404,18 @@ async fn catch_up_lanes_from(
         None => batch,
     };
     let (write_every, write_dirty) = write_thresholds();
+    // Documents are loaded outside the batches' write transactions: a generation loaded whole
+    // would otherwise hold the read models' write lock for as long as that takes.
+    if lanes
+        .iter_mut()
+        .any(|lane| lane.stopped.is_none() && !lane.is_loaded())
+    {
+        let mut pooled = db.acquire().await?;
+        let mut conn = pooled.conn();
+        for lane in lanes.iter_mut().filter(|lane| lane.stopped.is_none()) {
+            ensure_loaded(&mut conn, lane.projector, &lane.ns, lane.durable).await?;
+        }
+    }
     let mut prefetched: Option<(i64, Page)> = None;
     let mut unwritten_events = 0;
     loop {

@@ -15,7 +15,7 @@ use domain::Event;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::collection::{Collection, Store};
+use crate::collection::{Collection, Key, Store, StreamKey, StreamKind};
 use crate::event::{community_ref, CommunityRef, ProjectedEvent};
 use crate::readdb::ReadDb;
 use crate::summary::{summarize, Names};
@@ -76,7 +76,35 @@ struct Sitting {
     kind: MeetingKind,
 }
 
-/// The key of a community's `sittings` document for `quarter`.
+/// The key of a community's `sittings` document for a quarter: `<community>:<quarter>`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct SittingsKey {
+    community: Uuid,
+    quarter: Quarter,
+}
+
+impl Key for SittingsKey {
+    fn write(&self, out: &mut String) {
+        use std::fmt::Write;
+        self.community.write(out);
+        let _ = write!(out, ":{}", self.quarter);
+    }
+    fn read(text: &str) -> Option<Self> {
+        // Any year reads back (a business time late on 2100-12-31 UTC is in 2101 in China).
+        let (community, quarter) = text.split_once(':')?;
+        let (year, quarter) = quarter.split_once('Q')?;
+        let quarter = Quarter {
+            year: year.parse().ok()?,
+            quarter: quarter.parse().ok().filter(|q| (1..=4).contains(q))?,
+        };
+        Some(Self {
+            community: Uuid::read(community)?,
+            quarter,
+        })
+    }
+}
+
+/// The key of a community's `sittings` document for `quarter` (`2018Q2`), as stored.
 fn sittings_key(community: Uuid, quarter: &str) -> String {
     format!("{community}:{quarter}")
 }
@@ -131,11 +159,11 @@ struct NameDoc {
 
 /// Builds the community boards.
 pub struct BoardProjector {
-    communities: Collection<CommunityDoc>,
-    projects: Collection<ProjectDoc>,
-    sittings: Collection<SittingsDoc>,
+    communities: Collection<CommunityDoc, Uuid>,
+    projects: Collection<ProjectDoc, Uuid>,
+    sittings: Collection<SittingsDoc, SittingsKey>,
     /// Units, meetings and requests: names and owning community.
-    refs: Collection<NameDoc>,
+    refs: Collection<NameDoc, StreamKey>,
 }
 
 impl Default for BoardProjector {
@@ -152,21 +180,18 @@ impl Default for BoardProjector {
 impl BoardProjector {
     /// The community an event concerns, from its data or from documents already loaded.
     fn community_of(&self, event: &Event) -> Option<Uuid> {
-        let via_ref = |stream: String| self.refs.get(&stream).and_then(|r| r.community_id);
+        let via_ref = |key: StreamKey| self.refs.get(&key).and_then(|r| r.community_id);
         match community_ref(event) {
             CommunityRef::Named(community) => Some(community),
-            CommunityRef::Meeting(meeting) => via_ref(meeting.stream()),
-            CommunityRef::Request(request) => via_ref(request.stream()),
-            CommunityRef::Project(project) => self
-                .projects
-                .get(&project.0.to_string())
-                .map(|p| p.community_id),
+            CommunityRef::Meeting(meeting) => via_ref(meeting.into()),
+            CommunityRef::Request(request) => via_ref(request.into()),
+            CommunityRef::Project(project) => self.projects.get(&project.0).map(|p| p.community_id),
             CommunityRef::None => None,
         }
     }
 
     fn set_status(&mut self, project: Uuid, status: &str) {
-        if let Some(p) = self.projects.get_mut(&project.to_string()) {
+        if let Some(p) = self.projects.get_mut(&project) {
             p.status = status.to_owned();
         }
     }
@@ -176,11 +201,11 @@ struct BoardNames<'a>(&'a BoardProjector);
 
 impl Names for BoardNames<'_> {
     fn name_of(&self, stream: &str) -> Option<String> {
-        let (kind, id) = stream.split_once('-')?;
-        match kind {
-            "project" => self.0.projects.get(id).map(|p| p.title.clone()),
-            "community" => self.0.communities.get(id).map(|c| c.name.clone()),
-            _ => self.0.refs.get(stream).map(|r| r.name.clone()),
+        let key = StreamKey::parse(stream)?;
+        match key.kind {
+            StreamKind::Project => self.0.projects.get(&key.id).map(|p| p.title.clone()),
+            StreamKind::Community => self.0.communities.get(&key.id).map(|c| c.name.clone()),
+            _ => self.0.refs.get(&key).map(|r| r.name.clone()),
         }
     }
 }
@@ -193,51 +218,6 @@ impl Projector for BoardProjector {
     fn version(&self) -> u32 {
         // 2: meetings by quarter in `sittings` documents.
         2
-    }
-
-    fn want(&mut self, event: &ProjectedEvent) {
-        use Event::*;
-        // Everything `apply` reads, including every name the summary shows: a summary must not
-        // depend on what happened to be cached, or a rebuild would differ from the live board.
-        match &event.event {
-            MemberUnitAdmitted(e) => self.refs.want(e.unit_id.stream()),
-            MemberUnitWithdrawn(e) => self.refs.want(e.unit_id.stream()),
-            AttendanceRecorded(e) => self.refs.want(e.meeting_id.stream()),
-            MeetingClosed(e) => self.refs.want(e.meeting_id.stream()),
-            ProjectApproved(e) => {
-                self.projects.want(e.project_id.0.to_string());
-                self.refs.want(e.meeting_id.stream());
-            }
-            ProjectClaimed(e) => {
-                self.projects.want(e.project_id.0.to_string());
-                self.refs.want(e.unit_id.stream());
-            }
-            ClaimWithdrawn(e) => {
-                self.projects.want(e.project_id.0.to_string());
-                self.refs.want(e.unit_id.stream());
-            }
-            ProjectLaunched(e) => {
-                self.projects.want(e.project_id.0.to_string());
-                self.refs.want(e.unit_id.stream());
-            }
-            ActivityRecorded(e) => self.projects.want(e.project_id.0.to_string()),
-            ProjectCompleted(e) => self.projects.want(e.project_id.0.to_string()),
-            FeedbackRecorded(e) => self.projects.want(e.project_id.0.to_string()),
-            ProjectCancelled(e) => self.projects.want(e.project_id.0.to_string()),
-            RequestRaised(e) => self.refs.want(e.unit_id.stream()),
-            RequestResolved(e) => self.refs.want(e.request_id.stream()),
-            MeetingConvened(e) => {
-                let quarter = Quarter::of(event.occurred_at).to_string();
-                self.sittings.want(sittings_key(e.community_id.0, &quarter));
-            }
-            DistrictRegistered(_)
-            | CommunityRegistered(_)
-            | UnitRegistered(_)
-            | ProjectProposed(_) => {}
-        }
-        if let Some(community) = self.community_of(&event.event) {
-            self.communities.want(community.to_string());
-        }
     }
 
     fn collections(&mut self) -> Vec<&mut dyn Store> {
@@ -256,7 +236,7 @@ impl Projector for BoardProjector {
         let summary = summarize(&event.event, &BoardNames(self));
         match &event.event {
             CommunityRegistered(e) => self.communities.put(
-                e.community_id.0.to_string(),
+                e.community_id.0,
                 None,
                 CommunityDoc {
                     id: e.community_id.0,
@@ -273,7 +253,7 @@ impl Projector for BoardProjector {
                 },
             ),
             UnitRegistered(e) => self.refs.put(
-                e.unit_id.stream(),
+                StreamKey::from(e.unit_id),
                 None,
                 NameDoc {
                     name: e.name.to_string(),
@@ -283,10 +263,10 @@ impl Projector for BoardProjector {
             MemberUnitAdmitted(e) => {
                 let name = self
                     .refs
-                    .get(&e.unit_id.stream())
+                    .get(&StreamKey::from(e.unit_id))
                     .map(|r| r.name.clone())
                     .unwrap_or_default();
-                if let Some(c) = self.communities.get_mut(&e.community_id.0.to_string()) {
+                if let Some(c) = self.communities.get_mut(&e.community_id.0) {
                     let member = c.members.entry(e.unit_id.0).or_insert(MemberDoc {
                         name,
                         kind: e.kind,
@@ -299,7 +279,7 @@ impl Projector for BoardProjector {
                 }
             }
             MemberUnitWithdrawn(e) => {
-                if let Some(c) = self.communities.get_mut(&e.community_id.0.to_string()) {
+                if let Some(c) = self.communities.get_mut(&e.community_id.0) {
                     if let Some(m) = c.members.get_mut(&e.unit_id.0) {
                         m.current = false;
                     }
@@ -307,7 +287,7 @@ impl Projector for BoardProjector {
             }
             MeetingConvened(e) => {
                 self.refs.put(
-                    e.meeting_id.stream(),
+                    StreamKey::from(e.meeting_id),
                     None,
                     NameDoc {
                         name: e.title.to_string(),
@@ -315,10 +295,10 @@ impl Projector for BoardProjector {
                     },
                 );
                 let community = e.community_id.0;
-                if let Some(c) = self.communities.get_mut(&community.to_string()) {
-                    let quarter = Quarter::of(event.occurred_at).to_string();
-                    let key = sittings_key(community, &quarter);
-                    c.quarters.insert(quarter);
+                if let Some(c) = self.communities.get_mut(&community) {
+                    let quarter = Quarter::of(event.occurred_at);
+                    let key = SittingsKey { community, quarter };
+                    c.quarters.insert(quarter.to_string());
                     let sitting = Sitting {
                         sits_at: at.clone(),
                         kind: e.kind,
@@ -332,7 +312,7 @@ impl Projector for BoardProjector {
                         }
                         None => self.sittings.put(
                             key,
-                            Some(community.to_string()),
+                            Some(community),
                             SittingsDoc {
                                 sittings: vec![sitting],
                             },
@@ -341,8 +321,8 @@ impl Projector for BoardProjector {
                 }
             }
             ProjectProposed(e) => self.projects.put(
-                e.project_id.0.to_string(),
-                Some(e.community_id.0.to_string()),
+                e.project_id.0,
+                Some(e.community_id.0),
                 ProjectDoc {
                     project_id: e.project_id.0,
                     community_id: e.community_id.0,
@@ -355,13 +335,13 @@ impl Projector for BoardProjector {
                 },
             ),
             ProjectApproved(e) => {
-                if let Some(p) = self.projects.get_mut(&e.project_id.0.to_string()) {
+                if let Some(p) = self.projects.get_mut(&e.project_id.0) {
                     p.status = "approved".to_owned();
                     p.meeting_id = Some(e.meeting_id.0);
                 }
             }
             ProjectClaimed(e) => {
-                if let Some(p) = self.projects.get_mut(&e.project_id.0.to_string()) {
+                if let Some(p) = self.projects.get_mut(&e.project_id.0) {
                     p.status = "claimed".to_owned();
                     p.claimant = Some(e.unit_id.0);
                     p.claimed_at = Some(at.clone());
@@ -369,14 +349,14 @@ impl Projector for BoardProjector {
                         p.meeting_id = e.meeting_id.map(|m| m.0);
                     }
                 }
-                if let Some(c) = community.and_then(|c| self.communities.get_mut(&c.to_string())) {
+                if let Some(c) = community.and_then(|c| self.communities.get_mut(&c)) {
                     if let Some(m) = c.members.get_mut(&e.unit_id.0) {
                         m.projects_claimed += 1;
                     }
                 }
             }
             ClaimWithdrawn(e) => {
-                if let Some(p) = self.projects.get_mut(&e.project_id.0.to_string()) {
+                if let Some(p) = self.projects.get_mut(&e.project_id.0) {
                     p.status = if p.meeting_id.is_some() {
                         "approved"
                     } else {
@@ -386,7 +366,7 @@ impl Projector for BoardProjector {
                     p.claimant = None;
                     p.claimed_at = None;
                 }
-                if let Some(c) = community.and_then(|c| self.communities.get_mut(&c.to_string())) {
+                if let Some(c) = community.and_then(|c| self.communities.get_mut(&c)) {
                     if let Some(m) = c.members.get_mut(&e.unit_id.0) {
                         m.projects_claimed = m.projects_claimed.saturating_sub(1);
                     }
@@ -396,7 +376,7 @@ impl Projector for BoardProjector {
             ProjectCompleted(e) => self.set_status(e.project_id.0, "completed"),
             ProjectCancelled(e) => self.set_status(e.project_id.0, "cancelled"),
             ActivityRecorded(e) => {
-                if let Some(c) = community.and_then(|c| self.communities.get_mut(&c.to_string())) {
+                if let Some(c) = community.and_then(|c| self.communities.get_mut(&c)) {
                     let t = &mut c.totals;
                     t.activities += 1;
                     t.participants += u64::from(e.participants.get());
@@ -410,16 +390,19 @@ impl Projector for BoardProjector {
                 }
             }
             RequestRaised(e) => {
-                let unit_name = self.refs.get(&e.unit_id.stream()).map(|r| r.name.clone());
+                let unit_name = self
+                    .refs
+                    .get(&StreamKey::from(e.unit_id))
+                    .map(|r| r.name.clone());
                 self.refs.put(
-                    e.request_id.stream(),
+                    StreamKey::from(e.request_id),
                     None,
                     NameDoc {
                         name: e.title.to_string(),
                         community_id: Some(e.community_id.0),
                     },
                 );
-                if let Some(c) = self.communities.get_mut(&e.community_id.0.to_string()) {
+                if let Some(c) = self.communities.get_mut(&e.community_id.0) {
                     c.open_requests.insert(
                         e.request_id.0,
                         OpenRequest {
@@ -433,7 +416,7 @@ impl Projector for BoardProjector {
                 }
             }
             RequestResolved(e) => {
-                if let Some(c) = community.and_then(|c| self.communities.get_mut(&c.to_string())) {
+                if let Some(c) = community.and_then(|c| self.communities.get_mut(&c)) {
                     if c.open_requests.remove(&e.request_id.0).is_some() {
                         c.resolved_requests += 1;
                     }
@@ -444,7 +427,7 @@ impl Projector for BoardProjector {
             | MeetingClosed(_)
             | FeedbackRecorded(_) => {}
         }
-        if let Some(c) = community.and_then(|c| self.communities.get_mut(&c.to_string())) {
+        if let Some(c) = community.and_then(|c| self.communities.get_mut(&c)) {
             c.recent.push_front(Recent {
                 position: event.position,
                 occurred_at: at,

@@ -35,7 +35,7 @@ use domain::Event;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::collection::{Collection, Store};
+use crate::collection::{Collection, Key, Store, StreamKey};
 use crate::event::{community_ref, CommunityRef, ProjectedEvent};
 use crate::Projector;
 pub use counters::{Counters, Histogram, QuarterKey, ThemeCounts};
@@ -72,9 +72,30 @@ pub struct QuarterDoc {
     pub counters: Counters,
 }
 
-/// The key of a community's quarter document.
-fn quarter_key(community: Uuid, quarter: QuarterKey) -> String {
-    format!("{community}/{quarter}")
+/// The key of a community's quarter document: `<community>/<quarter>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct QuarterDocKey {
+    community: Uuid,
+    quarter: QuarterKey,
+}
+
+fn quarter_key(community: Uuid, quarter: QuarterKey) -> QuarterDocKey {
+    QuarterDocKey { community, quarter }
+}
+
+impl Key for QuarterDocKey {
+    fn write(&self, out: &mut String) {
+        use std::fmt::Write;
+        self.community.write(out);
+        let _ = write!(out, "/{}", self.quarter);
+    }
+    fn read(text: &str) -> Option<Self> {
+        let (community, quarter) = text.split_once('/')?;
+        Some(Self {
+            community: Uuid::read(community)?,
+            quarter: QuarterKey::parse(quarter)?,
+        })
+    }
 }
 
 /// What the statistics need to remember of a project between its events.
@@ -106,11 +127,11 @@ pub struct RefDoc {
 
 /// Builds the district statistics.
 pub struct DistrictStatsProjector {
-    districts: Collection<DistrictDoc>,
-    communities: Collection<CommunityDoc>,
-    quarters: Collection<QuarterDoc>,
-    projects: Collection<ProjectDoc>,
-    refs: Collection<RefDoc>,
+    districts: Collection<DistrictDoc, Uuid>,
+    communities: Collection<CommunityDoc, Uuid>,
+    quarters: Collection<QuarterDoc, QuarterDocKey>,
+    projects: Collection<ProjectDoc, Uuid>,
+    refs: Collection<RefDoc, StreamKey>,
 }
 
 impl Default for DistrictStatsProjector {
@@ -134,15 +155,12 @@ fn days_between(from: i32, to: i32) -> i64 {
 impl DistrictStatsProjector {
     /// The community an event concerns, from its data or from documents already loaded.
     fn community_of(&self, event: &Event) -> Option<Uuid> {
-        let via_ref = |stream: String| self.refs.get(&stream).map(|r| r.community_id);
+        let via_ref = |key: StreamKey| self.refs.get(&key).map(|r| r.community_id);
         match community_ref(event) {
             CommunityRef::Named(community) => Some(community),
-            CommunityRef::Meeting(meeting) => via_ref(meeting.stream()),
-            CommunityRef::Request(request) => via_ref(request.stream()),
-            CommunityRef::Project(project) => self
-                .projects
-                .get(&project.0.to_string())
-                .map(|p| p.community_id),
+            CommunityRef::Meeting(meeting) => via_ref(meeting.into()),
+            CommunityRef::Request(request) => via_ref(request.into()),
+            CommunityRef::Project(project) => self.projects.get(&project.0).map(|p| p.community_id),
             CommunityRef::None => None,
         }
     }
@@ -178,7 +196,7 @@ impl DistrictStatsProjector {
                 change(&mut counters);
                 self.quarters.put(
                     key,
-                    Some(district.to_string()),
+                    Some(district),
                     QuarterDoc {
                         community_id: community,
                         quarter,
@@ -190,7 +208,7 @@ impl DistrictStatsProjector {
     }
 
     fn set_claim(&mut self, project: Uuid, claim: Option<ClaimDoc>) {
-        if let Some(p) = self.projects.get_mut(&project.to_string()) {
+        if let Some(p) = self.projects.get_mut(&project) {
             p.claim = claim;
         }
     }
@@ -200,7 +218,7 @@ impl DistrictStatsProjector {
         use Event::*;
         let quarter = QuarterKey::of(event.occurred_at);
         let day = counters::day_number(event.occurred_at);
-        let key = community.to_string();
+        let key = community;
         let Some(doc) = self.communities.get(&key) else {
             return;
         };
@@ -211,7 +229,7 @@ impl DistrictStatsProjector {
             }
         }
         let project_id = Self::project_of(&event.event);
-        let project = project_id.and_then(|id| self.projects.get(&id.to_string()).copied());
+        let project = project_id.and_then(|id| self.projects.get(&id).copied());
         let mut bump = |change: &dyn Fn(&mut Counters)| {
             self.bump(community, district, quarter, |c| change(c));
         };
@@ -298,38 +316,6 @@ impl Projector for DistrictStatsProjector {
         1
     }
 
-    fn want(&mut self, event: &ProjectedEvent) {
-        use Event::*;
-        match &event.event {
-            UnitRegistered(e) => self.districts.want(e.district_id.0.to_string()),
-            AttendanceRecorded(e) => self.refs.want(e.meeting_id.stream()),
-            MeetingClosed(e) => self.refs.want(e.meeting_id.stream()),
-            RequestResolved(e) => self.refs.want(e.request_id.stream()),
-            other => {
-                if let Some(project) = Self::project_of(other) {
-                    self.projects.want(project.to_string());
-                }
-            }
-        }
-        // On the second round, this follows the references loaded by the first.
-        let Some(community) = self.community_of(&event.event) else {
-            return;
-        };
-        self.communities.want(community.to_string());
-        let quarter = QuarterKey::of(event.occurred_at);
-        self.quarters.want(quarter_key(community, quarter));
-        if let ClaimWithdrawn(e) = &event.event {
-            // The withdrawn claim is taken out of the quarter it was counted in.
-            let claimed = self
-                .projects
-                .get(&e.project_id.0.to_string())
-                .and_then(|p| p.claim);
-            if let Some(claim) = claimed {
-                self.quarters.want(quarter_key(community, claim.quarter));
-            }
-        }
-    }
-
     fn collections(&mut self) -> Vec<&mut dyn Store> {
         vec![
             &mut self.districts,
@@ -346,7 +332,7 @@ impl Projector for DistrictStatsProjector {
         match &event.event {
             DistrictRegistered(e) => {
                 self.districts.put(
-                    e.district_id.0.to_string(),
+                    e.district_id.0,
                     None,
                     DistrictDoc {
                         id: e.district_id.0,
@@ -357,7 +343,7 @@ impl Projector for DistrictStatsProjector {
                 return Ok(());
             }
             UnitRegistered(e) => {
-                let key = e.district_id.0.to_string();
+                let key = e.district_id.0;
                 if self.districts.get(&key).is_some_and(|d| quarter > d.latest) {
                     if let Some(d) = self.districts.get_mut(&key) {
                         d.latest = quarter;
@@ -366,8 +352,8 @@ impl Projector for DistrictStatsProjector {
                 return Ok(());
             }
             CommunityRegistered(e) => self.communities.put(
-                e.community_id.0.to_string(),
-                Some(e.district_id.0.to_string()),
+                e.community_id.0,
+                Some(e.district_id.0),
                 CommunityDoc {
                     id: e.community_id.0,
                     name: e.name.to_string(),
@@ -377,22 +363,22 @@ impl Projector for DistrictStatsProjector {
                 },
             ),
             MeetingConvened(e) => self.refs.put(
-                e.meeting_id.stream(),
-                Some(e.community_id.0.to_string()),
+                StreamKey::from(e.meeting_id),
+                Some(e.community_id.0),
                 RefDoc {
                     community_id: e.community_id.0,
                 },
             ),
             RequestRaised(e) => self.refs.put(
-                e.request_id.stream(),
-                Some(e.community_id.0.to_string()),
+                StreamKey::from(e.request_id),
+                Some(e.community_id.0),
                 RefDoc {
                     community_id: e.community_id.0,
                 },
             ),
             ProjectProposed(e) => self.projects.put(
-                e.project_id.0.to_string(),
-                Some(e.community_id.0.to_string()),
+                e.project_id.0,
+                Some(e.community_id.0),
                 ProjectDoc {
                     community_id: e.community_id.0,
                     theme: e.theme,

@@ -194,11 +194,11 @@ struct CommunityDoc {
 
 /// Builds the item views.
 pub struct ItemsProjector {
-    projects: Collection<ProjectView>,
-    meetings: Collection<MeetingView>,
-    requests: Collection<RequestView>,
-    units: Collection<UnitDoc>,
-    communities: Collection<CommunityDoc>,
+    projects: Collection<ProjectView, Uuid>,
+    meetings: Collection<MeetingView, Uuid>,
+    requests: Collection<RequestView, Uuid>,
+    units: Collection<UnitDoc, Uuid>,
+    communities: Collection<CommunityDoc, Uuid>,
 }
 
 impl Default for ItemsProjector {
@@ -213,10 +213,6 @@ impl Default for ItemsProjector {
     }
 }
 
-fn key(id: Uuid) -> String {
-    id.to_string()
-}
-
 fn text(value: &Option<domain::values::Text>) -> Option<String> {
     value.as_ref().map(|t| t.to_string())
 }
@@ -224,21 +220,21 @@ fn text(value: &Option<domain::values::Text>) -> Option<String> {
 impl ItemsProjector {
     fn unit_name(&self, unit: Uuid) -> String {
         self.units
-            .get(&key(unit))
+            .get(&unit)
             .map(|u| u.name.clone())
             .unwrap_or_default()
     }
 
     /// The project an event of its own stream changes, with that event counted in its version.
     fn on_project(&mut self, project: Uuid) -> Option<&mut ProjectView> {
-        let p = self.projects.get_mut(&key(project))?;
+        let p = self.projects.get_mut(&project)?;
         p.version += 1;
         Some(p)
     }
 
     /// The meeting an event of its own stream changes, with that event counted in its version.
     fn on_meeting(&mut self, meeting: Uuid) -> Option<&mut MeetingView> {
-        let m = self.meetings.get_mut(&key(meeting))?;
+        let m = self.meetings.get_mut(&meeting)?;
         m.version += 1;
         Some(m)
     }
@@ -251,42 +247,6 @@ impl Projector for ItemsProjector {
 
     fn version(&self) -> u32 {
         1
-    }
-
-    fn want(&mut self, event: &ProjectedEvent) {
-        use Event::*;
-        match &event.event {
-            MemberUnitAdmitted(e) => self.communities.want(key(e.community_id.0)),
-            MemberUnitWithdrawn(e) => self.communities.want(key(e.community_id.0)),
-            AttendanceRecorded(e) => {
-                self.meetings.want(key(e.meeting_id.0));
-                for unit in e.unit_ids.items() {
-                    self.units.want(key(unit.0));
-                }
-            }
-            MeetingClosed(e) => self.meetings.want(key(e.meeting_id.0)),
-            ProjectApproved(e) => {
-                self.projects.want(key(e.project_id.0));
-                self.meetings.want(key(e.meeting_id.0));
-            }
-            ProjectClaimed(e) => {
-                self.projects.want(key(e.project_id.0));
-                self.units.want(key(e.unit_id.0));
-            }
-            ClaimWithdrawn(e) => self.projects.want(key(e.project_id.0)),
-            ProjectLaunched(e) => self.projects.want(key(e.project_id.0)),
-            ActivityRecorded(e) => self.projects.want(key(e.project_id.0)),
-            ProjectCompleted(e) => self.projects.want(key(e.project_id.0)),
-            FeedbackRecorded(e) => self.projects.want(key(e.project_id.0)),
-            ProjectCancelled(e) => self.projects.want(key(e.project_id.0)),
-            RequestRaised(e) => self.units.want(key(e.unit_id.0)),
-            RequestResolved(e) => self.requests.want(key(e.request_id.0)),
-            DistrictRegistered(_)
-            | CommunityRegistered(_)
-            | UnitRegistered(_)
-            | MeetingConvened(_)
-            | ProjectProposed(_) => {}
-        }
     }
 
     fn collections(&mut self) -> Vec<&mut dyn Store> {
@@ -305,7 +265,7 @@ impl Projector for ItemsProjector {
         match &event.event {
             DistrictRegistered(_) => {}
             CommunityRegistered(e) => self.communities.put(
-                key(e.community_id.0),
+                e.community_id.0,
                 None,
                 CommunityDoc {
                     district_id: e.district_id.0,
@@ -313,25 +273,25 @@ impl Projector for ItemsProjector {
                 },
             ),
             UnitRegistered(e) => self.units.put(
-                key(e.unit_id.0),
+                e.unit_id.0,
                 None,
                 UnitDoc {
                     name: e.name.to_string(),
                 },
             ),
             MemberUnitAdmitted(e) => {
-                if let Some(c) = self.communities.get_mut(&key(e.community_id.0)) {
+                if let Some(c) = self.communities.get_mut(&e.community_id.0) {
                     c.members.insert(e.unit_id.0);
                 }
             }
             MemberUnitWithdrawn(e) => {
-                if let Some(c) = self.communities.get_mut(&key(e.community_id.0)) {
+                if let Some(c) = self.communities.get_mut(&e.community_id.0) {
                     c.members.remove(&e.unit_id.0);
                 }
             }
             MeetingConvened(e) => self.meetings.put(
-                key(e.meeting_id.0),
-                Some(key(e.community_id.0)),
+                e.meeting_id.0,
+                Some(e.community_id.0),
                 MeetingView {
                     id: e.meeting_id.0,
                     community_id: e.community_id.0,
@@ -385,8 +345,8 @@ impl Projector for ItemsProjector {
                 }
             }
             ProjectProposed(e) => self.projects.put(
-                key(e.project_id.0),
-                Some(key(e.community_id.0)),
+                e.project_id.0,
+                Some(e.community_id.0),
                 ProjectView {
                     id: e.project_id.0,
                     community_id: e.community_id.0,
@@ -419,7 +379,7 @@ impl Projector for ItemsProjector {
                     p.meeting_id = Some(e.meeting_id.0);
                     title = Some(p.title.clone());
                 }
-                if let Some(m) = self.meetings.get_mut(&key(e.meeting_id.0)) {
+                if let Some(m) = self.meetings.get_mut(&e.meeting_id.0) {
                     m.projects_approved_total += 1;
                     if m.projects_approved.len() < APPROVED_LISTED {
                         m.projects_approved.push(ApprovedProject {
@@ -523,8 +483,8 @@ impl Projector for ItemsProjector {
             RequestRaised(e) => {
                 let unit_name = self.unit_name(e.unit_id.0);
                 self.requests.put(
-                    key(e.request_id.0),
-                    Some(key(e.community_id.0)),
+                    e.request_id.0,
+                    Some(e.community_id.0),
                     RequestView {
                         id: e.request_id.0,
                         community_id: e.community_id.0,
@@ -541,7 +501,7 @@ impl Projector for ItemsProjector {
                 );
             }
             RequestResolved(e) => {
-                if let Some(r) = self.requests.get_mut(&key(e.request_id.0)) {
+                if let Some(r) = self.requests.get_mut(&e.request_id.0) {
                     r.version += 1;
                     r.status = RequestStatus::Resolved;
                     r.resolution = text(&e.resolution);
@@ -579,7 +539,7 @@ async fn load<T: serde::de::DeserializeOwned>(
     kind: &str,
     id: Uuid,
 ) -> Result<Option<T>, ProjectionError> {
-    let Some(raw) = db.document(NAME, kind, &key(id)).await? else {
+    let Some(raw) = db.document(NAME, kind, &id.to_string()).await? else {
         return Ok(None);
     };
     serde_json::from_str(&raw)

@@ -13,7 +13,7 @@
 //! a request event its community, district and the raising unit. Delivery is exactly once per
 //! generation (the runner's guarantee); index rows are also written idempotently.
 
-mod index;
+pub(crate) mod index;
 mod query;
 
 use std::collections::BTreeSet;
@@ -22,9 +22,10 @@ use domain::Event;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::collection::{Collection, Store};
+use crate::collection::{Collection, Store, StreamKey, StreamKind};
 use crate::event::ProjectedEvent;
 use crate::Projector;
+use index::{Entity, EntityKind};
 
 pub use query::{
     trace, Subject, Trace, TraceActingFor, TraceActor, TraceEntry, TraceError, TraceQuery, Within,
@@ -106,7 +107,7 @@ fn acting_for_stream(kind: &str, id: Option<Uuid>) -> Option<String> {
 
 /// Builds the trace index and the names it shows.
 pub struct TraceProjector {
-    entities: Collection<EntityDoc>,
+    entities: Collection<EntityDoc, StreamKey>,
     index: index::TraceIndex,
 }
 
@@ -120,13 +121,13 @@ impl Default for TraceProjector {
 }
 
 impl TraceProjector {
-    fn doc(&self, stream: String) -> Option<&EntityDoc> {
-        self.entities.get(&stream)
+    fn doc(&self, key: StreamKey) -> Option<&EntityDoc> {
+        self.entities.get(&key)
     }
 
     /// The district of a community, from its document.
     fn district_of_community(&self, community: Uuid) -> Option<Uuid> {
-        self.doc(format!("community-{community}"))
+        self.doc(StreamKey::new(StreamKind::Community, community))
             .and_then(|d| d.district)
     }
 
@@ -145,7 +146,7 @@ impl TraceProjector {
         use Event::*;
         match event {
             DistrictRegistered(e) => self.entities.put(
-                e.district_id.stream(),
+                StreamKey::from(e.district_id),
                 None,
                 EntityDoc {
                     name: e.name.to_string(),
@@ -153,7 +154,7 @@ impl TraceProjector {
                 },
             ),
             CommunityRegistered(e) => self.entities.put(
-                e.community_id.stream(),
+                StreamKey::from(e.community_id),
                 None,
                 EntityDoc {
                     name: e.name.to_string(),
@@ -162,7 +163,7 @@ impl TraceProjector {
                 },
             ),
             UnitRegistered(e) => self.entities.put(
-                e.unit_id.stream(),
+                StreamKey::from(e.unit_id),
                 None,
                 EntityDoc {
                     name: e.name.to_string(),
@@ -171,16 +172,16 @@ impl TraceProjector {
                 },
             ),
             MemberUnitAdmitted(e) => {
-                if let Some(unit) = self.entities.get_mut(&e.unit_id.stream()) {
+                if let Some(unit) = self.entities.get_mut(&StreamKey::from(e.unit_id)) {
                     unit.communities.insert(e.community_id.0);
                 }
             }
             MeetingConvened(e) => {
                 let doc = self.in_community(e.community_id.0, e.title.to_string());
-                self.entities.put(e.meeting_id.stream(), None, doc);
+                self.entities.put(StreamKey::from(e.meeting_id), None, doc);
             }
             AttendanceRecorded(e) => {
-                if let Some(meeting) = self.entities.get_mut(&e.meeting_id.stream()) {
+                if let Some(meeting) = self.entities.get_mut(&StreamKey::from(e.meeting_id)) {
                     meeting
                         .attended
                         .extend(e.unit_ids.items().iter().map(|u| u.0));
@@ -188,15 +189,15 @@ impl TraceProjector {
             }
             ProjectProposed(e) => {
                 let doc = self.in_community(e.community_id.0, e.title.to_string());
-                self.entities.put(e.project_id.stream(), None, doc);
+                self.entities.put(StreamKey::from(e.project_id), None, doc);
             }
             ProjectClaimed(e) => {
-                if let Some(project) = self.entities.get_mut(&e.project_id.stream()) {
+                if let Some(project) = self.entities.get_mut(&StreamKey::from(e.project_id)) {
                     project.unit = Some(e.unit_id.0);
                 }
             }
             ClaimWithdrawn(e) => {
-                if let Some(project) = self.entities.get_mut(&e.project_id.stream()) {
+                if let Some(project) = self.entities.get_mut(&StreamKey::from(e.project_id)) {
                     project.unit = None;
                 }
             }
@@ -205,7 +206,7 @@ impl TraceProjector {
                     unit: Some(e.unit_id.0),
                     ..self.in_community(e.community_id.0, e.title.to_string())
                 };
-                self.entities.put(e.request_id.stream(), None, doc);
+                self.entities.put(StreamKey::from(e.request_id), None, doc);
             }
             MemberUnitWithdrawn(_)
             | MeetingClosed(_)
@@ -220,49 +221,53 @@ impl TraceProjector {
     }
 
     /// The index keys of everything `event` concerns (after [`Self::evolve`]).
-    fn concerns(&self, event: &ProjectedEvent) -> BTreeSet<String> {
+    fn concerns(&self, event: &ProjectedEvent) -> Vec<Entity> {
         use domain::events as e;
         use Event::*;
-        let mut keys = BTreeSet::new();
-        keys.insert(key("actor", event.actor.id));
+        let mut keys = Vec::with_capacity(8);
+        keys.push(Entity::new(EntityKind::Actor, event.actor.id));
         if let Some(acting) = &event.acting_for {
-            if let (kind @ ("district" | "community" | "unit"), Some(id)) =
-                (acting.kind.as_str(), acting.id)
-            {
-                keys.insert(key(kind, id));
+            let kind = match acting.kind.as_str() {
+                "district" => Some(EntityKind::District),
+                "community" => Some(EntityKind::Community),
+                "unit" => Some(EntityKind::Unit),
+                _ => None,
+            };
+            if let (Some(kind), Some(id)) = (kind, acting.id) {
+                keys.push(Entity::new(kind, id));
             }
         }
         // A community named by the event, and its district.
-        let community = |keys: &mut BTreeSet<String>, community: Uuid| {
-            keys.insert(key("community", community));
+        let community = |keys: &mut Vec<Entity>, community: Uuid| {
+            keys.push(Entity::new(EntityKind::Community, community));
             if let Some(district) = self.district_of_community(community) {
-                keys.insert(key("district", district));
+                keys.push(Entity::new(EntityKind::District, district));
             }
         };
         // A meeting, project or request: the community and district it belongs to; its doc.
-        let owned = |keys: &mut BTreeSet<String>, stream: String| {
+        let owned = |keys: &mut Vec<Entity>, stream: StreamKey| {
             let doc = self.doc(stream);
             if let Some(doc) = doc {
                 if let Some(community) = doc.community {
-                    keys.insert(key("community", community));
+                    keys.push(Entity::new(EntityKind::Community, community));
                 }
                 if let Some(district) = doc.district {
-                    keys.insert(key("district", district));
+                    keys.push(Entity::new(EntityKind::District, district));
                 }
             }
             doc
         };
         match &event.event {
             DistrictRegistered(e) => {
-                keys.insert(key("district", e.district_id.0));
+                keys.push(Entity::new(EntityKind::District, e.district_id.0));
             }
             CommunityRegistered(e) => {
-                keys.insert(key("community", e.community_id.0));
-                keys.insert(key("district", e.district_id.0));
+                keys.push(Entity::new(EntityKind::Community, e.community_id.0));
+                keys.push(Entity::new(EntityKind::District, e.district_id.0));
             }
             UnitRegistered(e) => {
-                keys.insert(key("unit", e.unit_id.0));
-                keys.insert(key("district", e.district_id.0));
+                keys.push(Entity::new(EntityKind::Unit, e.unit_id.0));
+                keys.push(Entity::new(EntityKind::District, e.district_id.0));
             }
             MemberUnitAdmitted(e::MemberUnitAdmitted {
                 community_id,
@@ -275,23 +280,34 @@ impl TraceProjector {
                 ..
             }) => {
                 community(&mut keys, community_id.0);
-                keys.insert(key("unit", unit_id.0));
-                if let Some(district) = self.doc(unit_id.stream()).and_then(|d| d.district) {
-                    keys.insert(key("district", district));
+                keys.push(Entity::new(EntityKind::Unit, unit_id.0));
+                if let Some(district) = self.doc(StreamKey::from(*unit_id)).and_then(|d| d.district)
+                {
+                    keys.push(Entity::new(EntityKind::District, district));
                 }
             }
             MeetingConvened(e) => community(&mut keys, e.community_id.0),
             AttendanceRecorded(e) => {
-                owned(&mut keys, e.meeting_id.stream());
-                keys.extend(e.unit_ids.items().iter().map(|u| key("unit", u.0)));
+                owned(&mut keys, StreamKey::from(e.meeting_id));
+                keys.extend(
+                    e.unit_ids
+                        .items()
+                        .iter()
+                        .map(|u| Entity::new(EntityKind::Unit, u.0)),
+                );
             }
             MeetingClosed(e) => {
-                if let Some(meeting) = owned(&mut keys, e.meeting_id.stream()) {
-                    keys.extend(meeting.attended.iter().map(|u| key("unit", *u)));
+                if let Some(meeting) = owned(&mut keys, StreamKey::from(e.meeting_id)) {
+                    keys.extend(
+                        meeting
+                            .attended
+                            .iter()
+                            .map(|u| Entity::new(EntityKind::Unit, *u)),
+                    );
                 }
             }
             ProjectProposed(e) => {
-                keys.insert(key("project", e.project_id.0));
+                keys.push(Entity::new(EntityKind::Project, e.project_id.0));
                 community(&mut keys, e.community_id.0);
             }
             ProjectClaimed(e::ProjectClaimed {
@@ -318,29 +334,35 @@ impl TraceProjector {
                 unit_id,
                 ..
             }) => {
-                keys.insert(key("project", project_id.0));
-                owned(&mut keys, project_id.stream());
-                keys.insert(key("unit", unit_id.0));
+                keys.push(Entity::new(EntityKind::Project, project_id.0));
+                owned(&mut keys, StreamKey::from(*project_id));
+                keys.push(Entity::new(EntityKind::Unit, unit_id.0));
             }
             ProjectApproved(e::ProjectApproved { project_id, .. })
             | FeedbackRecorded(e::FeedbackRecorded { project_id, .. })
             | ProjectCancelled(e::ProjectCancelled { project_id, .. }) => {
-                keys.insert(key("project", project_id.0));
+                keys.push(Entity::new(EntityKind::Project, project_id.0));
                 // The current claimant answers for what happens to its project.
-                if let Some(claimant) = owned(&mut keys, project_id.stream()).and_then(|p| p.unit) {
-                    keys.insert(key("unit", claimant));
+                if let Some(claimant) =
+                    owned(&mut keys, StreamKey::from(*project_id)).and_then(|p| p.unit)
+                {
+                    keys.push(Entity::new(EntityKind::Unit, claimant));
                 }
             }
             RequestRaised(e) => {
                 community(&mut keys, e.community_id.0);
-                keys.insert(key("unit", e.unit_id.0));
+                keys.push(Entity::new(EntityKind::Unit, e.unit_id.0));
             }
             RequestResolved(e) => {
-                if let Some(unit) = owned(&mut keys, e.request_id.stream()).and_then(|r| r.unit) {
-                    keys.insert(key("unit", unit));
+                if let Some(unit) =
+                    owned(&mut keys, StreamKey::from(e.request_id)).and_then(|r| r.unit)
+                {
+                    keys.push(Entity::new(EntityKind::Unit, unit));
                 }
             }
         }
+        keys.sort_unstable();
+        keys.dedup();
         keys
     }
 }
@@ -351,13 +373,8 @@ impl Projector for TraceProjector {
     }
 
     fn version(&self) -> u32 {
-        1
-    }
-
-    fn want(&mut self, event: &ProjectedEvent) {
-        for stream in streams_named(&event.event) {
-            self.entities.want(stream);
-        }
+        // 2: the index as posting lists (`trace_postings`).
+        2
     }
 
     fn collections(&mut self) -> Vec<&mut dyn Store> {

@@ -18,7 +18,7 @@ use domain::Event;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::collection::{Collection, Store};
+use crate::collection::{Collection, Key, Store};
 use crate::event::ProjectedEvent;
 use crate::projectors::board::Totals;
 use crate::readdb::ReadDb;
@@ -107,7 +107,7 @@ struct ProjectRef {
     title: String,
     community_id: Uuid,
     /// The `claim` document of the current (or, once cancelled, the last) claim.
-    claim: Option<String>,
+    claim: Option<ClaimKey>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -117,11 +117,11 @@ struct RequestRef {
 
 /// Builds the unit profiles.
 pub struct UnitProfileProjector {
-    units: Collection<UnitDoc>,
-    claims: Collection<Claim>,
-    communities: Collection<CommunityName>,
-    projects: Collection<ProjectRef>,
-    requests: Collection<RequestRef>,
+    units: Collection<UnitDoc, Uuid>,
+    claims: Collection<Claim, ClaimKey>,
+    communities: Collection<CommunityName, Uuid>,
+    projects: Collection<ProjectRef, Uuid>,
+    requests: Collection<RequestRef, Uuid>,
 }
 
 impl Default for UnitProfileProjector {
@@ -140,35 +140,52 @@ fn key(id: Uuid) -> String {
     id.to_string()
 }
 
-/// A claim document's key: its event's position, zero-padded so keys sort in log order.
-fn claim_key(position: i64) -> String {
-    format!("{position:020}")
+/// A claim document's key: its event's position, stored zero-padded (`00000000000000012345`)
+/// so keys sort in log order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct ClaimKey(i64);
+
+impl Key for ClaimKey {
+    fn write(&self, out: &mut String) {
+        use std::fmt::Write;
+        let _ = write!(out, "{:020}", self.0);
+    }
+    fn read(text: &str) -> Option<Self> {
+        text.parse().ok().map(Self)
+    }
+}
+
+impl Serialize for ClaimKey {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut text = String::with_capacity(20);
+        self.write(&mut text);
+        serializer.serialize_str(&text)
+    }
+}
+
+impl<'de> Deserialize<'de> for ClaimKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::read(&text)
+            .ok_or_else(|| serde::de::Error::custom(format!("not a claim key: {text:?}")))
+    }
 }
 
 impl UnitProfileProjector {
     fn unit_mut(&mut self, unit: Uuid) -> Option<&mut UnitDoc> {
-        self.units.get_mut(&key(unit))
+        self.units.get_mut(&unit)
     }
 
     /// The current claim on `project`.
     fn claim_of(&mut self, project: Uuid) -> Option<&mut Claim> {
-        let claim = self.projects.get(&key(project))?.claim.as_deref()?;
-        self.claims.get_mut(claim)
+        let claim = self.projects.get(&project)?.claim?;
+        self.claims.get_mut(&claim)
     }
 
     fn set_claim_status(&mut self, project: Uuid, status: ClaimStatus) {
         if let Some(claim) = self.claim_of(project) {
             claim.status = status;
         }
-    }
-
-    /// Asks for `project`, and (second round) for its current claim.
-    fn want_claim(&mut self, project: Uuid) {
-        let project = key(project);
-        if let Some(claim) = self.projects.get(&project).and_then(|p| p.claim.clone()) {
-            self.claims.want(claim);
-        }
-        self.projects.want(project);
     }
 }
 
@@ -180,42 +197,6 @@ impl Projector for UnitProfileProjector {
     fn version(&self) -> u32 {
         // 2: claims moved out of the unit document into their own documents.
         2
-    }
-
-    fn want(&mut self, event: &ProjectedEvent) {
-        use Event::*;
-        match &event.event {
-            MemberUnitAdmitted(e) => {
-                self.units.want(key(e.unit_id.0));
-                self.communities.want(key(e.community_id.0));
-            }
-            MemberUnitWithdrawn(e) => self.units.want(key(e.unit_id.0)),
-            ProjectClaimed(e) => self.projects.want(key(e.project_id.0)),
-            // Second round: the claim named by the project loaded in the first. A claim made in
-            // this same batch is in memory already.
-            ClaimWithdrawn(e) => self.want_claim(e.project_id.0),
-            ProjectLaunched(e) => self.want_claim(e.project_id.0),
-            ProjectCompleted(e) => self.want_claim(e.project_id.0),
-            ProjectCancelled(e) => self.want_claim(e.project_id.0),
-            ActivityRecorded(e) => self.units.want(key(e.unit_id.0)),
-            RequestRaised(e) => self.units.want(key(e.unit_id.0)),
-            RequestResolved(e) => {
-                let request = key(e.request_id.0);
-                if let Some(r) = self.requests.get(&request) {
-                    self.units.want(key(r.unit_id));
-                }
-                self.requests.want(request);
-            }
-            DistrictRegistered(_)
-            | CommunityRegistered(_)
-            | UnitRegistered(_)
-            | MeetingConvened(_)
-            | AttendanceRecorded(_)
-            | MeetingClosed(_)
-            | ProjectProposed(_)
-            | ProjectApproved(_)
-            | FeedbackRecorded(_) => {}
-        }
     }
 
     fn collections(&mut self) -> Vec<&mut dyn Store> {
@@ -232,14 +213,14 @@ impl Projector for UnitProfileProjector {
         use Event::*;
         match &event.event {
             CommunityRegistered(e) => self.communities.put(
-                key(e.community_id.0),
+                e.community_id.0,
                 None,
                 CommunityName {
                     name: e.name.to_string(),
                 },
             ),
             UnitRegistered(e) => self.units.put(
-                key(e.unit_id.0),
+                e.unit_id.0,
                 None,
                 UnitDoc {
                     unit: UnitRef {
@@ -255,7 +236,7 @@ impl Projector for UnitProfileProjector {
             MemberUnitAdmitted(e) => {
                 let name = self
                     .communities
-                    .get(&key(e.community_id.0))
+                    .get(&e.community_id.0)
                     .map(|c| c.name.clone())
                     .unwrap_or_default();
                 let at = event.business_time();
@@ -284,7 +265,7 @@ impl Projector for UnitProfileProjector {
                 }
             }
             ProjectProposed(e) => self.projects.put(
-                key(e.project_id.0),
+                e.project_id.0,
                 None,
                 ProjectRef {
                     title: e.title.to_string(),
@@ -293,11 +274,11 @@ impl Projector for UnitProfileProjector {
                 },
             ),
             ProjectClaimed(e) => {
-                let Some(project) = self.projects.get_mut(&key(e.project_id.0)) else {
+                let Some(project) = self.projects.get_mut(&e.project_id.0) else {
                     return Ok(());
                 };
-                let claim_key = claim_key(event.position);
-                project.claim = Some(claim_key.clone());
+                let claim_key = ClaimKey(event.position);
+                project.claim = Some(claim_key);
                 let claim = Claim {
                     project_id: e.project_id.0,
                     title: project.title.clone(),
@@ -312,7 +293,7 @@ impl Projector for UnitProfileProjector {
                     status: ClaimStatus::Claimed,
                     withdrawn_at: None,
                 };
-                self.claims.put(claim_key, Some(key(e.unit_id.0)), claim);
+                self.claims.put(claim_key, Some(e.unit_id.0), claim);
             }
             ClaimWithdrawn(e) => {
                 let at = event.business_time();
@@ -320,7 +301,7 @@ impl Projector for UnitProfileProjector {
                     claim.status = ClaimStatus::Withdrawn;
                     claim.withdrawn_at = Some(at);
                 }
-                if let Some(project) = self.projects.get_mut(&key(e.project_id.0)) {
+                if let Some(project) = self.projects.get_mut(&e.project_id.0) {
                     project.claim = None;
                 }
             }
@@ -340,7 +321,7 @@ impl Projector for UnitProfileProjector {
             }
             RequestRaised(e) => {
                 self.requests.put(
-                    key(e.request_id.0),
+                    e.request_id.0,
                     None,
                     RequestRef {
                         unit_id: e.unit_id.0,
@@ -351,7 +332,7 @@ impl Projector for UnitProfileProjector {
                 }
             }
             RequestResolved(e) => {
-                let raiser = self.requests.get(&key(e.request_id.0)).map(|r| r.unit_id);
+                let raiser = self.requests.get(&e.request_id.0).map(|r| r.unit_id);
                 if let Some(unit) = raiser.and_then(|u| self.unit_mut(u)) {
                     unit.requests.resolved += 1;
                 }

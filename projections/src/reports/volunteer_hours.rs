@@ -84,17 +84,6 @@ impl Projector for VolunteerHoursProjector {
         1
     }
 
-    fn want(&mut self, event: &ProjectedEvent) {
-        match &event.event {
-            Event::ProjectProposed(e) => self.communities.want(e.community_id.0.to_string()),
-            Event::ActivityRecorded(e) => {
-                self.projects.want(e.project_id.0.to_string());
-                self.quarters
-                    .want(Quarter::of(event.occurred_at).to_string());
-            }
-            _ => {}
-        }
-    }
 
     fn collections(&mut self) -> Vec<&mut dyn Store> {
         vec![

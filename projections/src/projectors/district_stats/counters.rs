@@ -56,17 +56,23 @@ impl Serialize for QuarterKey {
     }
 }
 
+impl QuarterKey {
+    /// `2018Q2`, of any year.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (year, quarter) = text.split_once('Q')?;
+        let year: i32 = year.parse().ok()?;
+        let quarter: u8 = quarter.parse().ok()?;
+        (1..=4)
+            .contains(&quarter)
+            .then_some(Self(Quarter { year, quarter }))
+    }
+}
+
 impl<'de> Deserialize<'de> for QuarterKey {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        let bad = || serde::de::Error::custom(format!("not a quarter: {text:?}"));
-        let (year, quarter) = text.split_once('Q').ok_or_else(bad)?;
-        let year: i32 = year.parse().map_err(|_| bad())?;
-        let quarter: u8 = quarter.parse().map_err(|_| bad())?;
-        if !(1..=4).contains(&quarter) {
-            return Err(bad());
-        }
-        Ok(Self(Quarter { year, quarter }))
+        Self::parse(&text)
+            .ok_or_else(|| serde::de::Error::custom(format!("not a quarter: {text:?}")))
     }
 }
 

@@ -14,7 +14,7 @@ use sqlx::QueryBuilder;
 use store::{EventStore, RecordedEvent};
 use uuid::Uuid;
 
-use super::{acting_for_stream, key, streams_named, EntityDoc, ENTITY, NAME};
+use super::{acting_for_stream, index, key, streams_named, EntityDoc, ENTITY, NAME};
 use crate::readdb::{on_conn, Conn, ReadDb};
 use crate::summary::{summarize, Names};
 use crate::ProjectionError;
@@ -201,13 +201,13 @@ pub async fn trace(
     // One snapshot for every read-model read below.
     let mut tx = db.begin_snapshot().await?;
     let mut conn = tx.conn();
-    let generation: Option<i64> = on_conn!(&mut conn, |conn, Db| {
-        sqlx::query_scalar("SELECT generation FROM projections WHERE name = $1 AND active = 1")
+    let generation: Option<(i64, i64)> = on_conn!(&mut conn, |conn, Db| {
+        sqlx::query_as("SELECT generation, version FROM projections WHERE name = $1 AND active = 1")
             .bind(NAME)
             .fetch_optional(&mut *conn)
             .await?
     });
-    let Some(generation) = generation else {
+    let Some((generation, version)) = generation else {
         return match subject {
             Subject::Actor(_) => Ok(Trace {
                 entries: Vec::new(),
@@ -233,6 +233,7 @@ pub async fn trace(
     let positions = positions(
         &mut conn,
         generation,
+        version,
         &key(subject.kind(), subject.id()),
         query.within.key().as_deref(),
     )
@@ -333,35 +334,23 @@ fn may_see(subject: Subject, doc: Option<&EntityDoc>, within: Within) -> bool {
 async fn positions(
     conn: &mut Conn<'_>,
     generation: i64,
+    version: i64,
     entity: &str,
     also: Option<&str>,
-) -> Result<Vec<i64>, sqlx::Error> {
-    on_conn!(conn, |conn, Db| match also {
-        None => {
-            sqlx::query_scalar(
-                "SELECT position FROM trace_index WHERE generation = $1 AND entity = $2 \
-                 ORDER BY position",
-            )
-            .bind(generation)
-            .bind(entity)
-            .fetch_all(&mut *conn)
-            .await
-        }
-        Some(also) => {
-            sqlx::query_scalar(
-                "SELECT t.position FROM trace_index t WHERE t.generation = $1 \
-                 AND t.entity = $2 AND EXISTS (SELECT 1 FROM trace_index s \
-                   WHERE s.generation = t.generation AND s.entity = $3 \
-                   AND s.position = t.position) \
-                 ORDER BY t.position",
-            )
-            .bind(generation)
-            .bind(entity)
-            .bind(also)
-            .fetch_all(&mut *conn)
-            .await
-        }
-    })
+) -> Result<Vec<i64>, ProjectionError> {
+    let positions = index::entity_positions(conn, generation, version, entity).await?;
+    let Some(also) = also else {
+        return Ok(positions);
+    };
+    let allowed: std::collections::HashSet<i64> =
+        index::entity_positions(conn, generation, version, also)
+            .await?
+            .into_iter()
+            .collect();
+    Ok(positions
+        .into_iter()
+        .filter(|p| allowed.contains(p))
+        .collect())
 }
 
 /// The events at `positions` (ascending), read from the log in ranges of nearby positions.
