@@ -11,7 +11,7 @@
 //! that applying an event does not build strings to look documents up.
 
 use std::borrow::Borrow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 
 use async_trait::async_trait;
@@ -163,6 +163,20 @@ struct Entry<T> {
     /// The document this one belongs to (a project's community), for listing by parent.
     parent: Option<Uuid>,
     dirty: bool,
+    /// The length of its stored JSON when last read or written (0: not yet written).
+    weight: u32,
+}
+
+/// How much of its generation a collection holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Holding {
+    /// Nothing yet (a start, or after a failed batch): it must be loaded before a batch.
+    Nothing,
+    /// Every document of the generation: a key it does not hold has no document.
+    All,
+    /// Some documents (the generation outgrew the memory budget): the others are loaded when a
+    /// batch names them ([`Collection::want`]).
+    Part,
 }
 
 /// The documents of one kind (`project`, `community`, …) of one projector, keyed by `K`.
@@ -171,9 +185,19 @@ pub struct Collection<T, K: Key = String> {
     map: HashMap<K, Entry<T>, Hasher>,
     /// Keys changed since the last write, each once.
     dirty: Vec<K>,
-    /// Whether the map holds the generation's documents (loaded, or known to be none).
-    loaded: bool,
+    holding: Holding,
+    /// Keys known to have no document, while only a part is held (not asked for again).
+    absent: HashSet<K, Hasher>,
+    /// Keys named for the next batch that are neither held nor known to be absent.
+    wanted: Vec<K>,
+    /// The summed [`Entry::weight`] of the held documents.
+    weight: usize,
+    /// How many held documents have a weight (were read or written).
+    weighed: usize,
 }
+
+/// What a document never written yet is taken to weigh, before any other has been weighed.
+const UNWEIGHED: usize = 300;
 
 impl<T, K: Key> Collection<T, K> {
     pub fn new(kind: &'static str) -> Self {
@@ -181,7 +205,23 @@ impl<T, K: Key> Collection<T, K> {
             kind,
             map: HashMap::default(),
             dirty: Vec::new(),
-            loaded: false,
+            holding: Holding::Nothing,
+            absent: HashSet::default(),
+            wanted: Vec::new(),
+            weight: 0,
+            weighed: 0,
+        }
+    }
+
+    /// Names a document the next batch reads: when only a part of the generation is held, it
+    /// is loaded before the batch is applied. (When everything is held, this does nothing.)
+    pub fn want(&mut self, key: impl Into<K>) {
+        if self.holding != Holding::Part {
+            return;
+        }
+        let key = key.into();
+        if !self.map.contains_key(&key) && !self.absent.contains(&key) {
+            self.wanted.push(key);
         }
     }
 
@@ -214,21 +254,29 @@ impl<T, K: Key> Collection<T, K> {
     /// Creates or replaces the document for `key`.
     pub fn put(&mut self, key: impl Into<K>, parent: Option<Uuid>, doc: T) {
         let key = key.into();
-        let entry = Entry {
-            doc,
-            parent,
-            dirty: true,
-        };
+        if self.holding == Holding::Part {
+            self.absent.remove(&key);
+        }
         match self.map.get_mut(&key) {
             Some(old) => {
                 if !old.dirty {
                     self.dirty.push(key);
                 }
-                *old = entry;
+                old.doc = doc;
+                old.parent = parent;
+                old.dirty = true;
             }
             None => {
                 self.dirty.push(key.clone());
-                self.map.insert(key, entry);
+                self.map.insert(
+                    key,
+                    Entry {
+                        doc,
+                        parent,
+                        dirty: true,
+                        weight: 0,
+                    },
+                );
             }
         }
     }
@@ -242,21 +290,80 @@ impl<T, K: Key> Collection<T, K> {
         self.map.is_empty()
     }
 
-    /// Every document, in no particular order (for in-memory reports after a replay).
+    /// Every document held, in no particular order (for in-memory reports after a replay,
+    /// which hold everything).
     pub fn iter(&self) -> impl Iterator<Item = (&K, &T)> {
         self.map.iter().map(|(k, e)| (k, &e.doc))
     }
+
+    /// Holds `doc`, read from the database with `weight` bytes of JSON.
+    fn hold(&mut self, key: K, parent: Option<Uuid>, doc: T, weight: usize) {
+        let weight = u32::try_from(weight).unwrap_or(u32::MAX).max(1);
+        self.weight += weight as usize;
+        self.weighed += 1;
+        if let Some(old) = self.map.insert(
+            key,
+            Entry {
+                doc,
+                parent,
+                dirty: false,
+                weight,
+            },
+        ) {
+            self.weight -= old.weight as usize;
+            if old.weight > 0 {
+                self.weighed -= 1;
+            }
+        }
+    }
+}
+
+/// Reads one stored row into a document of `kind`.
+fn read_row<T: DeserializeOwned, K: Key>(
+    kind: &str,
+    key: &str,
+    parent: Option<&str>,
+    doc: &str,
+) -> Result<(K, Option<Uuid>, T), ProjectionError> {
+    let unreadable =
+        |what: &str| ProjectionError::Storage(format!("{kind} {key}: unreadable {what}"));
+    let value: T = serde_json::from_str(doc).map_err(|_| unreadable("document"))?;
+    let parent = match parent {
+        Some(parent) => Some(Uuid::parse_str(parent).map_err(|_| unreadable("parent"))?),
+        None => None,
+    };
+    let key = K::read(key).ok_or_else(|| unreadable("key"))?;
+    Ok((key, parent, value))
 }
 
 /// What the runner needs of every collection, whatever its document type.
 #[async_trait]
 pub trait Store: Send {
-    /// Whether the generation's documents are in memory.
+    /// Whether it holds what it needs to apply a batch: everything, or a part and the rest
+    /// loaded on demand (otherwise [`Store::start_empty`] or [`Store::load`] first).
     fn is_loaded(&self) -> bool;
+    /// Whether it holds only a part of the generation, so batches must name what they read.
+    fn is_partial(&self) -> bool {
+        false
+    }
     /// The generation has no documents yet (its checkpoint is 0): nothing to load.
     fn start_empty(&mut self);
-    /// Loads every document of the generation (which replaces what memory held).
-    async fn load(&mut self, conn: &mut Conn<'_>, ns: &Namespace) -> Result<(), ProjectionError>;
+    /// Loads the generation's documents (replacing what memory held): all of them, or, past
+    /// `budget` bytes of JSON, those read so far, the others to be loaded on demand.
+    async fn load(
+        &mut self,
+        conn: &mut Conn<'_>,
+        ns: &Namespace,
+        budget: usize,
+    ) -> Result<(), ProjectionError>;
+    /// Loads the documents named since the last call ([`Collection::want`]) that are not held.
+    async fn load_wanted(
+        &mut self,
+        _conn: &mut Conn<'_>,
+        _ns: &Namespace,
+    ) -> Result<(), ProjectionError> {
+        Ok(())
+    }
     /// Writes the changed documents: adds them to `documents`, which the runner writes for
     /// every projector of the batch at once, or (a table of its own) writes them itself.
     async fn flush(
@@ -270,6 +377,14 @@ pub trait Store: Send {
     /// How many changes are held in memory, not yet written: the runner writes them out
     /// before this grows too large, even in the middle of a catch-up.
     fn dirty(&self) -> usize;
+    /// The bytes of JSON of the documents held, as last read or written: what the runner
+    /// weighs against the memory budget.
+    fn weight(&self) -> usize {
+        0
+    }
+    /// Lets every clean document go (after a commit, when memory is over budget); from then
+    /// on only a part is held.
+    fn evict(&mut self) {}
     /// After a failed batch: forget everything, the database is the truth (loaded again
     /// before the next batch).
     fn discard(&mut self);
@@ -282,18 +397,28 @@ where
     K: Key,
 {
     fn is_loaded(&self) -> bool {
-        self.loaded
+        self.holding != Holding::Nothing
+    }
+
+    fn is_partial(&self) -> bool {
+        self.holding == Holding::Part
     }
 
     fn start_empty(&mut self) {
         self.discard();
-        self.loaded = true;
+        self.holding = Holding::All;
     }
 
-    async fn load(&mut self, conn: &mut Conn<'_>, ns: &Namespace) -> Result<(), ProjectionError> {
+    async fn load(
+        &mut self,
+        conn: &mut Conn<'_>,
+        ns: &Namespace,
+        budget: usize,
+    ) -> Result<(), ProjectionError> {
         self.discard();
         let kind = self.kind;
-        let map = &mut self.map;
+        let mut rows_read = Vec::new();
+        let mut complete = true;
         on_conn!(&mut *conn, |conn, Db| {
             let mut rows = sqlx::query_as::<Db, (String, Option<String>, String)>(
                 "SELECT key, parent, doc FROM documents \
@@ -303,29 +428,81 @@ where
             .bind(ns.generation)
             .bind(kind)
             .fetch(&mut *conn);
+            let mut weight = 0;
             while let Some((key, parent, doc)) = rows.try_next().await? {
-                let unreadable = |what: &str| {
-                    ProjectionError::Storage(format!("{kind} {key}: unreadable {what}"))
-                };
-                let doc: T = serde_json::from_str(&doc).map_err(|_| unreadable("document"))?;
-                let parent = match parent {
-                    Some(parent) => {
-                        Some(Uuid::parse_str(&parent).map_err(|_| unreadable("parent"))?)
-                    }
-                    None => None,
-                };
-                let key = K::read(&key).ok_or_else(|| unreadable("key"))?;
-                map.insert(
-                    key,
-                    Entry {
-                        doc,
-                        parent,
-                        dirty: false,
-                    },
+                if weight + doc.len() > budget {
+                    complete = false;
+                    break;
+                }
+                weight += doc.len();
+                rows_read.push(
+                    read_row::<T, K>(kind, &key, parent.as_deref(), &doc)
+                        .map(|(key, parent, value)| (key, parent, value, doc.len()))?,
                 );
             }
         });
-        self.loaded = true;
+        for (key, parent, doc, weight) in rows_read {
+            self.hold(key, parent, doc, weight);
+        }
+        self.holding = if complete {
+            Holding::All
+        } else {
+            Holding::Part
+        };
+        Ok(())
+    }
+
+    async fn load_wanted(
+        &mut self,
+        conn: &mut Conn<'_>,
+        ns: &Namespace,
+    ) -> Result<(), ProjectionError> {
+        if self.wanted.is_empty() {
+            return Ok(());
+        }
+        let mut wanted = std::mem::take(&mut self.wanted);
+        wanted.sort_unstable();
+        wanted.dedup();
+        let kind = self.kind;
+        for chunk in wanted.chunks(CHUNK) {
+            let keys: Vec<String> = chunk
+                .iter()
+                .map(|key| {
+                    let mut text = String::with_capacity(40);
+                    key.write(&mut text);
+                    text
+                })
+                .collect();
+            let rows = on_conn!(&mut *conn, |conn, Db| {
+                let mut query = QueryBuilder::<Db>::new(
+                    "SELECT key, parent, doc FROM documents WHERE projection = ",
+                );
+                query
+                    .push_bind(ns.projection)
+                    .push(" AND generation = ")
+                    .push_bind(ns.generation)
+                    .push(" AND kind = ")
+                    .push_bind(kind)
+                    .push(" AND key IN (");
+                let mut separated = query.separated(", ");
+                for key in &keys {
+                    separated.push_bind(key.as_str());
+                }
+                separated.push_unseparated(")");
+                let rows: Vec<(String, Option<String>, String)> =
+                    query.build_query_as().fetch_all(&mut *conn).await?;
+                rows
+            });
+            for (key, parent, doc) in rows {
+                let (key, parent, value) = read_row::<T, K>(kind, &key, parent.as_deref(), &doc)?;
+                self.hold(key, parent, value, doc.len());
+            }
+            for key in chunk {
+                if !self.map.contains_key(key) {
+                    self.absent.insert(key.clone());
+                }
+            }
+        }
         Ok(())
     }
 
@@ -341,13 +518,19 @@ where
             if documents.rows.len() >= FLUSH_ROWS {
                 documents.write_held(conn).await?;
             }
-            let Some(entry) = self.map.get(key) else {
+            let Some(entry) = self.map.get_mut(key) else {
                 continue;
             };
             let mut text = String::with_capacity(40);
             key.write(&mut text);
             let doc = serde_json::to_string(&entry.doc)
                 .map_err(|e| ProjectionError::Storage(format!("serialising {text}: {e}")))?;
+            let weight = u32::try_from(doc.len()).unwrap_or(u32::MAX).max(1);
+            self.weight = self.weight + weight as usize - entry.weight as usize;
+            if entry.weight == 0 {
+                self.weighed += 1;
+            }
+            entry.weight = weight;
             documents.rows.push(DocumentRow {
                 projection: ns.projection,
                 generation: ns.generation,
@@ -366,16 +549,41 @@ where
                 entry.dirty = false;
             }
         }
+        if self.dirty.capacity() > 1_024 {
+            self.dirty = Vec::new();
+        }
     }
 
     fn dirty(&self) -> usize {
         self.dirty.len()
     }
 
+    fn weight(&self) -> usize {
+        // Documents not written yet weigh what the others weigh on average.
+        let average = self.weight.checked_div(self.weighed).unwrap_or(UNWEIGHED);
+        self.weight + (self.map.len() - self.weighed) * average
+    }
+
+    fn evict(&mut self) {
+        if self.holding == Holding::Nothing {
+            return;
+        }
+        self.map.retain(|_, entry| entry.dirty);
+        self.map.shrink_to_fit();
+        self.weight = self.map.values().map(|e| e.weight as usize).sum();
+        self.weighed = self.map.values().filter(|e| e.weight > 0).count();
+        self.absent = HashSet::default();
+        self.holding = Holding::Part;
+    }
+
     fn discard(&mut self) {
         self.map = HashMap::default();
         self.dirty = Vec::new();
-        self.loaded = false;
+        self.absent = HashSet::default();
+        self.wanted = Vec::new();
+        self.weight = 0;
+        self.weighed = 0;
+        self.holding = Holding::Nothing;
     }
 }
 

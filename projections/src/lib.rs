@@ -49,8 +49,14 @@ pub trait Projector: Send + 'static {
     fn name(&self) -> &'static str;
     /// Bump to rebuild the read model from the whole log with new code.
     fn version(&self) -> u32;
-    /// Every collection the projector keeps, for the runner to load and flush. A projector
-    /// holds its whole read model in them: `apply` reads only memory.
+    /// Names the documents `event` reads, for when a collection holds only a part of its
+    /// generation (the read models outgrew the memory budget): they are loaded before the
+    /// batch. Called twice per batch: the second time, documents named the first time are
+    /// loaded, so the projector can follow references in them (a meeting's community). A
+    /// collection holding everything ignores it.
+    fn want(&mut self, event: &ProjectedEvent);
+    /// Every collection the projector keeps, for the runner to load and flush. `apply` reads
+    /// only memory.
     fn collections(&mut self) -> Vec<&mut dyn Store>;
     /// Applies one event to the loaded documents. An `Err` stops the projection on this event.
     fn apply(&mut self, event: &ProjectedEvent) -> Result<(), String>;

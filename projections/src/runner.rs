@@ -29,31 +29,60 @@ use crate::{ProjectionError, Projector};
 
 /// Events read and applied per transaction.
 pub const BATCH: usize = 2_000;
-/// While catching up, changes are written at least every this many events…
-/// (`LIANXI_CATCH_UP_WRITE_EVERY` overrides it: tests use small values to see checkpoints
-/// in the middle of a rebuild)
-pub const WRITE_EVERY: usize = 100_000;
-/// …or once this many documents (summed over the lanes) are changed and unwritten, which
-/// bounds the memory a catch-up holds (`LIANXI_CATCH_UP_WRITE_DIRTY` overrides it).
+/// While catching up, changes are written at least every this many events, so that a crash
+/// need not start a rebuild again from the beginning (`LIANXI_CATCH_UP_WRITE_EVERY` overrides
+/// it: tests use small values to see checkpoints in the middle of a rebuild)… Writing is what
+/// a catch-up costs most: read models keyed by random ids rewrite most of their pages each
+/// time, and every write rewrites each document changed since the last one.
+pub const WRITE_EVERY: usize = 1_000_000;
+/// …or, while the documents held are only a part of the generation (over the memory budget),
+/// once this many documents (summed over the lanes) are changed and unwritten: changed
+/// documents cannot be let go, so this bounds what they add to the budget
+/// (`LIANXI_CATCH_UP_WRITE_DIRTY` overrides it)…
 pub const WRITE_DIRTY: usize = 20_000;
+// …or once the documents held weigh more than the memory budget ([`MEMORY`]): then the write
+// lets the clean ones go.
 
-/// The write thresholds of a catch-up, from the environment or the defaults.
-fn write_thresholds() -> (usize, usize) {
-    static THRESHOLDS: std::sync::OnceLock<(usize, usize)> = std::sync::OnceLock::new();
-    *THRESHOLDS.get_or_init(|| {
-        let read = |name: &str, default: usize| {
-            std::env::var(name)
-                .ok()
-                .and_then(|v| v.parse::<usize>().ok())
-                .filter(|v| *v > 0)
-                .unwrap_or(default)
-        };
-        (
-            read("LIANXI_CATCH_UP_WRITE_EVERY", WRITE_EVERY),
-            read("LIANXI_CATCH_UP_WRITE_DIRTY", WRITE_DIRTY),
-        )
-    })
+/// Bytes of stored JSON the documents held in memory by a process's projectors may add up to
+/// (`LIANXI_PROJECTION_MEMORY_MB` overrides it). In memory a document takes about twice its
+/// JSON, so the default keeps about 250 MB: every read model of a log of some hundreds of
+/// thousands of events. Past it, clean documents are let go after a write and a batch loads
+/// the ones it names.
+pub const MEMORY: usize = 128 << 20;
+
+/// How a catch-up writes and how much it holds in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Write at least every this many events while catching up.
+    pub write_every: usize,
+    /// Write once this many documents are changed and unwritten.
+    pub write_dirty: usize,
+    /// Bytes of stored JSON the documents held in memory may add up to (see [`MEMORY`]).
+    pub memory: usize,
 }
+
+impl Limits {
+    /// The defaults, or what `LIANXI_CATCH_UP_WRITE_EVERY`, `LIANXI_CATCH_UP_WRITE_DIRTY` and
+    /// `LIANXI_PROJECTION_MEMORY_MB` say (read once per process).
+    pub fn from_env() -> Self {
+        static LIMITS: std::sync::OnceLock<Limits> = std::sync::OnceLock::new();
+        *LIMITS.get_or_init(|| {
+            let read = |name: &str, default: usize| {
+                std::env::var(name)
+                    .ok()
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .filter(|v| *v > 0)
+                    .unwrap_or(default)
+            };
+            Limits {
+                write_every: read("LIANXI_CATCH_UP_WRITE_EVERY", WRITE_EVERY),
+                write_dirty: read("LIANXI_CATCH_UP_WRITE_DIRTY", WRITE_DIRTY),
+                memory: read("LIANXI_PROJECTION_MEMORY_MB", MEMORY >> 20).saturating_mul(1 << 20),
+            }
+        })
+    }
+}
+
 /// How often an idle runner looks at the head for appends by other processes.
 const IDLE_POLL: Duration = Duration::from_millis(250);
 
@@ -109,6 +138,18 @@ impl<'a> Lane<'a> {
 
     fn is_loaded(&mut self) -> bool {
         self.projector.collections().iter().all(|c| c.is_loaded())
+    }
+
+    fn is_partial(&mut self) -> bool {
+        self.projector.collections().iter().any(|c| c.is_partial())
+    }
+
+    fn weight(&mut self) -> usize {
+        self.projector
+            .collections()
+            .iter()
+            .map(|c| c.weight())
+            .sum()
     }
 
     fn unwritten(&mut self) -> usize {
@@ -205,6 +246,7 @@ async fn apply_shared(
     events: &[ProjectedEvent],
     full: bool,
     write: bool,
+    memory: usize,
 ) -> Result<(), ProjectionError> {
     let mut written = vec![false; lanes.len()];
     let result = if write {
@@ -212,7 +254,7 @@ async fn apply_shared(
     } else {
         apply_lanes(db, lanes, events).await
     };
-    for (lane, written) in lanes.iter_mut().zip(written) {
+    for (lane, written) in lanes.iter_mut().zip(written.iter().copied()) {
         match &result {
             Ok(()) if written => {
                 for collection in lane.projector.collections() {
@@ -225,25 +267,77 @@ async fn apply_shared(
             Err(_) => {}
         }
     }
+    if result.is_ok() && written.iter().any(|w| *w) {
+        keep_to_budget(lanes, memory);
+    }
     result
 }
 
+/// After a write: when the documents held by `lanes` weigh more than the memory budget, every
+/// clean one is let go, and from then on batches load what they name.
+fn keep_to_budget(lanes: &mut [Lane<'_>], budget: usize) {
+    let held: usize = lanes
+        .iter_mut()
+        .flat_map(|lane| lane.projector.collections())
+        .map(|c| c.weight())
+        .sum();
+    if held <= budget {
+        return;
+    }
+    tracing::debug!(
+        held,
+        budget,
+        "read models over the memory budget; letting clean ones go"
+    );
+    for lane in lanes.iter_mut() {
+        for collection in lane.projector.collections() {
+            collection.evict();
+        }
+    }
+}
+
 /// Makes sure `projector`'s documents are in memory: none to load when its checkpoint
-/// (`durable`) is 0, since documents are only ever written with a checkpoint past 0.
+/// (`durable`) is 0, since documents are only ever written with a checkpoint past 0; else as
+/// many as `budget` (bytes of JSON) allows, the others loaded when batches name them.
 async fn ensure_loaded(
     conn: &mut Conn<'_>,
     projector: &mut dyn Projector,
     ns: &Namespace,
     durable: i64,
-) -> Result<(), ProjectionError> {
+    budget: usize,
+) -> Result<usize, ProjectionError> {
+    let mut left = budget;
     for collection in projector.collections() {
-        if collection.is_loaded() {
-            continue;
+        if !collection.is_loaded() {
+            if durable == 0 {
+                collection.start_empty();
+            } else {
+                collection.load(&mut *conn, ns, left).await?;
+            }
         }
-        if durable == 0 {
-            collection.start_empty();
-        } else {
-            collection.load(&mut *conn, ns).await?;
+        left = left.saturating_sub(collection.weight());
+    }
+    Ok(budget - left)
+}
+
+/// Loads what the events past `lane`'s position read, for a projector holding only a part of
+/// its documents: two rounds, the second following references found in documents the first
+/// loaded (a meeting's community, a project's claimant).
+async fn load_named(
+    conn: &mut Conn<'_>,
+    projector: &mut dyn Projector,
+    ns: &Namespace,
+    events: &[ProjectedEvent],
+) -> Result<(), ProjectionError> {
+    if !projector.collections().iter().any(|c| c.is_partial()) {
+        return Ok(());
+    }
+    for _ in 0..2 {
+        for event in events {
+            projector.want(event);
+        }
+        for collection in projector.collections() {
+            collection.load_wanted(&mut *conn, ns).await?;
         }
     }
     Ok(())
@@ -260,7 +354,8 @@ async fn apply_lane(
         return Ok(None);
     };
     let projector = &mut *lane.projector;
-    ensure_loaded(conn, projector, &lane.ns, lane.durable).await?;
+    ensure_loaded(conn, projector, &lane.ns, lane.durable, usize::MAX).await?;
+    load_named(conn, projector, &lane.ns, slice).await?;
     for event in slice {
         if let Err(detail) = projector.apply(event) {
             return Ok(Some(LaneStop::Poison {
@@ -384,26 +479,61 @@ pub async fn catch_up_lanes(
     batch: usize,
     on_batch: impl FnMut(&[Lane<'_>], Step<'_>) + Send,
 ) -> Result<(), ProjectionError> {
-    catch_up_lanes_from(&LogSource(store), db, lanes, until, None, batch, on_batch).await
+    catch_up_lanes_with(store, db, lanes, until, batch, Limits::from_env(), on_batch).await
 }
 
-/// [`catch_up_lanes`] reading from `source`, which is told of every commit; it also hands
-/// back (everything written) at the first batch boundary after `deadline`.
+/// [`catch_up_lanes`] within `limits`.
+pub async fn catch_up_lanes_with(
+    store: &dyn EventStore,
+    db: &ReadDb,
+    lanes: &mut [Lane<'_>],
+    until: Option<i64>,
+    batch: usize,
+    limits: Limits,
+    on_batch: impl FnMut(&[Lane<'_>], Step<'_>) + Send,
+) -> Result<(), ProjectionError> {
+    let source = LogSource(store);
+    let pace = Pace {
+        batch,
+        deadline: None,
+        limits,
+    };
+    catch_up_lanes_from(&source, db, lanes, until, pace, on_batch).await
+}
+
+/// How a catch-up goes: its page size, when it hands back, and its limits.
+#[derive(Debug, Clone, Copy)]
+struct Pace {
+    batch: usize,
+    /// Hand back (everything written) at the first batch boundary after this.
+    deadline: Option<Instant>,
+    limits: Limits,
+}
+
+/// [`catch_up_lanes`] reading from `source`, which is told of every commit, at `pace`.
 async fn catch_up_lanes_from(
     source: &dyn EventSource,
     db: &ReadDb,
     lanes: &mut [Lane<'_>],
     until: Option<i64>,
-    deadline: Option<Instant>,
-    batch: usize,
+    pace: Pace,
     mut on_batch: impl FnMut(&[Lane<'_>], Step<'_>) + Send,
 ) -> Result<(), ProjectionError> {
+    let Pace {
+        batch,
+        deadline,
+        limits,
+    } = pace;
     let batch = batch.max(1);
     let limit_from = |from: i64| match until {
         Some(until) => batch.min(usize::try_from(until - from).unwrap_or(0)),
         None => batch,
     };
-    let (write_every, write_dirty) = write_thresholds();
+    let Limits {
+        write_every,
+        write_dirty,
+        memory,
+    } = limits;
     // Documents are loaded outside the batches' write transactions: a generation loaded whole
     // would otherwise hold the read models' write lock for as long as that takes.
     if lanes
@@ -412,8 +542,11 @@ async fn catch_up_lanes_from(
     {
         let mut pooled = db.acquire().await?;
         let mut conn = pooled.conn();
+        let mut left = memory;
         for lane in lanes.iter_mut().filter(|lane| lane.stopped.is_none()) {
-            ensure_loaded(&mut conn, lane.projector, &lane.ns, lane.durable).await?;
+            let held =
+                ensure_loaded(&mut conn, lane.projector, &lane.ns, lane.durable, left).await?;
+            left = left.saturating_sub(held);
         }
     }
     let mut prefetched: Option<(i64, Page)> = None;
@@ -453,14 +586,17 @@ async fn catch_up_lanes_from(
         unwritten_events += page.events.len();
         let next_limit = limit_from(end);
         let unwritten: usize = lanes.iter_mut().map(|lane| lane.unwritten()).sum();
+        let partial = lanes.iter_mut().any(|lane| lane.is_partial());
+        let held: usize = lanes.iter_mut().map(|lane| lane.weight()).sum();
         let write = !page.full
             || page.poison.is_some()
             || next_limit == 0
             || unwritten_events >= write_every
-            || unwritten >= write_dirty;
+            || (partial && unwritten >= write_dirty)
+            || held > memory;
         // Read the next page while this one is applied.
         let (applied, next) = tokio::join!(
-            apply_shared(db, lanes, &page.events, page.full, write),
+            apply_shared(db, lanes, &page.events, page.full, write, memory),
             async {
                 if page.poison.is_some() || next_limit == 0 {
                     None
@@ -544,7 +680,7 @@ async fn write_held(db: &ReadDb, lanes: &mut [Lane<'_>]) -> Result<(), Projectio
         .iter()
         .any(|lane| lane.stopped.is_none() && lane.position != lane.durable);
     if held {
-        apply_shared(db, lanes, &[], false, true).await?;
+        apply_shared(db, lanes, &[], false, true, usize::MAX).await?;
     }
     Ok(())
 }
@@ -925,8 +1061,11 @@ impl Runner {
                 &self.db,
                 &mut lanes,
                 None,
-                retry_at,
-                BATCH,
+                Pace {
+                    batch: BATCH,
+                    deadline: retry_at,
+                    limits: Limits::from_env(),
+                },
                 |lanes, step| {
                     for (lane, progress) in lanes.iter().zip(&progress) {
                         if lane.stopped.is_none() {

@@ -12,7 +12,9 @@ use commands::{CommandHandler, CommandRequest, Principal, Role};
 use domain::testing::generator::Generator;
 use projections::collection::Namespace;
 use projections::readdb::ReadDb;
-use projections::runner::{build_into, catch_up, catch_up_lanes, Lane, Runner};
+use projections::runner::{
+    build_into, catch_up, catch_up_lanes, catch_up_lanes_with, Lane, Limits, Runner,
+};
 use store::EventStore;
 use uuid::Uuid;
 
@@ -163,6 +165,61 @@ async fn a_replay_to_a_position_equals_the_read_model_built_step_by_step_to_it(b
     // And the whole log differs from the middle: the comparison can fail.
     let whole = dump(&build_from_scratch(backend, store.as_ref(), None, 5_000).await).await;
     assert_ne!(replayed, whole);
+}
+
+/// Every projector built from scratch in pages of `page` events, within `limits`.
+async fn build_within(
+    backend: Backend,
+    store: &dyn EventStore,
+    page: usize,
+    limits: Limits,
+) -> ReadDb {
+    let db = backend.fresh_read_db().await;
+    let mut projectors = projections::projectors::all();
+    let mut lanes = Vec::new();
+    for projector in projectors.iter_mut() {
+        let row = db
+            .create_generation(projector.name(), projector.version())
+            .await
+            .expect("generation");
+        let ns = Namespace {
+            projection: projector.name(),
+            generation: row.generation,
+        };
+        lanes.push(Lane::new(projector.as_mut(), ns, 0));
+    }
+    catch_up_lanes_with(store, &db, &mut lanes, None, page, limits, |_, _| {})
+        .await
+        .expect("the build");
+    for lane in &lanes {
+        assert!(lane.stopped.is_none());
+        db.promote(lane.ns.projection, lane.ns.generation)
+            .await
+            .expect("promote");
+    }
+    db
+}
+
+async fn read_models_over_the_memory_budget_are_the_same_as_those_held_whole(backend: Backend) {
+    let place = backend.place().await;
+    let store = place.store().await;
+    write_history(store.clone(), 23, 700).await;
+    let whole = dump(&build_from_scratch(backend, store.as_ref(), None, 2_000).await).await;
+    // A budget of one byte: after every write (every 40 events) every clean document is let
+    // go, and each page of 25 events loads what it names, through references it finds in
+    // what it loaded. A budget of 8 KB keeps a part, so hits and misses mix.
+    for memory in [1, 8 << 10] {
+        let limits = Limits {
+            write_every: 40,
+            write_dirty: usize::MAX,
+            memory,
+        };
+        let within = dump(&build_within(backend, store.as_ref(), 25, limits).await).await;
+        assert_eq!(within.len(), whole.len(), "budget {memory}: same documents");
+        for (a, b) in within.iter().zip(&whole) {
+            assert_eq!(a, b, "budget {memory}");
+        }
+    }
 }
 
 async fn a_catch_up_holds_full_pages_in_memory_and_writes_them_once_with_the_same_result(
@@ -385,6 +442,7 @@ on_both_backends!(
     a_rebuild_from_scratch_equals_the_live_read_models,
     a_replay_to_a_position_equals_the_read_model_built_step_by_step_to_it,
     a_catch_up_holds_full_pages_in_memory_and_writes_them_once_with_the_same_result,
+    read_models_over_the_memory_budget_are_the_same_as_those_held_whole,
     a_second_builder_of_one_generation_is_refused_instead_of_counting_events_twice,
     an_interrupted_rebuild_is_found_and_resumed_to_the_read_model_of_a_fresh_build,
 );

@@ -167,6 +167,10 @@ impl Projector for NewRelease {
     fn version(&self) -> u32 {
         self.version
     }
+    fn want(&mut self, event: &ProjectedEvent) {
+        self.inner.want(event)
+    }
+
     fn collections(&mut self) -> Vec<&mut dyn Store> {
         self.inner.collections()
     }

@@ -220,6 +220,51 @@ impl Projector for BoardProjector {
         2
     }
 
+    fn want(&mut self, event: &ProjectedEvent) {
+        use Event::*;
+        // Everything `apply` reads, including every name the summary shows: a summary must not
+        // depend on what happened to be cached, or a rebuild would differ from the live board.
+        match &event.event {
+            MemberUnitAdmitted(e) => self.refs.want(StreamKey::from(e.unit_id)),
+            MemberUnitWithdrawn(e) => self.refs.want(StreamKey::from(e.unit_id)),
+            AttendanceRecorded(e) => self.refs.want(StreamKey::from(e.meeting_id)),
+            MeetingClosed(e) => self.refs.want(StreamKey::from(e.meeting_id)),
+            ProjectApproved(e) => {
+                self.projects.want(e.project_id.0);
+                self.refs.want(StreamKey::from(e.meeting_id));
+            }
+            ProjectClaimed(e) => {
+                self.projects.want(e.project_id.0);
+                self.refs.want(StreamKey::from(e.unit_id));
+            }
+            ClaimWithdrawn(e) => {
+                self.projects.want(e.project_id.0);
+                self.refs.want(StreamKey::from(e.unit_id));
+            }
+            ProjectLaunched(e) => {
+                self.projects.want(e.project_id.0);
+                self.refs.want(StreamKey::from(e.unit_id));
+            }
+            ActivityRecorded(e) => self.projects.want(e.project_id.0),
+            ProjectCompleted(e) => self.projects.want(e.project_id.0),
+            FeedbackRecorded(e) => self.projects.want(e.project_id.0),
+            ProjectCancelled(e) => self.projects.want(e.project_id.0),
+            RequestRaised(e) => self.refs.want(StreamKey::from(e.unit_id)),
+            RequestResolved(e) => self.refs.want(StreamKey::from(e.request_id)),
+            MeetingConvened(e) => self.sittings.want(SittingsKey {
+                community: e.community_id.0,
+                quarter: Quarter::of(event.occurred_at),
+            }),
+            DistrictRegistered(_)
+            | CommunityRegistered(_)
+            | UnitRegistered(_)
+            | ProjectProposed(_) => {}
+        }
+        if let Some(community) = self.community_of(&event.event) {
+            self.communities.want(community);
+        }
+    }
+
     fn collections(&mut self) -> Vec<&mut dyn Store> {
         vec![
             &mut self.communities,

@@ -316,6 +316,35 @@ impl Projector for DistrictStatsProjector {
         1
     }
 
+    fn want(&mut self, event: &ProjectedEvent) {
+        use Event::*;
+        match &event.event {
+            UnitRegistered(e) => self.districts.want(e.district_id.0),
+            AttendanceRecorded(e) => self.refs.want(StreamKey::from(e.meeting_id)),
+            MeetingClosed(e) => self.refs.want(StreamKey::from(e.meeting_id)),
+            RequestResolved(e) => self.refs.want(StreamKey::from(e.request_id)),
+            other => {
+                if let Some(project) = Self::project_of(other) {
+                    self.projects.want(project);
+                }
+            }
+        }
+        // On the second round, this follows the references loaded by the first.
+        let Some(community) = self.community_of(&event.event) else {
+            return;
+        };
+        self.communities.want(community);
+        let quarter = QuarterKey::of(event.occurred_at);
+        self.quarters.want(quarter_key(community, quarter));
+        if let ClaimWithdrawn(e) = &event.event {
+            // The withdrawn claim is taken out of the quarter it was counted in.
+            let claimed = self.projects.get(&e.project_id.0).and_then(|p| p.claim);
+            if let Some(claim) = claimed {
+                self.quarters.want(quarter_key(community, claim.quarter));
+            }
+        }
+    }
+
     fn collections(&mut self) -> Vec<&mut dyn Store> {
         vec![
             &mut self.districts,

@@ -249,6 +249,42 @@ impl Projector for ItemsProjector {
         1
     }
 
+    fn want(&mut self, event: &ProjectedEvent) {
+        use Event::*;
+        match &event.event {
+            MemberUnitAdmitted(e) => self.communities.want(e.community_id.0),
+            MemberUnitWithdrawn(e) => self.communities.want(e.community_id.0),
+            AttendanceRecorded(e) => {
+                self.meetings.want(e.meeting_id.0);
+                for unit in e.unit_ids.items() {
+                    self.units.want(unit.0);
+                }
+            }
+            MeetingClosed(e) => self.meetings.want(e.meeting_id.0),
+            ProjectApproved(e) => {
+                self.projects.want(e.project_id.0);
+                self.meetings.want(e.meeting_id.0);
+            }
+            ProjectClaimed(e) => {
+                self.projects.want(e.project_id.0);
+                self.units.want(e.unit_id.0);
+            }
+            ClaimWithdrawn(e) => self.projects.want(e.project_id.0),
+            ProjectLaunched(e) => self.projects.want(e.project_id.0),
+            ActivityRecorded(e) => self.projects.want(e.project_id.0),
+            ProjectCompleted(e) => self.projects.want(e.project_id.0),
+            FeedbackRecorded(e) => self.projects.want(e.project_id.0),
+            ProjectCancelled(e) => self.projects.want(e.project_id.0),
+            RequestRaised(e) => self.units.want(e.unit_id.0),
+            RequestResolved(e) => self.requests.want(e.request_id.0),
+            DistrictRegistered(_)
+            | CommunityRegistered(_)
+            | UnitRegistered(_)
+            | MeetingConvened(_)
+            | ProjectProposed(_) => {}
+        }
+    }
+
     fn collections(&mut self) -> Vec<&mut dyn Store> {
         vec![
             &mut self.projects,

@@ -377,6 +377,14 @@ impl Projector for TraceProjector {
         2
     }
 
+    fn want(&mut self, event: &ProjectedEvent) {
+        for stream in streams_named(&event.event) {
+            if let Some(key) = StreamKey::parse(&stream) {
+                self.entities.want(key);
+            }
+        }
+    }
+
     fn collections(&mut self) -> Vec<&mut dyn Store> {
         vec![&mut self.entities, &mut self.index]
     }

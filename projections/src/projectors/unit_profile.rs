@@ -182,6 +182,14 @@ impl UnitProfileProjector {
         self.claims.get_mut(&claim)
     }
 
+    /// Asks for `project`, and (second round) for its current claim.
+    fn want_claim(&mut self, project: Uuid) {
+        if let Some(claim) = self.projects.get(&project).and_then(|p| p.claim) {
+            self.claims.want(claim);
+        }
+        self.projects.want(project);
+    }
+
     fn set_claim_status(&mut self, project: Uuid, status: ClaimStatus) {
         if let Some(claim) = self.claim_of(project) {
             claim.status = status;
@@ -197,6 +205,42 @@ impl Projector for UnitProfileProjector {
     fn version(&self) -> u32 {
         // 2: claims moved out of the unit document into their own documents.
         2
+    }
+
+    fn want(&mut self, event: &ProjectedEvent) {
+        use Event::*;
+        match &event.event {
+            MemberUnitAdmitted(e) => {
+                self.units.want(e.unit_id.0);
+                self.communities.want(e.community_id.0);
+            }
+            MemberUnitWithdrawn(e) => self.units.want(e.unit_id.0),
+            ProjectClaimed(e) => self.projects.want(e.project_id.0),
+            // Second round: the claim named by the project loaded in the first. A claim made in
+            // this same batch is in memory already.
+            ClaimWithdrawn(e) => self.want_claim(e.project_id.0),
+            ProjectLaunched(e) => self.want_claim(e.project_id.0),
+            ProjectCompleted(e) => self.want_claim(e.project_id.0),
+            ProjectCancelled(e) => self.want_claim(e.project_id.0),
+            ActivityRecorded(e) => self.units.want(e.unit_id.0),
+            RequestRaised(e) => self.units.want(e.unit_id.0),
+            RequestResolved(e) => {
+                let request = e.request_id.0;
+                if let Some(r) = self.requests.get(&request) {
+                    self.units.want(r.unit_id);
+                }
+                self.requests.want(request);
+            }
+            DistrictRegistered(_)
+            | CommunityRegistered(_)
+            | UnitRegistered(_)
+            | MeetingConvened(_)
+            | AttendanceRecorded(_)
+            | MeetingClosed(_)
+            | ProjectProposed(_)
+            | ProjectApproved(_)
+            | FeedbackRecorded(_) => {}
+        }
     }
 
     fn collections(&mut self) -> Vec<&mut dyn Store> {

@@ -85,6 +85,18 @@ impl Projector for VolunteerHoursProjector {
     }
 
 
+    fn want(&mut self, event: &ProjectedEvent) {
+        match &event.event {
+            Event::ProjectProposed(e) => self.communities.want(e.community_id.0),
+            Event::ActivityRecorded(e) => {
+                self.projects.want(e.project_id.0);
+                self.quarters
+                    .want(Quarter::of(event.occurred_at).to_string());
+            }
+            _ => {}
+        }
+    }
+
     fn collections(&mut self) -> Vec<&mut dyn Store> {
         vec![
             &mut self.projects,

@@ -38,6 +38,9 @@ impl Projector for Counter {
     fn version(&self) -> u32 {
         1
     }
+    fn want(&mut self, _event: &ProjectedEvent) {
+        self.counts.want("all");
+    }
     fn collections(&mut self) -> Vec<&mut dyn Store> {
         vec![&mut self.counts]
     }

@@ -234,7 +234,12 @@ impl Store for TraceIndex {
 
     fn start_empty(&mut self) {}
 
-    async fn load(&mut self, _conn: &mut Conn<'_>, _ns: &Namespace) -> Result<(), ProjectionError> {
+    async fn load(
+        &mut self,
+        _conn: &mut Conn<'_>,
+        _ns: &Namespace,
+        _budget: usize,
+    ) -> Result<(), ProjectionError> {
         Ok(())
     }
 
@@ -256,6 +261,11 @@ impl Store for TraceIndex {
 
     fn committed(&mut self) {
         self.cleaned.append(&mut self.cleaning);
+    }
+
+    fn weight(&self) -> usize {
+        // Each entity's posting list, and about two bytes a position.
+        self.pending.len() * 96 + self.positions * 2
     }
 
     fn dirty(&self) -> usize {
