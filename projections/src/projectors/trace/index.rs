@@ -441,6 +441,62 @@ mod tests {
         assert_eq!(decode_positions(&[0x96, 0x01]), Some(vec![150]));
     }
 
+    #[tokio::test]
+    async fn a_version_one_generation_is_read_from_its_rows_and_a_later_one_from_postings() {
+        let db = crate::readdb::ReadDb::in_memory()
+            .await
+            .expect("a database");
+        let pool = db.sqlite().expect("SQLite").clone();
+        let unit = Entity::new(EntityKind::Unit, Uuid::from_u128(7)).text();
+        // Generation 1, built by version 1: a row per (entity, event).
+        for position in [3_i64, 9, 4] {
+            sqlx::query(
+                "INSERT INTO trace_index (generation, entity, position) VALUES (1, $1, $2)",
+            )
+            .bind(&unit)
+            .bind(position)
+            .execute(&pool)
+            .await
+            .expect("a row");
+        }
+        // Generation 2, built by version 2: posting lists.
+        let mut index = TraceIndex::default();
+        for position in [5, 8, 13] {
+            index.record(
+                [Entity::new(EntityKind::Unit, Uuid::from_u128(7))],
+                position,
+            );
+        }
+        let rows = index.take_rows();
+        let mut conn = pool.acquire().await.expect("a connection");
+        write_rows(&mut Conn::Sqlite(&mut conn), 2, &rows)
+            .await
+            .expect("written");
+        // Written twice (a batch applied again): nothing changes.
+        write_rows(&mut Conn::Sqlite(&mut conn), 2, &rows)
+            .await
+            .expect("written again");
+
+        let mut conn = Conn::Sqlite(&mut conn);
+        let old = entity_positions(&mut conn, 1, 1, &unit)
+            .await
+            .expect("read");
+        assert_eq!(old, [3, 4, 9]);
+        let new = entity_positions(&mut conn, 2, 2, &unit)
+            .await
+            .expect("read");
+        assert_eq!(new, [5, 8, 13]);
+        assert_eq!(
+            all_positions(&mut conn, 2, 2).await.expect("read"),
+            [(unit.clone(), 5), (unit.clone(), 8), (unit.clone(), 13)]
+        );
+        // Each version reads only its own table.
+        assert!(entity_positions(&mut conn, 1, 2, &unit)
+            .await
+            .expect("read")
+            .is_empty());
+    }
+
     #[test]
     fn keys_sort_as_their_text_does() {
         let a = Uuid::from_u128(1);
