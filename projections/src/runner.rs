@@ -83,7 +83,8 @@ impl Limits {
     }
 }
 
-/// How often an idle runner looks at the head for appends by other processes.
+/// How often an idle runner looks at the head for appends by other processes, and how often a
+/// following runner asks which generations answer (a rebuild elsewhere may have taken over).
 const IDLE_POLL: Duration = Duration::from_millis(250);
 
 /// What a runner reports about one projector, for `/v1/projections` and `X-Min-Position`.
@@ -584,7 +585,8 @@ async fn catch_up_lanes_from(
         };
         let stopped_before = lanes.iter().filter(|lane| lane.stopped.is_some()).count();
         unwritten_events += page.events.len();
-        let next_limit = limit_from(end);
+        // A page short of full is the end of the log as it was: nothing to read ahead.
+        let next_limit = if page.full { limit_from(end) } else { 0 };
         let unwritten: usize = lanes.iter_mut().map(|lane| lane.unwritten()).sum();
         let partial = lanes.iter_mut().any(|lane| lane.is_partial());
         let held: usize = lanes.iter_mut().map(|lane| lane.weight()).sum();
@@ -635,6 +637,11 @@ async fn catch_up_lanes_from(
                 full: page.full,
             },
         );
+        if !page.full {
+            // Live: everything is written (a page short of full always writes); the caller
+            // decides when to look again.
+            return Ok(());
+        }
     }
 }
 
@@ -1043,6 +1050,7 @@ impl Runner {
         retry_at: Option<Instant>,
     ) -> Result<Vec<Member>, ProjectionError> {
         let mut head_rx = self.store.subscribe();
+        let mut checked = Instant::now();
         loop {
             let (mut lanes, progress): (Vec<Lane<'_>>, Vec<&watch::Sender<Progress>>) = members
                 .iter_mut()
@@ -1111,6 +1119,10 @@ impl Runner {
             }
             // Woken by this process's appends; polls for other processes' appends.
             let _ = tokio::time::timeout(IDLE_POLL, head_rx.changed()).await;
+            if checked.elapsed() < IDLE_POLL {
+                continue;
+            }
+            checked = Instant::now();
             let active = self.active_generations().await?;
             let (stale, current): (Vec<Member>, Vec<Member>) = members
                 .drain(..)
