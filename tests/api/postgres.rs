@@ -263,8 +263,17 @@ async fn a_server_keeps_to_the_connections_it_is_given() {
         projects.push(project);
     }
     // Many reads at once, of the log and of the read models: unbounded pools would open a
-    // connection for each.
+    // connection for each. (The board is read once first, after the projections have caught
+    // up, so that none of the reads below can come before the community is on the board.)
     let board_path = format!("/v1/communities/{}/board", world.community);
+    let first = app
+        .get(
+            &board_path,
+            Some(&app.admin_token),
+            &[("x-min-position", &app.head().await.to_string())],
+        )
+        .await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text());
     let reads = (0..24).map(|n| {
         let (app, board_path) = (&app, &board_path);
         let stream = crate::helpers::project_stream(projects[n % projects.len()]);
