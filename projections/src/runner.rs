@@ -44,11 +44,12 @@ pub const WRITE_DIRTY: usize = 20_000;
 // lets the clean ones go.
 
 /// Bytes of stored JSON the documents held in memory by a process's projectors may add up to
-/// (`LIANXI_PROJECTION_MEMORY_MB` overrides it). In memory a document takes about twice its
-/// JSON, so the default keeps about 250 MB: every read model of a log of some hundreds of
-/// thousands of events. Past it, clean documents are let go after a write and a batch loads
-/// the ones it names.
-pub const MEMORY: usize = 128 << 20;
+/// (`LIANXI_PROJECTION_MEMORY_MB` overrides it). In memory a document takes about one and a half
+/// to two times its JSON, so the default holds every read model of a log of about 150,000
+/// events of the benchmark's world whole; past it, clean documents are let go after a write and
+/// a batch loads the ones it names. (A million-event rebuild peaked at 280 MB of RSS with this
+/// default and at 444 MB with twice it: BENCHMARKS.md.)
+pub const MEMORY: usize = 64 << 20;
 
 /// How a catch-up writes and how much it holds in memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
