@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use backends::{on_both_backends, Backend, Place};
 use commands::{CommandHandler, CommandRequest, Principal, Role};
+use domain::testing::generator::Generator;
 use projections::collection::Store;
 use projections::event::ProjectedEvent;
 use projections::projectors::board::{self, BoardProjector};
@@ -512,10 +513,78 @@ async fn a_rendered_board_is_served_again_until_its_community_its_generation_or_
     assert_eq!(after.district_id, first.district_id);
 }
 
+/// Boards read through the cache while a random history goes on, a few commands at a time,
+/// equal boards read whole after every step: rows are patched with those the new events
+/// changed, and read whole again only when a community had more events than its feed shows.
+async fn cached_boards_follow_a_random_history_patched_with_the_rows_its_events_changed(
+    backend: Backend,
+) {
+    let place = backend.place().await;
+    let (store, db) = open(&place).await;
+    let handler = CommandHandler::new(store.clone());
+    let runner = Runner::new(store.clone(), db.clone());
+    let _task = runner.spawn(Box::new(BoardProjector::default()));
+    let cache = board::BoardCache::default();
+    let as_of = chrono::Utc::now();
+    let mut generator = Generator::new(11, 1, 2, 6);
+    let mut communities = Vec::new();
+    let mut steps = 0;
+    let mut n = 0;
+    while n < 700 {
+        // Steps of 1 to 7 commands, and once a stretch of 150 without reading (longer than a
+        // community's feed).
+        let step = if steps == 40 { 150 } else { 1 + n % 7 };
+        for _ in 0..step {
+            let generated = generator.next_command();
+            if generated.name == "RegisterCommunity" {
+                communities.push(
+                    serde_json::from_value::<Uuid>(generated.body["community_id"].clone())
+                        .expect("a community id"),
+                );
+            }
+            let command = generated.command().expect("generated commands parse");
+            handler
+                .handle(CommandRequest {
+                    command,
+                    principal: admin(),
+                    request_hash: n.to_string(),
+                    idempotency_key: None,
+                    if_match: None,
+                    correlation_id: None,
+                    causation_id: None,
+                })
+                .await
+                .unwrap_or_else(|e| panic!("command {n} {generated:?} refused: {e}"));
+            n += 1;
+        }
+        let head = store.head().await.expect("head");
+        runner.wait_for(board::NAME, head, WAIT).await;
+        let generation = board_row(&db).await.0;
+        for community in &communities {
+            let cached = board::board_cached(&db, *community, as_of, &cache, generation)
+                .await
+                .expect("the board reads");
+            let whole = board::board(&db, *community, as_of)
+                .await
+                .expect("the board reads");
+            assert_eq!(cached, whole, "community {community} after {n} commands");
+        }
+        steps += 1;
+    }
+    let (whole, patched) = cache.row_reads();
+    assert!(
+        patched > whole && whole > communities.len() as u64,
+        "{steps} steps: rows read whole {whole} times (each of {} communities once, then after \
+         the long stretch), patched {patched} times",
+        communities.len()
+    );
+}
+
 on_both_backends!(
     changes_a_projectors_version_and_reads_the_board_during_the_rebuild,
     a_rebuild_beside_a_running_runner_takes_over_and_the_runner_follows_it,
     a_new_generation_does_not_take_over_behind_the_one_that_answers,
     a_cached_board_is_the_board_until_its_community_changes_and_then_the_new_one,
     a_rendered_board_is_served_again_until_its_community_its_generation_or_the_second_changes,
+    cached_boards_follow_a_random_history_patched_with_the_rows_its_events_changed,
 );

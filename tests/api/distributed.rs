@@ -512,7 +512,10 @@ async fn postgresql_restarted_under_load_every_acknowledged_command_is_kept_and_
         .as_mut()
         .expect("the cluster's own PostgreSQL");
     postgres.stop();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Away for longer than a gateway waits for a connection (the pool's acquire timeout, 5 s):
+    // a command can then not wait the outage out, it is answered 503. (With 3 s, only a command
+    // caught mid-statement was, and the one-at-a-time load sometimes had none in flight.)
+    tokio::time::sleep(Duration::from_secs(6)).await;
     postgres.resume().expect("PostgreSQL starts again");
     until_more(&load, 50).await;
     let sent = load.finish().await;

@@ -6,10 +6,8 @@
 //! quarter, parent = its community), `ref` (names and owners of units, meetings and requests,
 //! to resolve references).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use bytes::Bytes;
 use domain::values::{MeetingKind, MemberKind, Quarter, Theme};
 use domain::Event;
 use serde::{Deserialize, Serialize};
@@ -20,6 +18,9 @@ use crate::event::{community_ref, CommunityRef, ProjectedEvent};
 use crate::readdb::ReadDb;
 use crate::summary::{summarize, Names};
 use crate::{ProjectionError, Projector};
+
+mod cache;
+pub use cache::{board_cached, board_rendered, BoardCache, RenderedBoard};
 
 pub const NAME: &str = "board";
 /// How many entries the recent-activity feed keeps.
@@ -44,7 +45,7 @@ struct CommunityDoc {
     open_requests: BTreeMap<Uuid, OpenRequest>,
     resolved_requests: u64,
     totals: Totals,
-    recent: VecDeque<Recent>,
+    recent: VecDeque<RecentDoc>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -138,6 +139,29 @@ pub struct Recent {
     pub summary: String,
 }
 
+/// A line of the feed as stored: what the board shows, and which project row its event changed,
+/// so that a reader holding the rows re-reads only those ([`cache`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RecentDoc {
+    position: i64,
+    occurred_at: String,
+    summary: String,
+    /// `Some(None)` when the event changed no project row; `None` in documents written before
+    /// version 3, which did not say (a reader then reads every row again).
+    #[serde(default, deserialize_with = "cache::present")]
+    row: Option<Option<Uuid>>,
+}
+
+impl From<RecentDoc> for Recent {
+    fn from(doc: RecentDoc) -> Self {
+        Self {
+            position: doc.position,
+            occurred_at: doc.occurred_at,
+            summary: doc.summary,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct ProjectDoc {
     project_id: Uuid,
@@ -217,7 +241,8 @@ impl Projector for BoardProjector {
 
     fn version(&self) -> u32 {
         // 2: meetings by quarter in `sittings` documents.
-        2
+        // 3: each line of the feed names the project row its event changed.
+        3
     }
 
     fn want(&mut self, event: &ProjectedEvent) {
@@ -473,14 +498,42 @@ impl Projector for BoardProjector {
             | FeedbackRecorded(_) => {}
         }
         if let Some(c) = community.and_then(|c| self.communities.get_mut(&c)) {
-            c.recent.push_front(Recent {
+            c.recent.push_front(RecentDoc {
                 position: event.position,
                 occurred_at: at,
                 summary,
+                row: Some(changed_row(&event.event)),
             });
             c.recent.truncate(RECENT);
         }
         Ok(())
+    }
+}
+
+/// The project whose board row `event` changes. Every event is named so that a new one must
+/// be placed: a row changed without being named here would stay stale in readers' caches.
+fn changed_row(event: &Event) -> Option<Uuid> {
+    use Event::*;
+    match event {
+        ProjectProposed(e) => Some(e.project_id.0),
+        ProjectApproved(e) => Some(e.project_id.0),
+        ProjectClaimed(e) => Some(e.project_id.0),
+        ClaimWithdrawn(e) => Some(e.project_id.0),
+        ProjectLaunched(e) => Some(e.project_id.0),
+        ProjectCompleted(e) => Some(e.project_id.0),
+        ProjectCancelled(e) => Some(e.project_id.0),
+        DistrictRegistered(_)
+        | CommunityRegistered(_)
+        | UnitRegistered(_)
+        | MemberUnitAdmitted(_)
+        | MemberUnitWithdrawn(_)
+        | MeetingConvened(_)
+        | AttendanceRecorded(_)
+        | MeetingClosed(_)
+        | ActivityRecorded(_)
+        | FeedbackRecorded(_)
+        | RequestRaised(_)
+        | RequestResolved(_) => None,
     }
 }
 
@@ -558,156 +611,9 @@ pub async fn board(
     let Some(doc) = community_doc(db, community).await? else {
         return Ok(None);
     };
-    let projects = project_rows(db, community, &doc).await?;
+    let projects = project_rows(project_docs(db, community).await?.values(), &doc);
     let meetings = meetings_view(db, &doc, as_of).await?;
     Ok(Some(assemble(doc, projects, meetings)))
-}
-
-/// The board from its community document, with project rows from `cache` while the community
-/// has had no new event since they were read (`generation`: the generation answering).
-pub async fn board_cached(
-    db: &ReadDb,
-    community: Uuid,
-    as_of: chrono::DateTime<chrono::Utc>,
-    cache: &BoardCache,
-    generation: i64,
-) -> Result<Option<Board>, ProjectionError> {
-    let Some(doc) = community_doc(db, community).await? else {
-        return Ok(None);
-    };
-    Ok(Some(
-        with_cached_rows(db, community, doc, as_of, cache, generation).await?,
-    ))
-}
-
-/// A board as served: its JSON, and what the reader's scope check needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RenderedBoard {
-    pub json: Bytes,
-    pub district_id: Uuid,
-    pub members: Vec<Uuid>,
-}
-
-impl RenderedBoard {
-    pub fn render(board: &Board) -> Result<Self, ProjectionError> {
-        let json = serde_json::to_vec(board)
-            .map_err(|e| ProjectionError::Storage(format!("board JSON: {e}")))?;
-        Ok(Self {
-            json: Bytes::from(json),
-            district_id: board.community.district_id,
-            members: board.members.iter().map(|m| m.unit_id).collect(),
-        })
-    }
-}
-
-/// [`board_cached`], rendered: a board is serialised once per change of its community (and per
-/// second of `as_of`, which decides "last held" and "this quarter"), however often it is read.
-pub async fn board_rendered(
-    db: &ReadDb,
-    community: Uuid,
-    as_of: chrono::DateTime<chrono::Utc>,
-    cache: &BoardCache,
-    generation: i64,
-) -> Result<Option<Arc<RenderedBoard>>, ProjectionError> {
-    let Some(text) = db
-        .document(NAME, "community", &community.to_string())
-        .await?
-    else {
-        return Ok(None);
-    };
-    let at = Rendering {
-        generation,
-        second: as_of.timestamp(),
-        doc: text,
-    };
-    if let Some(rendered) = cache.rendered(community, &at) {
-        return Ok(Some(rendered));
-    }
-    let doc: CommunityDoc = serde_json::from_str(&at.doc)
-        .map_err(|e| ProjectionError::Storage(format!("board document: {e}")))?;
-    let board = with_cached_rows(db, community, doc, as_of, cache, generation).await?;
-    let rendered = Arc::new(RenderedBoard::render(&board)?);
-    cache.keep_rendered(community, at, Arc::clone(&rendered));
-    Ok(Some(rendered))
-}
-
-async fn with_cached_rows(
-    db: &ReadDb,
-    community: Uuid,
-    doc: CommunityDoc,
-    as_of: chrono::DateTime<chrono::Utc>,
-    cache: &BoardCache,
-    generation: i64,
-) -> Result<Board, ProjectionError> {
-    let meetings = meetings_view(db, &doc, as_of).await?;
-    let revision = (generation, doc.recent.front().map_or(0, |r| r.position));
-    if let Some(rows) = cache.rows(community, revision) {
-        return Ok(assemble(doc, rows.as_ref().clone(), meetings));
-    }
-    let projects = project_rows(db, community, &doc).await?;
-    cache.keep_rows(community, revision, Arc::new(projects.clone()));
-    Ok(assemble(doc, projects, meetings))
-}
-
-/// Recently read boards, by community: their project rows with the revision they were read at,
-/// and their last rendering with what it was rendered from.
-#[derive(Debug, Default)]
-pub struct BoardCache {
-    rows: std::sync::Mutex<HashMap<Uuid, CachedRows>>,
-    rendered: std::sync::Mutex<HashMap<Uuid, (Rendering, Arc<RenderedBoard>)>>,
-}
-
-/// One community's rows and the revision they were read at.
-type CachedRows = (Revision, Arc<Vec<ProjectRow>>);
-
-/// The generation that answered and the newest event of the community it had applied.
-type Revision = (i64, i64);
-
-/// What a rendering depends on besides the project rows (which follow the document's newest
-/// event): the answering generation, the second of `as_of`, the community document's text.
-#[derive(Debug, PartialEq, Eq)]
-struct Rendering {
-    generation: i64,
-    second: i64,
-    doc: String,
-}
-
-/// Communities the cache keeps; past that it starts afresh.
-const CACHED_BOARDS: usize = 1_024;
-
-/// Inserts into a per-community map, starting afresh when it holds too many communities.
-fn keep<V>(map: &std::sync::Mutex<HashMap<Uuid, V>>, community: Uuid, value: V) {
-    if let Ok(mut map) = map.lock() {
-        if map.len() >= CACHED_BOARDS && !map.contains_key(&community) {
-            map.clear();
-        }
-        map.insert(community, value);
-    }
-}
-
-impl BoardCache {
-    fn rows(&self, community: Uuid, revision: Revision) -> Option<Arc<Vec<ProjectRow>>> {
-        let rows = self.rows.lock().ok()?;
-        rows.get(&community)
-            .filter(|(at, _)| *at == revision)
-            .map(|(_, rows)| rows.clone())
-    }
-
-    fn keep_rows(&self, community: Uuid, revision: Revision, projects: Arc<Vec<ProjectRow>>) {
-        keep(&self.rows, community, (revision, projects));
-    }
-
-    fn rendered(&self, community: Uuid, at: &Rendering) -> Option<Arc<RenderedBoard>> {
-        let rendered = self.rendered.lock().ok()?;
-        rendered
-            .get(&community)
-            .filter(|(was, _)| was == at)
-            .map(|(_, board)| Arc::clone(board))
-    }
-
-    fn keep_rendered(&self, community: Uuid, at: Rendering, board: Arc<RenderedBoard>) {
-        keep(&self.rendered, community, (at, board));
-    }
 }
 
 async fn community_doc(
@@ -725,35 +631,46 @@ async fn community_doc(
         .map_err(|e| ProjectionError::Storage(format!("board document: {e}")))
 }
 
-/// The community's projects, as the board lists them.
-async fn project_rows(
+/// The community's project documents by id, in the order the board lists them.
+async fn project_docs(
     db: &ReadDb,
     community: Uuid,
-    doc: &CommunityDoc,
-) -> Result<Vec<ProjectRow>, ProjectionError> {
-    let mut projects = Vec::new();
+) -> Result<BTreeMap<Uuid, ProjectDoc>, ProjectionError> {
+    let mut projects = BTreeMap::new();
     for raw in db.children(NAME, "project", &community.to_string()).await? {
-        let p: ProjectDoc = serde_json::from_str(&raw)
-            .map_err(|e| ProjectionError::Storage(format!("board project: {e}")))?;
-        let claimant = p.claimant.map(|unit_id| Claimant {
-            unit_id,
-            name: doc
-                .members
-                .get(&unit_id)
-                .map(|m| m.name.clone())
-                .unwrap_or_default(),
-        });
-        projects.push(ProjectRow {
-            project_id: p.project_id,
-            title: p.title,
-            theme: p.theme,
-            status: p.status,
-            claimant,
-            claimed_at: p.claimed_at,
-            meeting_id: p.meeting_id,
-        });
+        let p = parse_project(&raw)?;
+        projects.insert(p.project_id, p);
     }
     Ok(projects)
+}
+
+fn parse_project(raw: &str) -> Result<ProjectDoc, ProjectionError> {
+    serde_json::from_str(raw).map_err(|e| ProjectionError::Storage(format!("board project: {e}")))
+}
+
+/// The board's project rows, claimants named from the community document.
+fn project_rows<'a>(
+    projects: impl Iterator<Item = &'a ProjectDoc>,
+    doc: &CommunityDoc,
+) -> Vec<ProjectRow> {
+    projects
+        .map(|p| ProjectRow {
+            project_id: p.project_id,
+            title: p.title.clone(),
+            theme: p.theme,
+            status: p.status.clone(),
+            claimant: p.claimant.map(|unit_id| Claimant {
+                unit_id,
+                name: doc
+                    .members
+                    .get(&unit_id)
+                    .map(|m| m.name.clone())
+                    .unwrap_or_default(),
+            }),
+            claimed_at: p.claimed_at.clone(),
+            meeting_id: p.meeting_id,
+        })
+        .collect()
 }
 
 /// "Last held", "next scheduled" and "regular this quarter" as of `as_of`, from at most
@@ -873,6 +790,6 @@ fn assemble(doc: CommunityDoc, projects: Vec<ProjectRow>, meetings: MeetingsView
             resolved: doc.resolved_requests,
         },
         totals: doc.totals,
-        recent: doc.recent.into_iter().collect(),
+        recent: doc.recent.into_iter().map(Recent::from).collect(),
     }
 }
