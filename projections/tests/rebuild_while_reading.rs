@@ -471,9 +471,13 @@ async fn a_rendered_board_is_served_again_until_its_community_its_generation_or_
     } = live_board(backend).await;
     let cache = board::BoardCache::default();
     let rendered = |generation: i64, as_of: chrono::DateTime<chrono::Utc>| {
-        let (db, cache) = (&db, &cache);
+        let (db, cache, runner) = (&db, &cache, &runner);
         async move {
-            board::board_rendered(db, COMMUNITY, as_of, cache, generation)
+            let written = runner
+                .wait_for(board::NAME, 0, WAIT)
+                .await
+                .expect("running");
+            board::board_rendered(db, COMMUNITY, as_of, cache, generation, written)
                 .await
                 .expect("the board reads")
                 .expect("a board")
@@ -523,10 +527,13 @@ async fn cached_boards_follow_a_random_history_patched_with_the_rows_its_events_
     let (store, db) = open(&place).await;
     let handler = CommandHandler::new(store.clone());
     let runner = Runner::new(store.clone(), db.clone());
-    let _task = runner.spawn(Box::new(BoardProjector::default()));
-    let cache = board::BoardCache::default();
+    // A record of changes of this test's own: the other tests here build the same communities.
+    let changes = Arc::new(board::BoardChanges::default());
+    let _task = runner.spawn(Box::new(BoardProjector::recording_to(Arc::clone(&changes))));
+    let cache = board::BoardCache::following(changes);
     let as_of = chrono::Utc::now();
     let mut generator = Generator::new(11, 1, 2, 6);
+    let mut second_reads = 0;
     let mut communities = Vec::new();
     let mut steps = 0;
     let mut n = 0;
@@ -558,7 +565,10 @@ async fn cached_boards_follow_a_random_history_patched_with_the_rows_its_events_
             n += 1;
         }
         let head = store.head().await.expect("head");
-        runner.wait_for(board::NAME, head, WAIT).await;
+        let written = runner
+            .wait_for(board::NAME, head, WAIT)
+            .await
+            .expect("running");
         let generation = board_row(&db).await.0;
         for community in &communities {
             let cached = board::board_cached(&db, *community, as_of, &cache, generation)
@@ -568,9 +578,27 @@ async fn cached_boards_follow_a_random_history_patched_with_the_rows_its_events_
                 .await
                 .expect("the board reads");
             assert_eq!(cached, whole, "community {community} after {n} commands");
+            // Rendered, and read again: the second from memory, both the board.
+            let whole = board::RenderedBoard::render(&whole.expect("a board")).expect("renders");
+            for _ in 0..2 {
+                let rendered =
+                    board::board_rendered(&db, *community, as_of, &cache, generation, written)
+                        .await
+                        .expect("the board reads")
+                        .expect("a board");
+                assert_eq!(*rendered, whole, "community {community} after {n} commands");
+            }
+            second_reads += 1;
         }
         steps += 1;
     }
+    let unchanged = cache.unchanged_reads();
+    assert!(
+        unchanged >= second_reads && unchanged < 2 * second_reads,
+        "{unchanged} of {} rendered reads were served from memory: at least every second read \
+         of a board, never all of the first",
+        2 * second_reads
+    );
     let (whole, patched) = cache.row_reads();
     assert!(
         patched > whole && whole > communities.len() as u64,

@@ -120,8 +120,11 @@ pub async fn community_board(
     let db = state.runner.db();
     let found = match state.runner.progress(board::NAME) {
         Some(progress) => {
-            let generation = progress.borrow().generation;
-            board::board_rendered(db, id, as_of, &state.boards, generation).await
+            let (generation, written) = {
+                let progress = progress.borrow();
+                (progress.generation, progress.position)
+            };
+            board::board_rendered(db, id, as_of, &state.boards, generation, written).await
         }
         None => board::board(db, id, as_of)
             .await

@@ -7,6 +7,7 @@
 //! to resolve references).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 
 use domain::values::{MeetingKind, MemberKind, Quarter, Theme};
 use domain::Event;
@@ -20,7 +21,7 @@ use crate::summary::{summarize, Names};
 use crate::{ProjectionError, Projector};
 
 mod cache;
-pub use cache::{board_cached, board_rendered, BoardCache, RenderedBoard};
+pub use cache::{board_cached, board_rendered, BoardCache, BoardChanges, RenderedBoard};
 
 pub const NAME: &str = "board";
 /// How many entries the recent-activity feed keeps.
@@ -188,20 +189,29 @@ pub struct BoardProjector {
     sittings: Collection<SittingsDoc, SittingsKey>,
     /// Units, meetings and requests: names and owning community.
     refs: Collection<NameDoc, StreamKey>,
+    /// Where each change of a community document is recorded, for boards served from memory.
+    changes: Arc<BoardChanges>,
 }
 
 impl Default for BoardProjector {
     fn default() -> Self {
+        Self::recording_to(BoardChanges::process())
+    }
+}
+
+impl BoardProjector {
+    /// A projector recording its changes in `changes` (tests give it and a cache a record of
+    /// their own).
+    pub fn recording_to(changes: Arc<BoardChanges>) -> Self {
         Self {
             communities: Collection::new("community"),
             projects: Collection::new("project"),
             sittings: Collection::new("sittings"),
             refs: Collection::new("ref"),
+            changes,
         }
     }
-}
 
-impl BoardProjector {
     /// The community an event concerns, from its data or from documents already loaded.
     fn community_of(&self, event: &Event) -> Option<Uuid> {
         let via_ref = |key: StreamKey| self.refs.get(&key).and_then(|r| r.community_id);
@@ -505,6 +515,8 @@ impl Projector for BoardProjector {
                 row: Some(changed_row(&event.event)),
             });
             c.recent.truncate(RECENT);
+            // Every change of a community's document comes with a line of its feed.
+            self.changes.record(c.id, event.position);
         }
         Ok(())
     }

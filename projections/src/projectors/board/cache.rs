@@ -6,10 +6,15 @@
 //! community document's feed says which row each of its last events changed; a reader holding
 //! the rows of an earlier position re-reads just those, or all of them when the feed no longer
 //! reaches back that far.
+//!
+//! A rendering is served again without asking the read database at all while no board
+//! projector of this process has applied an event of its community since the position it was
+//! last confirmed at ([`BoardChanges`]): with commands flowing, most reads of a board find it
+//! unchanged, and a read of the community document was most of what such a read cost.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError, RwLock};
 
 use bytes::Bytes;
 use serde::{Deserialize, Deserializer};
@@ -61,13 +66,23 @@ impl RenderedBoard {
 
 /// [`board_cached`], rendered: a board is serialised once per change of its community (and per
 /// second of `as_of`, which decides "last held" and "this quarter"), however often it is read.
+///
+/// `generation` is the generation answering and `position` the position it had written, both
+/// observed before this call: a rendering confirmed at or after the community's last change
+/// ([`BoardChanges`]) is served from memory.
 pub async fn board_rendered(
     db: &ReadDb,
     community: Uuid,
     as_of: chrono::DateTime<chrono::Utc>,
     cache: &BoardCache,
     generation: i64,
+    position: i64,
 ) -> Result<Option<Arc<RenderedBoard>>, ProjectionError> {
+    let second = as_of.timestamp();
+    if let Some(rendered) = cache.unchanged(community, generation, second) {
+        cache.unchanged.fetch_add(1, Ordering::Relaxed);
+        return Ok(Some(rendered));
+    }
     let Some(text) = db
         .document(NAME, "community", &community.to_string())
         .await?
@@ -76,18 +91,54 @@ pub async fn board_rendered(
     };
     let at = Rendering {
         generation,
-        second: as_of.timestamp(),
+        second,
         doc: text,
     };
-    if let Some(rendered) = cache.rendered(community, &at) {
+    if let Some(rendered) = cache.confirmed(community, &at, position) {
         return Ok(Some(rendered));
     }
     let doc: CommunityDoc = serde_json::from_str(&at.doc)
         .map_err(|e| ProjectionError::Storage(format!("board document: {e}")))?;
     let board = with_cached_rows(db, community, doc, as_of, cache, generation).await?;
     let rendered = Arc::new(RenderedBoard::render(&board)?);
-    cache.keep_rendered(community, at, Arc::clone(&rendered));
+    cache.keep_rendered(community, at, position, Arc::clone(&rendered));
     Ok(Some(rendered))
+}
+
+/// The position of the newest event a board projector applied to each community's document
+/// (a change of the board), whatever its generation: what a cache asks before serving a board
+/// from memory.
+///
+/// Servers share one per process ([`BoardChanges::process`]) because boards are built by
+/// several projector instances (the live one, a rebuild's) and a change missed here would serve
+/// a stale board, whereas an extra one only costs a read of the document: positions only ever
+/// go up. Documents written by another process are not seen, so a server serves from memory
+/// only the generation its own runner follows (a takeover from elsewhere changes that within a
+/// poll of the runner's).
+#[derive(Debug, Default)]
+pub struct BoardChanges(RwLock<HashMap<Uuid, i64>>);
+
+impl BoardChanges {
+    /// The record the board projectors and board caches of this process share by default.
+    pub fn process() -> Arc<Self> {
+        static PROCESS: LazyLock<Arc<BoardChanges>> = LazyLock::new(Arc::default);
+        Arc::clone(&PROCESS)
+    }
+
+    /// Records that the event at `position` was applied to `community`'s document. Called when
+    /// it is applied, so before it is written and long before a reader can have observed a
+    /// written position past it.
+    pub(super) fn record(&self, community: Uuid, position: i64) {
+        let mut changed = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        let newest = changed.entry(community).or_insert(position);
+        *newest = (*newest).max(position);
+    }
+
+    /// The position of the community's last recorded change (0: none).
+    fn last(&self, community: Uuid) -> i64 {
+        let changed = self.0.read().unwrap_or_else(PoisonError::into_inner);
+        changed.get(&community).copied().unwrap_or(0)
+    }
 }
 
 async fn with_cached_rows(
@@ -175,12 +226,30 @@ where
 
 /// Recently read boards, by community: their project documents with the position they are
 /// current to, and their last rendering with what it was rendered from.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct BoardCache {
     rows: Mutex<HashMap<Uuid, Arc<CachedRows>>>,
-    rendered: Mutex<HashMap<Uuid, (Rendering, Arc<RenderedBoard>)>>,
+    rendered: Mutex<HashMap<Uuid, Rendered>>,
+    changes: Arc<BoardChanges>,
     whole: AtomicU64,
     patched: AtomicU64,
+    unchanged: AtomicU64,
+}
+
+impl Default for BoardCache {
+    fn default() -> Self {
+        Self::following(BoardChanges::process())
+    }
+}
+
+/// A community's last rendering, what it was rendered from, and the newest position it is
+/// known to be current at: one observed before its document was read (or read again and
+/// found the same).
+#[derive(Debug)]
+struct Rendered {
+    at: Rendering,
+    confirmed: i64,
+    board: Arc<RenderedBoard>,
 }
 
 /// One community's project documents: current to at least `position`, the community's newest
@@ -215,6 +284,19 @@ fn keep<V>(map: &Mutex<HashMap<Uuid, V>>, community: Uuid, value: V) {
 }
 
 impl BoardCache {
+    /// A cache trusting the changes recorded in `changes` (tests give it and the projector a
+    /// record of their own).
+    pub fn following(changes: Arc<BoardChanges>) -> Self {
+        Self {
+            rows: Mutex::default(),
+            rendered: Mutex::default(),
+            changes,
+            whole: AtomicU64::default(),
+            patched: AtomicU64::default(),
+            unchanged: AtomicU64::default(),
+        }
+    }
+
     /// How often boards' project rows were read whole and how often patched, since start.
     pub fn row_reads(&self) -> (u64, u64) {
         (
@@ -227,15 +309,57 @@ impl BoardCache {
         self.rows.lock().ok()?.get(&community).cloned()
     }
 
-    fn rendered(&self, community: Uuid, at: &Rendering) -> Option<Arc<RenderedBoard>> {
-        let rendered = self.rendered.lock().ok()?;
-        rendered
-            .get(&community)
-            .filter(|(was, _)| was == at)
-            .map(|(_, board)| Arc::clone(board))
+    /// How many board reads were served from memory without reading the community document.
+    pub fn unchanged_reads(&self) -> u64 {
+        self.unchanged.load(Ordering::Relaxed)
     }
 
-    fn keep_rendered(&self, community: Uuid, at: Rendering, board: Arc<RenderedBoard>) {
-        keep(&self.rendered, community, (at, board));
+    /// The rendering for `generation` and `second`, if the community has not changed since it
+    /// was confirmed.
+    fn unchanged(
+        &self,
+        community: Uuid,
+        generation: i64,
+        second: i64,
+    ) -> Option<Arc<RenderedBoard>> {
+        // The change is looked up after the rendering: a change recorded in between is then
+        // seen (positions only go up), never one older than the confirmation missed.
+        let (confirmed, board) = {
+            let rendered = self.rendered.lock().ok()?;
+            let held = rendered.get(&community)?;
+            if held.at.generation != generation || held.at.second != second {
+                return None;
+            }
+            (held.confirmed, Arc::clone(&held.board))
+        };
+        (self.changes.last(community) <= confirmed).then_some(board)
+    }
+
+    /// The rendering from exactly `at`, now confirmed current at `position`.
+    fn confirmed(
+        &self,
+        community: Uuid,
+        at: &Rendering,
+        position: i64,
+    ) -> Option<Arc<RenderedBoard>> {
+        let mut rendered = self.rendered.lock().ok()?;
+        let held = rendered.get_mut(&community).filter(|held| held.at == *at)?;
+        held.confirmed = held.confirmed.max(position);
+        Some(Arc::clone(&held.board))
+    }
+
+    fn keep_rendered(
+        &self,
+        community: Uuid,
+        at: Rendering,
+        confirmed: i64,
+        board: Arc<RenderedBoard>,
+    ) {
+        let rendered = Rendered {
+            at,
+            confirmed,
+            board,
+        };
+        keep(&self.rendered, community, rendered);
     }
 }
