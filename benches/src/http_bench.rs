@@ -436,6 +436,47 @@ impl Api {
         Err(format!("{} GET {code}", status.as_u16()))
     }
 
+    /// `GET path` with `If-None-Match: etag` when given, as a client with an HTTP cache polls.
+    /// Returns the answer's `ETag` and whether it was 304 (no body).
+    pub(crate) async fn get_unless(
+        &self,
+        path: &str,
+        etag: Option<&str>,
+    ) -> std::result::Result<(Option<String>, bool), String> {
+        let mut request = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .header(reqwest::header::AUTHORIZATION, &self.bearer);
+        if let Some(etag) = etag {
+            request = request.header(reqwest::header::IF_NONE_MATCH, etag);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|error| format!("transport: {}", transport_kind(&error)))?;
+        let status = response.status();
+        let tag = response
+            .headers()
+            .get(reqwest::header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|error| format!("transport: {}", transport_kind(&error)))?;
+        match status.as_u16() {
+            304 => Ok((tag, true)),
+            200..=299 => Ok((tag, false)),
+            other => {
+                let code = serde_json::from_slice::<Value>(&bytes)
+                    .ok()
+                    .and_then(|problem| problem.get("code")?.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                Err(format!("{other} GET {code}"))
+            }
+        }
+    }
+
     /// `GET /v1/projections` as JSON.
     pub(crate) async fn projections(&self) -> Result<Value> {
         let response = self

@@ -76,3 +76,73 @@ async fn a_position_beyond_the_log_is_a_503_with_retry_after_once_the_wait_is_ov
         .await;
     bad.assert_problem(400, "invalid_header");
 }
+
+/// A client polling a board sends back its `ETag`: 304 without a body while the board is the
+/// same, the new board with a new tag once a command changed it; the scope is checked first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_board_polled_with_its_etag_is_not_modified_until_a_command_changes_it() {
+    let app = spawn_app().await;
+    let world = app.world(1).await;
+    let path = format!("/v1/communities/{}/board", world.community);
+    let head = app.head().await.to_string();
+    let admin = Some(app.admin_token.as_str());
+    let first = app.get(&path, admin, &[("x-min-position", &head)]).await;
+    assert_eq!(first.status, 200, "{}", first.text());
+    let etag = first.header("etag").expect("an ETag").to_owned();
+    assert!(
+        etag.len() == 34 && etag.starts_with('"') && etag.ends_with('"'),
+        "a strong tag: {etag}"
+    );
+    assert_eq!(first.header("cache-control"), Some("no-cache"));
+
+    // The same board: 304, no body, the same tag and the position it is as of.
+    for sent in [
+        etag.clone(),
+        format!("W/{etag}"),
+        format!("\"other\", {etag}"),
+        "*".to_owned(),
+    ] {
+        let again = app.get(&path, admin, &[("if-none-match", &sent)]).await;
+        assert_eq!(again.status, 304, "If-None-Match: {sent}");
+        assert!(again.bytes.is_empty(), "{}", again.text());
+        assert_eq!(again.header("etag"), Some(etag.as_str()));
+        assert!(again.header("x-projection-position").is_some());
+    }
+    let other = app
+        .get(&path, admin, &[("if-none-match", "\"other\"")])
+        .await;
+    assert_eq!(other.status, 200);
+    assert_eq!(other.json, first.json);
+
+    // Outside the token's scope, the tag does not get a 304.
+    let elsewhere = app.register_district("别的街道").await;
+    let stranger = app.register_community(elsewhere, "别的社区").await;
+    let secretary = app
+        .issue_token("community_secretary", Some(stranger), "别的书记")
+        .await;
+    app.get(&path, Some(&secretary), &[("if-none-match", &etag)])
+        .await
+        .assert_problem(403, "forbidden");
+
+    // A command of the community: the board and its tag change.
+    let proposed = app
+        .ok(
+            "ProposeProject",
+            json!({"community_id": world.community, "title": "新项目", "theme": "civility"}),
+        )
+        .await;
+    let position = proposed["position"]
+        .as_i64()
+        .expect("a position")
+        .to_string();
+    let changed = app
+        .get(
+            &path,
+            admin,
+            &[("if-none-match", &etag), ("x-min-position", &position)],
+        )
+        .await;
+    assert_eq!(changed.status, 200, "{}", changed.text());
+    assert_ne!(changed.header("etag"), Some(etag.as_str()));
+    assert_eq!(changed.json["projects"][0]["title"], "新项目");
+}

@@ -7,10 +7,12 @@
 //! being read change under the readers; commands that name no id in common go concurrently,
 //! as when building the log. Meanwhile N closed-loop readers (one connection pool, admin token)
 //! each read the board of a random community; the baseline is the same N readers on `/healthz`
-//! (no auth, no database), measured just before, with the same background commands.
+//! (no auth, no database), measured just before, with the same background commands. A third
+//! window reads the boards as a client with an HTTP cache polls them: each reader keeps every
+//! board's `ETag` and sends it back in `If-None-Match` (304 while the board is unchanged).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -53,6 +55,10 @@ pub struct ReadPoint {
 pub struct ReadsRun {
     pub healthz: ReadPoint,
     pub board: ReadPoint,
+    /// The same reads from clients that keep each board's `ETag` and send `If-None-Match`.
+    pub conditional: ReadPoint,
+    /// How many of those were answered 304.
+    pub not_modified: u64,
     pub communities: usize,
     /// Board sizes in bytes, read once per community before measuring: mean and largest.
     pub board_bytes: (f64, usize),
@@ -91,10 +97,14 @@ pub async fn run(env: &Env, log: &CachedLog, options: Options) -> Result<Vec<Rea
         );
         let run = one(env, log, options).await?;
         eprintln!(
-            "  board: {} reads/s, p50 {:.2} ms, p99 {:.2} ms; /healthz: {} reads/s, p99 {:.2} ms; background {} commands/s, {} failed",
+            "  board: {} reads/s, p50 {:.2} ms, p99 {:.2} ms; with If-None-Match: {} reads/s, p50 {:.2} ms, p99 {:.2} ms, {} answered 304; /healthz: {} reads/s, p99 {:.2} ms; background {} commands/s, {} failed",
             thousands(run.board.load.rate()),
             run.board.load.latency_ms(0.5),
             run.board.load.latency_ms(0.99),
+            thousands(run.conditional.load.rate()),
+            run.conditional.load.latency_ms(0.5),
+            run.conditional.load.latency_ms(0.99),
+            thousands(run.not_modified as f64),
             thousands(run.healthz.load.rate()),
             run.healthz.load.latency_ms(0.99),
             thousands(run.background.rate()),
@@ -224,6 +234,25 @@ async fn measure(
             cpu: after.since(&before),
         }
     };
+    let not_modified = Arc::new(AtomicU64::new(0));
+    let conditional = {
+        let ops = (0..options.readers)
+            .map(|worker| Reader {
+                api: api.clone(),
+                target: Target::ConditionalBoard {
+                    communities: Arc::clone(&communities),
+                    state: 0x9E37_79B9_7F4A_7C15 ^ (worker as u64 + 1),
+                    tags: HashMap::new(),
+                    not_modified: Arc::clone(&not_modified),
+                },
+            })
+            .collect();
+        let (load, before, after) = load::measure(ops, options.window, probe).await?;
+        ReadPoint {
+            load,
+            cpu: after.since(&before),
+        }
+    };
     let lag_at_end = api
         .projection_lags()
         .await?
@@ -238,6 +267,8 @@ async fn measure(
     Ok(ReadsRun {
         healthz,
         board,
+        conditional,
+        not_modified: not_modified.load(Ordering::Relaxed),
         communities: communities.len(),
         board_bytes,
         built,
@@ -254,6 +285,13 @@ enum Target {
         /// splitmix64 state: a cheap, reproducible choice of community.
         state: u64,
     },
+    /// As `Board`, keeping each board's `ETag` to send back.
+    ConditionalBoard {
+        communities: Arc<Vec<Uuid>>,
+        state: u64,
+        tags: HashMap<Uuid, String>,
+        not_modified: Arc<AtomicU64>,
+    },
 }
 
 struct Reader {
@@ -263,12 +301,34 @@ struct Reader {
 
 impl Op for Reader {
     async fn run(&mut self) -> std::result::Result<(), String> {
+        let pick = |communities: &[Uuid], state: &mut u64| {
+            let pick = splitmix(state) % communities.len() as u64;
+            communities[usize::try_from(pick).unwrap_or(0)]
+        };
         let path = match &mut self.target {
             Target::Healthz => "/healthz".to_owned(),
             Target::Board { communities, state } => {
-                let pick = splitmix(state) % communities.len() as u64;
-                let id = communities[usize::try_from(pick).unwrap_or(0)];
-                format!("/v1/communities/{id}/board")
+                format!("/v1/communities/{}/board", pick(communities, state))
+            }
+            Target::ConditionalBoard {
+                communities,
+                state,
+                tags,
+                not_modified,
+            } => {
+                let id = pick(communities, state);
+                let path = format!("/v1/communities/{id}/board");
+                let (tag, unchanged) = self
+                    .api
+                    .get_unless(&path, tags.get(&id).map(String::as_str))
+                    .await?;
+                if unchanged {
+                    not_modified.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Some(tag) = tag {
+                    tags.insert(id, tag);
+                }
+                return Ok(());
             }
         };
         self.api.get(&path).await.map(|_| ())

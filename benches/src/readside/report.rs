@@ -495,6 +495,14 @@ pub fn reads(
         &board,
         &base,
     );
+    let conditional: Vec<&ReadPoint> = runs.iter().map(|r| &r.conditional).collect();
+    read_row(
+        &mut out,
+        "the same, with `If-None-Match`",
+        options.readers,
+        &conditional,
+        &base,
+    );
     let failed: u64 = runs
         .iter()
         .flat_map(|r| r.background.failures.values())
@@ -502,9 +510,11 @@ pub fn reads(
     let _ = writeln!(
         out,
         "\nBackground commands: {} commands/s achieved of {} offered (median), {} failed. \
-         Projections lag at the end of the board window: {} events (median). Boards: mean {} bytes, \
+         Projections lag at the end of the board windows: {} events (median). Boards: mean {} bytes, \
          largest {} bytes (read once per community before measuring). Projections built the log in {} s \
-         (median) before the readers started.\n",
+         (median) before the readers started. With `If-None-Match` (each reader keeps the `ETag` \
+         of every board it read, as a client's HTTP cache does), {} of the reads were answered \
+         304 (median).\n",
         opt(median(runs.iter().map(|r| Some(r.background.rate()))), thousands),
         thousands(options.command_rate),
         failed,
@@ -512,6 +522,13 @@ pub fn reads(
         opt(median(runs.iter().map(|r| Some(r.board_bytes.0))), thousands),
         thousands(runs.iter().map(|r| r.board_bytes.1).max().unwrap_or(0) as f64),
         opt(median(runs.iter().map(|r| Some(r.built.seconds))), |v| format!("{v:.1}")),
+        opt(
+            median(runs.iter().map(|r| {
+                (r.conditional.load.ok > 0)
+                    .then(|| 100.0 * r.not_modified as f64 / r.conditional.load.ok as f64)
+            })),
+            |v| format!("{v:.1} %")
+        ),
     );
     let p99 = median(board.iter().map(|p| Some(p.load.latency_ms(0.99))));
     let comparable = options.readers == READERS && options.command_rate > 0.0;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
@@ -96,9 +96,11 @@ pub(crate) fn may_read_community(
     path = "/v1/communities/{id}/board",
     tag = "read models",
     params(("id" = Uuid, Path, description = "The community"), AsOf,
-        ("X-Min-Position" = Option<i64>, Header, description = "Wait (up to 5 s) until the board has reached this log position")),
+        ("X-Min-Position" = Option<i64>, Header, description = "Wait (up to 5 s) until the board has reached this log position"),
+        ("If-None-Match" = Option<String>, Header, description = "The board's `ETag` from an earlier answer: 304 while the board is still that one")),
     responses(
-        (status = 200, body = board::Board, headers(("X-Projection-Position" = i64))),
+        (status = 200, body = board::Board, headers(("X-Projection-Position" = i64), ("ETag" = String))),
+        (status = 304, description = "The board is still the one `If-None-Match` names", headers(("X-Projection-Position" = i64), ("ETag" = String))),
         (status = 403, body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 503, body = crate::error::Problem, content_type = "application/problem+json"),
@@ -140,12 +142,45 @@ pub async fn community_board(
             "this community is outside the token's scope".to_owned(),
         ));
     }
+    let etag = HeaderValue::from_str(&found.etag)
+        .map_err(|e| ApiError::Internal(format!("board entity tag: {e}")))?;
+    // Checked after the scope: a 304 says as much about a board as its body.
+    if none_match_fails(&headers, &found.etag) {
+        let not_modified = (
+            StatusCode::NOT_MODIFIED,
+            [(header::ETAG, etag), (header::CACHE_CONTROL, NO_CACHE)],
+        );
+        return Ok(with_position(not_modified, position));
+    }
     // Rendered once per change of the board: the bytes are shared, not serialised per read.
     let body = (
-        [(header::CONTENT_TYPE, "application/json")],
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (header::ETAG, etag),
+            (header::CACHE_CONTROL, NO_CACHE),
+        ],
         found.json.clone(),
     );
     Ok(with_position(body, position))
+}
+
+/// Boards change under a client's feet: a cache may keep one but must ask again (with
+/// `If-None-Match`) before each use.
+const NO_CACHE: HeaderValue = HeaderValue::from_static("no-cache");
+
+/// Whether the request's `If-None-Match` names `etag` (or is `*`), so the answer is 304: the
+/// weak comparison of RFC 9110 §13.1.2, over every value of every such header.
+fn none_match_fails(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
 }
 
 /// One projection's progress.

@@ -18,6 +18,7 @@ use std::sync::{Arc, LazyLock, Mutex, PoisonError, RwLock};
 
 use bytes::Bytes;
 use serde::{Deserialize, Deserializer};
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::{
@@ -44,10 +45,13 @@ pub async fn board_cached(
     ))
 }
 
-/// A board as served: its JSON, and what the reader's scope check needs.
+/// A board as served: its JSON and entity tag, and what the reader's scope check needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RenderedBoard {
     pub json: Bytes,
+    /// A strong entity tag of `json` (quoted, as in an `ETag` header): the same bytes have the
+    /// same tag in every process, so a client polling through any gateway is answered 304.
+    pub etag: String,
     pub district_id: Uuid,
     pub members: Vec<Uuid>,
 }
@@ -56,8 +60,12 @@ impl RenderedBoard {
     pub fn render(board: &Board) -> Result<Self, ProjectionError> {
         let json = serde_json::to_vec(board)
             .map_err(|e| ProjectionError::Storage(format!("board JSON: {e}")))?;
+        // Half of a SHA-256: collisions between two versions of one board are out of reach.
+        let digest = Sha256::digest(&json);
+        let etag = format!("\"{}\"", hex::encode(&digest[..16]));
         Ok(Self {
             json: Bytes::from(json),
+            etag,
             district_id: board.community.district_id,
             members: board.members.iter().map(|m| m.unit_id).collect(),
         })
@@ -79,8 +87,14 @@ pub async fn board_rendered(
     position: i64,
 ) -> Result<Option<Arc<RenderedBoard>>, ProjectionError> {
     let second = as_of.timestamp();
-    if let Some(rendered) = cache.unchanged(community, generation, second) {
-        cache.unchanged.fetch_add(1, Ordering::Relaxed);
+    if let Some(rendered) = cache.unchanged(community, generation, second, position) {
+        return Ok(Some(rendered));
+    }
+    // One reader of a community at a time asks the database; the others wait for its answer
+    // rather than read and render the same board beside it.
+    let flight = cache.flight(community);
+    let _turn = flight.lock().await;
+    if let Some(rendered) = cache.unchanged(community, generation, second, position) {
         return Ok(Some(rendered));
     }
     let Some(text) = db
@@ -116,7 +130,16 @@ pub async fn board_rendered(
 /// only the generation its own runner follows (a takeover from elsewhere changes that within a
 /// poll of the runner's).
 #[derive(Debug, Default)]
-pub struct BoardChanges(RwLock<HashMap<Uuid, i64>>);
+pub struct BoardChanges(RwLock<HashMap<Uuid, Changed>>);
+
+/// A community's two newest change positions, so that a reader that has not yet seen the
+/// newest (applied, not yet written) can still tell whether anything changed before it.
+#[derive(Debug, Clone, Copy)]
+struct Changed {
+    newest: i64,
+    /// The newest of the positions recorded below `newest` (0: none).
+    before: i64,
+}
 
 impl BoardChanges {
     /// The record the board projectors and board caches of this process share by default.
@@ -130,14 +153,35 @@ impl BoardChanges {
     /// written position past it.
     pub(super) fn record(&self, community: Uuid, position: i64) {
         let mut changed = self.0.write().unwrap_or_else(PoisonError::into_inner);
-        let newest = changed.entry(community).or_insert(position);
-        *newest = (*newest).max(position);
+        let held = changed.entry(community).or_insert(Changed {
+            newest: position,
+            before: 0,
+        });
+        if position > held.newest {
+            held.before = held.newest;
+            held.newest = position;
+        } else if position < held.newest {
+            held.before = held.before.max(position);
+        }
     }
 
-    /// The position of the community's last recorded change (0: none).
-    fn last(&self, community: Uuid) -> i64 {
+    /// Whether a change of `community` was recorded at a position in `(after, upto]`; `true`
+    /// when the record cannot tell (both of its positions are past `upto`).
+    fn changed_between(&self, community: Uuid, after: i64, upto: i64) -> bool {
         let changed = self.0.read().unwrap_or_else(PoisonError::into_inner);
-        changed.get(&community).copied().unwrap_or(0)
+        let Some(held) = changed.get(&community) else {
+            return false;
+        };
+        // The newest change a reader at `upto` can see: every recorded position below
+        // `newest` is at most `before`.
+        let visible = if held.newest <= upto {
+            held.newest
+        } else if held.before <= upto {
+            held.before
+        } else {
+            return true;
+        };
+        visible > after
     }
 }
 
@@ -230,6 +274,8 @@ where
 pub struct BoardCache {
     rows: Mutex<HashMap<Uuid, Arc<CachedRows>>>,
     rendered: Mutex<HashMap<Uuid, Rendered>>,
+    /// Per community, the turn to read and render it.
+    flights: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
     changes: Arc<BoardChanges>,
     whole: AtomicU64,
     patched: AtomicU64,
@@ -290,6 +336,7 @@ impl BoardCache {
         Self {
             rows: Mutex::default(),
             rendered: Mutex::default(),
+            flights: Mutex::default(),
             changes,
             whole: AtomicU64::default(),
             patched: AtomicU64::default(),
@@ -314,16 +361,15 @@ impl BoardCache {
         self.unchanged.load(Ordering::Relaxed)
     }
 
-    /// The rendering for `generation` and `second`, if the community has not changed since it
-    /// was confirmed.
+    /// The rendering for `generation` and `second`, if the community has not changed between
+    /// its confirmation and `position` (written, observed by the reader before this call).
     fn unchanged(
         &self,
         community: Uuid,
         generation: i64,
         second: i64,
+        position: i64,
     ) -> Option<Arc<RenderedBoard>> {
-        // The change is looked up after the rendering: a change recorded in between is then
-        // seen (positions only go up), never one older than the confirmation missed.
         let (confirmed, board) = {
             let rendered = self.rendered.lock().ok()?;
             let held = rendered.get(&community)?;
@@ -332,7 +378,22 @@ impl BoardCache {
             }
             (held.confirmed, Arc::clone(&held.board))
         };
-        (self.changes.last(community) <= confirmed).then_some(board)
+        if self.changes.changed_between(community, confirmed, position) {
+            return None;
+        }
+        self.unchanged.fetch_add(1, Ordering::Relaxed);
+        Some(board)
+    }
+
+    /// The lock a reader holds while it reads and renders `community`'s board.
+    fn flight(&self, community: Uuid) -> Arc<tokio::sync::Mutex<()>> {
+        let Ok(mut flights) = self.flights.lock() else {
+            return Arc::default();
+        };
+        if flights.len() >= CACHED_BOARDS && !flights.contains_key(&community) {
+            flights.clear();
+        }
+        Arc::clone(flights.entry(community).or_default())
     }
 
     /// The rendering from exactly `at`, now confirmed current at `position`.
@@ -361,5 +422,72 @@ impl BoardCache {
             board,
         };
         keep(&self.rendered, community, rendered);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_counts_for_a_reader_only_once_it_can_see_it_and_an_unknown_one_always_does() {
+        let changes = BoardChanges::default();
+        let community = Uuid::from_u128(1);
+        assert!(
+            !changes.changed_between(community, 0, 100),
+            "nothing recorded"
+        );
+
+        changes.record(community, 10);
+        assert!(changes.changed_between(community, 5, 10));
+        assert!(
+            !changes.changed_between(community, 10, 50),
+            "confirmed at or after it"
+        );
+        assert!(
+            !changes.changed_between(community, 5, 9),
+            "not visible to the reader yet"
+        );
+
+        // Applied at 20, not yet written: a reader at 15 still sees the change at 10.
+        changes.record(community, 20);
+        assert!(!changes.changed_between(community, 12, 15));
+        assert!(changes.changed_between(community, 8, 15));
+        assert!(changes.changed_between(community, 12, 20));
+
+        // A third past both: the record no longer says what a reader at 15 can see.
+        changes.record(community, 30);
+        assert!(
+            changes.changed_between(community, 12, 15),
+            "unknown counts as changed"
+        );
+        assert!(
+            changes.changed_between(community, 12, 25),
+            "20 is in (12, 25]"
+        );
+        assert!(
+            !changes.changed_between(community, 20, 25),
+            "nothing in (20, 25]"
+        );
+    }
+
+    #[test]
+    fn positions_recorded_out_of_order_never_hide_a_change() {
+        let changes = BoardChanges::default();
+        let community = Uuid::from_u128(2);
+        // A rebuild's projector records old positions beside the live one's.
+        changes.record(community, 50);
+        changes.record(community, 7);
+        changes.record(community, 40);
+        changes.record(community, 3);
+        assert!(
+            changes.changed_between(community, 39, 45),
+            "40 is in (39, 45]"
+        );
+        assert!(!changes.changed_between(community, 40, 45));
+        assert!(
+            changes.changed_between(community, 6, 8),
+            "7 hides under 40: unknown"
+        );
     }
 }
