@@ -109,6 +109,7 @@ pub async fn board_rendered(
         doc: text,
     };
     if let Some(rendered) = cache.confirmed(community, &at, position) {
+        counted("confirmed");
         return Ok(Some(rendered));
     }
     let doc: CommunityDoc = serde_json::from_str(&at.doc)
@@ -116,7 +117,14 @@ pub async fn board_rendered(
     let board = with_cached_rows(db, community, doc, as_of, cache, generation).await?;
     let rendered = Arc::new(RenderedBoard::render(&board)?);
     cache.keep_rendered(community, at, position, Arc::clone(&rendered));
+    counted("rendered");
     Ok(Some(rendered))
+}
+
+/// Counts a board read by how it was answered (`lianxi_board_reads_total`): from memory, after
+/// reading the community document and finding it the same, or rendered again.
+fn counted(answer: &'static str) {
+    metrics::counter!("lianxi_board_reads_total", "answer" => answer).increment(1);
 }
 
 /// The position of the newest event a board projector applied to each community's document
@@ -382,6 +390,7 @@ impl BoardCache {
             return None;
         }
         self.unchanged.fetch_add(1, Ordering::Relaxed);
+        counted("memory");
         Some(board)
     }
 
