@@ -55,9 +55,16 @@ impl AppState {
         tokens: TokenService,
         runner: projections::runner::Runner,
     ) -> Self {
+        // Boards are served from memory only where the board projector runs in this process
+        // (it records each change); a gateway observing projectors elsewhere confirms each read.
+        let boards = if runner.is_observer() {
+            projections::projectors::board::BoardCache::confirming_each_read()
+        } else {
+            projections::projectors::board::BoardCache::default()
+        };
         Self {
             runner,
-            boards: Arc::default(),
+            boards: Arc::new(boards),
             handler: CommandHandler::new(store.clone()),
             districts: scope::DistrictResolver::new(store.clone()),
             stopping: Arc::new(tokio::sync::watch::channel(false).0),

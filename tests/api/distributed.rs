@@ -14,7 +14,7 @@ use bus::throwaway_nats::ThrowawayNats;
 use domain::testing::generator::Generator;
 use projections::readdb::ReadDb;
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{json, Value};
 use store::postgres::PostgresStore;
 use store::throwaway_postgres::ThrowawayPostgres;
 use store::EventStore;
@@ -117,6 +117,40 @@ async fn gateways_relay_and_projector_processes_build_what_an_embedded_rebuild_b
         .parse()
         .expect("a position");
     assert!(as_of >= position);
+
+    // The same across gateways for a board, read again after each of two new projects (the
+    // second read follows a board the gateway has already rendered).
+    let community = read.json["community_id"]
+        .as_str()
+        .expect("the project's community")
+        .to_owned();
+    for n in 0..2 {
+        let reply = gateways[0]
+            .ok(
+                "ProposeProject",
+                json!({"community_id": community, "title": format!("跨网关项目{n}"),
+                       "theme": "civility"}),
+            )
+            .await;
+        let position = reply["events"][0]["position"].as_i64().expect("a position");
+        let board = gateways[1]
+            .get(
+                &format!("/v1/communities/{community}/board"),
+                &[("X-Min-Position", &position.to_string())],
+            )
+            .await;
+        assert_eq!(board.status, 200, "{}", board.text());
+        let titles: Vec<&str> = board.json["projects"]
+            .as_array()
+            .expect("projects")
+            .iter()
+            .filter_map(|p| p["title"].as_str())
+            .collect();
+        assert!(
+            titles.contains(&format!("跨网关项目{n}").as_str()),
+            "read {n} through the other gateway shows the project: {titles:?}"
+        );
+    }
 
     let head = settled(&gateways[1]).await;
     // What the deployment page tells operators to watch, on each process's /metrics.

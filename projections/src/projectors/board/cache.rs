@@ -284,7 +284,9 @@ pub struct BoardCache {
     rendered: Mutex<HashMap<Uuid, Rendered>>,
     /// Per community, the turn to read and render it.
     flights: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
-    changes: Arc<BoardChanges>,
+    /// The changes the board projectors of this process record; `None` where none run (a
+    /// gateway of the distributed mode), so every read confirms its rendering by the document.
+    changes: Option<Arc<BoardChanges>>,
     whole: AtomicU64,
     patched: AtomicU64,
     unchanged: AtomicU64,
@@ -341,6 +343,17 @@ impl BoardCache {
     /// A cache trusting the changes recorded in `changes` (tests give it and the projector a
     /// record of their own).
     pub fn following(changes: Arc<BoardChanges>) -> Self {
+        Self::with(Some(changes))
+    }
+
+    /// A cache for a process where no board projector runs: documents change behind its back,
+    /// so it serves a rendering only after reading the community document and finding it the
+    /// same.
+    pub fn confirming_each_read() -> Self {
+        Self::with(None)
+    }
+
+    fn with(changes: Option<Arc<BoardChanges>>) -> Self {
         Self {
             rows: Mutex::default(),
             rendered: Mutex::default(),
@@ -386,7 +399,8 @@ impl BoardCache {
             }
             (held.confirmed, Arc::clone(&held.board))
         };
-        if self.changes.changed_between(community, confirmed, position) {
+        let changes = self.changes.as_ref()?;
+        if changes.changed_between(community, confirmed, position) {
             return None;
         }
         self.unchanged.fetch_add(1, Ordering::Relaxed);
