@@ -60,4 +60,8 @@ pub trait Projector: Send + 'static {
     fn collections(&mut self) -> Vec<&mut dyn Store>;
     /// Applies one event to the loaded documents. An `Err` stops the projection on this event.
     fn apply(&mut self, event: &ProjectedEvent) -> Result<(), String>;
+    /// Told that the projector follows on from the written checkpoint `position`, which it may
+    /// not have reached by its own applies (it starts, or another process moved the checkpoint
+    /// past it): a projector that tells readers of its changes must assume everything changed.
+    fn resumed(&mut self, _position: i64) {}
 }

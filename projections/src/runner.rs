@@ -1034,6 +1034,7 @@ impl Runner {
             .generation(name, ns.generation)
             .await?
             .map_or(0, |g| g.position);
+        projector.resumed(position);
         progress.send_replace(Progress {
             generation: ns.generation,
             position,

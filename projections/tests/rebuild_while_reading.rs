@@ -608,7 +608,60 @@ async fn cached_boards_follow_a_random_history_patched_with_the_rows_its_events_
     );
 }
 
+/// A board projector that starts from a checkpoint another process wrote (several servers on
+/// one database race for each batch) never applied the events before it: the boards this
+/// process rendered earlier must not be served as if nothing had changed.
+async fn a_board_projector_resumed_past_events_it_never_applied_leaves_no_board_stale(
+    backend: Backend,
+) {
+    let place = backend.place().await;
+    let (store, db) = open(&place).await;
+    let handler = CommandHandler::new(store.clone());
+    history(&handler, 3).await;
+    // Another process's projector, with a record of its own.
+    let elsewhere = Runner::new(store.clone(), db.clone());
+    let other_record = Arc::new(board::BoardChanges::default());
+    let _elsewhere = elsewhere.spawn(Box::new(BoardProjector::recording_to(other_record)));
+    let head = store.head().await.expect("head");
+    let reached = elsewhere
+        .wait_for(board::NAME, head, WAIT)
+        .await
+        .expect("running");
+    let generation = board_row(&db).await.0;
+    let here = Arc::new(board::BoardChanges::default());
+    let cache = board::BoardCache::following(Arc::clone(&here));
+    let as_of = chrono::Utc::now();
+    let read = |position: i64| {
+        let (db, cache) = (&db, &cache);
+        async move {
+            board::board_rendered(db, COMMUNITY, as_of, cache, generation, position)
+                .await
+                .expect("the board reads")
+                .expect("a board")
+        }
+    };
+    let before = read(reached).await;
+
+    // The community changes, applied and written by the other process alone; then this
+    // process's projector starts from its checkpoint.
+    let moved = activity_on_new_project(&handler, 9).await;
+    elsewhere.wait_for(board::NAME, moved, WAIT).await;
+    let runner = Runner::new(store.clone(), db.clone());
+    let _task = runner.spawn(Box::new(BoardProjector::recording_to(here)));
+    let written = runner
+        .wait_for(board::NAME, moved, WAIT)
+        .await
+        .expect("running");
+    assert!(written >= moved);
+    let after = read(written).await;
+    assert!(!Arc::ptr_eq(&before, &after), "rendered again");
+    let text = String::from_utf8(after.json.to_vec()).expect("UTF-8");
+    assert!(text.contains("项目9"), "{text}");
+    assert_eq!(text, board_json(&db).await);
+}
+
 on_both_backends!(
+    a_board_projector_resumed_past_events_it_never_applied_leaves_no_board_stale,
     changes_a_projectors_version_and_reads_the_board_during_the_rebuild,
     a_rebuild_beside_a_running_runner_takes_over_and_the_runner_follows_it,
     a_new_generation_does_not_take_over_behind_the_one_that_answers,

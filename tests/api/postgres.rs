@@ -410,3 +410,46 @@ async fn a_server_reaches_postgresql_over_tls_when_the_url_requires_it() {
     assert!(all > 0, "the server holds connections");
     assert_eq!(encrypted, all, "every connection of the server uses TLS");
 }
+
+/// Two servers on one database both run the projectors (racing for each batch's checkpoint,
+/// so one often resumes from a checkpoint the other wrote, past events it never applied); a
+/// board read through either after a burst of commands through the other shows every project.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_on_one_database_each_serve_the_boards_the_other_changed() {
+    let url = crate::helpers::fresh_database().await;
+    let a = spawn_app_on_database(&url).await;
+    let b = spawn_app_on_database(&url).await;
+    let world = a.world(1).await;
+    let path = format!("/v1/communities/{}/board", world.community);
+    let mut sent = 0;
+    for round in 0..12 {
+        let writer = if round % 2 == 0 { &a } else { &b };
+        let burst = (0..8).map(|i| {
+            writer.ok(
+                "ProposeProject",
+                json!({"community_id": world.community, "title": format!("项目{round}-{i}"),
+                       "theme": "civility"}),
+            )
+        });
+        let replies = futures::future::join_all(burst).await;
+        sent += replies.len();
+        let position = replies
+            .iter()
+            .filter_map(|r| r["position"].as_i64())
+            .max()
+            .expect("positions")
+            .to_string();
+        for reader in [&b, &a] {
+            let board = reader
+                .get(
+                    &path,
+                    Some(&reader.admin_token),
+                    &[("x-min-position", &position)],
+                )
+                .await;
+            assert_eq!(board.status, 200, "{}", board.text());
+            let projects = board.json["projects"].as_array().expect("projects");
+            assert_eq!(projects.len(), sent, "after round {round}");
+        }
+    }
+}

@@ -309,6 +309,10 @@ impl Projector for BoardProjector {
         ]
     }
 
+    fn resumed(&mut self, position: i64) {
+        self.changes.record_all(position);
+    }
+
     fn apply(&mut self, event: &ProjectedEvent) -> Result<(), String> {
         use Event::*;
         let at = event.business_time();

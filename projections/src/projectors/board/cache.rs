@@ -138,15 +138,56 @@ fn counted(answer: &'static str) {
 /// only the generation its own runner follows (a takeover from elsewhere changes that within a
 /// poll of the runner's).
 #[derive(Debug, Default)]
-pub struct BoardChanges(RwLock<HashMap<Uuid, Changed>>);
+pub struct BoardChanges(RwLock<Recorded>);
 
-/// A community's two newest change positions, so that a reader that has not yet seen the
-/// newest (applied, not yet written) can still tell whether anything changed before it.
+#[derive(Debug, Default)]
+struct Recorded {
+    communities: HashMap<Uuid, Changed>,
+    /// Positions at which every community must be taken as changed: a projector resumed from a
+    /// checkpoint it may not have applied itself (another process's writes).
+    all: Option<Changed>,
+}
+
+/// Two newest change positions, so that a reader that has not yet seen the newest (applied,
+/// not yet written) can still tell whether anything changed before it.
 #[derive(Debug, Clone, Copy)]
 struct Changed {
     newest: i64,
     /// The newest of the positions recorded below `newest` (0: none).
     before: i64,
+}
+
+impl Changed {
+    fn at(position: i64) -> Self {
+        Self {
+            newest: position,
+            before: 0,
+        }
+    }
+
+    fn note(&mut self, position: i64) {
+        if position > self.newest {
+            self.before = self.newest;
+            self.newest = position;
+        } else if position < self.newest {
+            self.before = self.before.max(position);
+        }
+    }
+
+    /// Whether a position in `(after, upto]` was noted; `true` when this cannot tell (both
+    /// positions are past `upto`).
+    fn between(&self, after: i64, upto: i64) -> bool {
+        // The newest change a reader at `upto` can see: every position noted below `newest`
+        // is at most `before`.
+        let visible = if self.newest <= upto {
+            self.newest
+        } else if self.before <= upto {
+            self.before
+        } else {
+            return true;
+        };
+        visible > after
+    }
 }
 
 impl BoardChanges {
@@ -160,36 +201,30 @@ impl BoardChanges {
     /// it is applied, so before it is written and long before a reader can have observed a
     /// written position past it.
     pub(super) fn record(&self, community: Uuid, position: i64) {
-        let mut changed = self.0.write().unwrap_or_else(PoisonError::into_inner);
-        let held = changed.entry(community).or_insert(Changed {
-            newest: position,
-            before: 0,
-        });
-        if position > held.newest {
-            held.before = held.newest;
-            held.newest = position;
-        } else if position < held.newest {
-            held.before = held.before.max(position);
+        let mut recorded = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        recorded
+            .communities
+            .entry(community)
+            .and_modify(|held| held.note(position))
+            .or_insert(Changed::at(position));
+    }
+
+    /// Records that every community may have changed up to `position` (a projector resumed
+    /// there).
+    pub(super) fn record_all(&self, position: i64) {
+        let mut recorded = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        match &mut recorded.all {
+            Some(all) => all.note(position),
+            None => recorded.all = Some(Changed::at(position)),
         }
     }
 
     /// Whether a change of `community` was recorded at a position in `(after, upto]`; `true`
-    /// when the record cannot tell (both of its positions are past `upto`).
+    /// when the record cannot tell.
     fn changed_between(&self, community: Uuid, after: i64, upto: i64) -> bool {
-        let changed = self.0.read().unwrap_or_else(PoisonError::into_inner);
-        let Some(held) = changed.get(&community) else {
-            return false;
-        };
-        // The newest change a reader at `upto` can see: every recorded position below
-        // `newest` is at most `before`.
-        let visible = if held.newest <= upto {
-            held.newest
-        } else if held.before <= upto {
-            held.before
-        } else {
-            return true;
-        };
-        visible > after
+        let recorded = self.0.read().unwrap_or_else(PoisonError::into_inner);
+        let changed = |held: Option<&Changed>| held.is_some_and(|h| h.between(after, upto));
+        changed(recorded.all.as_ref()) || changed(recorded.communities.get(&community))
     }
 }
 
@@ -512,5 +547,23 @@ mod tests {
             changes.changed_between(community, 6, 8),
             "7 hides under 40: unknown"
         );
+    }
+
+    #[test]
+    fn a_projector_resumed_from_a_checkpoint_changes_every_community_up_to_it() {
+        let changes = BoardChanges::default();
+        let (one, other) = (Uuid::from_u128(3), Uuid::from_u128(4));
+        changes.record(one, 10);
+        changes.record_all(40);
+        for community in [one, other] {
+            assert!(changes.changed_between(community, 20, 40), "{community}");
+            assert!(!changes.changed_between(community, 40, 60), "{community}");
+        }
+        assert!(changes.changed_between(one, 5, 39), "its own change at 10");
+        assert!(
+            !changes.changed_between(other, 5, 39),
+            "nothing visible before 40"
+        );
+        assert!(!changes.changed_between(one, 20, 39));
     }
 }
