@@ -90,10 +90,14 @@ pub async fn board_rendered(
     if let Some(rendered) = cache.unchanged(community, generation, second, position) {
         return Ok(Some(rendered));
     }
-    // One reader of a community at a time asks the database; the others wait for its answer
-    // rather than read and render the same board beside it.
-    let flight = cache.flight(community);
-    let _turn = flight.lock().await;
+    // Where changes are recorded, one reader of a community at a time asks the database; the
+    // others wait for its answer rather than read and render the same board beside it. (A
+    // cache confirming each read would only queue its readers.)
+    let flight = cache.changes.is_some().then(|| cache.flight(community));
+    let _turn = match &flight {
+        Some(flight) => Some(flight.lock().await),
+        None => None,
+    };
     if let Some(rendered) = cache.unchanged(community, generation, second, position) {
         return Ok(Some(rendered));
     }
@@ -134,9 +138,11 @@ fn counted(answer: &'static str) {
 /// Servers share one per process ([`BoardChanges::process`]) because boards are built by
 /// several projector instances (the live one, a rebuild's) and a change missed here would serve
 /// a stale board, whereas an extra one only costs a read of the document: positions only ever
-/// go up. Documents written by another process are not seen, so a server serves from memory
-/// only the generation its own runner follows (a takeover from elsewhere changes that within a
-/// poll of the runner's).
+/// go up. Changes applied by another process are not seen: a projector that resumes from a
+/// checkpoint marks every community changed up to it ([`crate::Projector::resumed`]), a server
+/// serves from memory only the generation its own runner follows (a takeover from elsewhere
+/// changes that within a poll of the runner's), and where no board projector runs (a gateway)
+/// the cache confirms every read ([`BoardCache::confirming_each_read`]).
 #[derive(Debug, Default)]
 pub struct BoardChanges(RwLock<Recorded>);
 
