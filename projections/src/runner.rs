@@ -451,10 +451,15 @@ async fn write_lanes(
         ("apply_write", committing - locked),
         ("commit", done - committing),
     ] {
-        metrics::histogram!("lianxi_projection_batch_seconds", "phase" => phase)
-            .record(seconds.as_secs_f64());
+        record_phase(phase, seconds);
     }
     Ok(())
+}
+
+/// Records one phase of the projectors' work in `lianxi_projection_batch_seconds`.
+fn record_phase(phase: &'static str, took: Duration) {
+    metrics::histogram!("lianxi_projection_batch_seconds", "phase" => phase)
+        .record(took.as_secs_f64());
 }
 
 /// What [`catch_up_lanes`] tells its caller after each batch.
@@ -575,8 +580,19 @@ async fn catch_up_lanes_from(
                 poison: None,
                 full: false,
             },
-            _ => read_page(source, from, limit).await?,
+            _ => {
+                let reading = Instant::now();
+                let page = read_page(source, from, limit).await?;
+                record_phase("read", reading.elapsed());
+                page
+            }
         };
+        // For the lag's owners: how old a live page's oldest event is when it has been read,
+        // the part of the lag before its batch begins.
+        if let (false, Some(first)) = (page.full, page.events.first()) {
+            let waited = (chrono::Utc::now() - first.recorded_at).to_std();
+            record_phase("waited", waited.unwrap_or_default());
+        }
         let Some(end) = page.end() else {
             // The end (or an undecodable event): write what is still held, then stop there.
             write_held(db, lanes).await?;
