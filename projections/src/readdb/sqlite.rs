@@ -63,17 +63,23 @@ async fn migrate(conn: &mut SqliteConnection) -> Result<(), ProjectionError> {
 /// The shortest time between two checkpoints of the read-model file.
 const CHECKPOINT_PAUSE: Duration = Duration::from_millis(200);
 
-/// The WAL size (in 4 KiB pages, 32 MiB) past which the checkpointer makes the WAL start
-/// again from its beginning (`RESTART`). SQLite does that only when a write begins after a
-/// checkpoint that copied everything, and projectors committing every few milliseconds never
-/// leave a `PASSIVE` checkpoint that moment: with `PASSIVE` alone the WAL grew by 65 MB/s at
-/// 1,000 commands/s, and to 12 GB over a million-event rebuild. `RESTART` waits for the
-/// writer's transaction to end and holds the next one back while it copies what the last
-/// `PASSIVE` round left: a short wait, off the path of any read.
-const RESTART_FRAMES: i64 = 8_192;
+/// The WAL size (in 4 KiB pages, 256 MiB) past which the checkpointer makes the WAL start
+/// again from its beginning (`RESTART`): a backstop. SQLite starts it again only when a write
+/// begins after a checkpoint that copied everything, and projectors committing every few
+/// milliseconds never leave a `PASSIVE` checkpoint that moment (the WAL grew to 12 GB over a
+/// million-event rebuild with nothing else). `RESTART` waits for the writer's transaction to end
+/// and holds the next one back while it copies what the last `PASSIVE` round left: at 32 MiB it
+/// ran twice a second at 1,000 commands/s, and its waits (25–100 ms) were most of the
+/// projection lag's p99 (84 ms). What starts the WAL again under load is now the projectors'
+/// own commit past [`AUTOCHECKPOINT_PAGES`], about once a second (lag p99 61 ms, BENCHMARKS.md).
+const RESTART_FRAMES: i64 = 65_536;
 
-/// A backstop: past this WAL size (in pages, 64 MiB) a commit checkpoints by itself after
-/// all, as SQLite does by default at 1,000 pages.
+/// Past this WAL size (in pages, 64 MiB) a projectors' commit checkpoints by itself, as SQLite
+/// does by default at 1,000 pages. Run by the only writer right after its commit, such a
+/// checkpoint copies every frame and the next transaction starts the WAL again; the background
+/// `PASSIVE` rounds have copied most of it already. A larger value (512 MiB) left the WAL to
+/// grow to the `RESTART`, and the lag's p99 tripled: every lookup of a page searches the WAL's
+/// index, which grows with it.
 const AUTOCHECKPOINT_PAGES: &str = "16384";
 
 /// Copies the read models' write-ahead log back into their file off the commit path.
@@ -84,7 +90,7 @@ const AUTOCHECKPOINT_PAGES: &str = "16384";
 /// So the file's connections leave automatic checkpoints to WALs past
 /// [`AUTOCHECKPOINT_PAGES`], and a task checkpoints from a connection of its own every
 /// [`CHECKPOINT_PAUSE`]: `PASSIVE` (never blocking a writer or a reader), or `RESTART` once the
-/// WAL is past [`RESTART_FRAMES`]. It stops when the last handle on the database is dropped.
+/// WAL is past [`RESTART_FRAMES`] (a backstop). It stops when the last handle on the database is dropped.
 #[derive(Debug)]
 pub(super) struct Checkpointer {
     _stop: watch::Sender<()>,
