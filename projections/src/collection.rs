@@ -259,6 +259,8 @@ impl<T, K: Key> Collection<T, K> {
         }
         match self.map.get_mut(&key) {
             Some(old) => {
+                // The writes never change a stored document's parent ([`Documents::write`]).
+                debug_assert_eq!(old.parent, parent, "a document's parent changed");
                 if !old.dirty {
                     self.dirty.push(key);
                 }
@@ -514,6 +516,8 @@ where
     ) -> Result<(), ProjectionError> {
         // In key order, so the upserts walk the table's B-tree forwards, chunk after chunk.
         self.dirty.sort_unstable();
+        let mut bytes = 0u64;
+        let mut written = 0u64;
         for key in &self.dirty {
             if documents.rows.len() >= FLUSH_ROWS {
                 documents.write_held(conn).await?;
@@ -531,6 +535,8 @@ where
                 self.weighed += 1;
             }
             entry.weight = weight;
+            bytes += doc.len() as u64;
+            written += 1;
             documents.rows.push(DocumentRow {
                 projection: ns.projection,
                 generation: ns.generation,
@@ -540,6 +546,12 @@ where
                 doc,
             });
         }
+        // What each kind of document costs the read models' storage: a hot document rewritten
+        // whole by every batch shows here first.
+        let labels = [("projection", ns.projection), ("kind", self.kind)];
+        metrics::counter!("lianxi_projection_documents_written_total", &labels).increment(written);
+        metrics::counter!("lianxi_projection_document_bytes_written_total", &labels)
+            .increment(bytes);
         Ok(())
     }
 
@@ -608,7 +620,8 @@ pub struct Documents {
 
 impl Documents {
     /// Writes every document added, in primary-key order, so the upserts walk the table's
-    /// B-tree forwards, each page once, instead of in the caches' hash order all over it.
+    /// B-tree forwards, each page once, instead of in the caches' hash order all over it. An
+    /// existing document gets its new text; its parent stays the one it was created with.
     pub async fn write(mut self, conn: &mut Conn<'_>) -> Result<(), ProjectionError> {
         self.write_held(conn).await
     }
@@ -645,7 +658,7 @@ impl Documents {
                  SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], \
                                       $5::text[], $6::text[]) \
                  ON CONFLICT (projection, generation, kind, key) \
-                 DO UPDATE SET parent = excluded.parent, doc = excluded.doc",
+                 DO UPDATE SET doc = excluded.doc",
             )
             .bind(&projections)
             .bind(&generations)
@@ -671,9 +684,13 @@ impl Documents {
                         .push_bind(parent.as_deref())
                         .push_bind(document.doc.as_str());
                 });
+                // A document's parent is fixed when it is created (a project's community, a
+                // quarter's district), so an update leaves it alone: naming it here made SQLite
+                // rewrite the document's entry in the parent index with every update, twice the
+                // pages a batch writes to the WAL.
                 query.push(
                     " ON CONFLICT (projection, generation, kind, key) \
-                     DO UPDATE SET parent = excluded.parent, doc = excluded.doc",
+                     DO UPDATE SET doc = excluded.doc",
                 );
                 query.build().execute(&mut *conn).await?;
             });

@@ -23,7 +23,17 @@ async fn health_and_readiness_answer_200_without_a_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_requests_and_commands_by_name() {
     let app = spawn_app().await;
-    app.world(1).await;
+    let world = app.world(1).await;
+    // Once the board shows the whole world, its documents have been written.
+    let head = app.head().await.to_string();
+    let board = app
+        .get(
+            &format!("/v1/communities/{}/board", world.community),
+            Some(&app.admin_token),
+            &[("x-min-position", &head)],
+        )
+        .await;
+    assert_eq!(board.status, StatusCode::OK, "{}", board.text());
     let reply = app.get("/metrics", None, &[]).await;
     assert_eq!(reply.status, StatusCode::OK);
     assert!(
@@ -52,6 +62,25 @@ async fn metrics_count_requests_and_commands_by_name() {
             "lianxi_commands_total has a {name} series: {command_lines:#?}"
         );
     }
+    // What the read models wrote, by projection and kind: the board's community document
+    // (written once per batch that changed it) has at least its name and ids in it.
+    let written = |metric: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{metric}{{")))
+            .filter(|l| l.contains("projection=\"board\"") && l.contains("kind=\"community\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let documents = written("lianxi_projection_documents_written_total");
+    let bytes = written("lianxi_projection_document_bytes_written_total");
+    assert!(
+        documents >= 1.0,
+        "board community documents written: {text}"
+    );
+    assert!(
+        bytes >= documents * 100.0,
+        "{bytes} bytes for {documents} community documents"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
