@@ -547,11 +547,15 @@ where
             });
         }
         // What each kind of document costs the read models' storage: a hot document rewritten
-        // whole by every batch shows here first.
-        let labels = [("projection", ns.projection), ("kind", self.kind)];
-        metrics::counter!("lianxi_projection_documents_written_total", &labels).increment(written);
-        metrics::counter!("lianxi_projection_document_bytes_written_total", &labels)
-            .increment(bytes);
+        // whole by every batch shows here first. (Most kinds write nothing in a live batch, and
+        // a labelled counter is a registry lookup: those are skipped.)
+        if written > 0 {
+            let labels = [("projection", ns.projection), ("kind", self.kind)];
+            metrics::counter!("lianxi_projection_documents_written_total", &labels)
+                .increment(written);
+            metrics::counter!("lianxi_projection_document_bytes_written_total", &labels)
+                .increment(bytes);
+        }
         Ok(())
     }
 
