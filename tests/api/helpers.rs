@@ -387,6 +387,17 @@ impl TestApp {
         Reply::read(request.send().await.expect("the server answers")).await
     }
 
+    /// `community`'s board as the admin, once the board projection has written `min_position`
+    /// (`X-Min-Position`, passed as given so that tests can send a malformed one too).
+    pub async fn board_at(&self, community: Uuid, min_position: &str) -> Reply {
+        self.get(
+            &format!("/v1/communities/{community}/board"),
+            Some(&self.admin_token),
+            &[("x-min-position", min_position)],
+        )
+        .await
+    }
+
     /// `GET /v1/streams/{stream}/events` as the admin.
     pub async fn stream(&self, stream: &str) -> (StatusCode, Value) {
         let reply = self

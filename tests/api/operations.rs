@@ -25,13 +25,8 @@ async fn metrics_count_requests_and_commands_by_name() {
     let app = spawn_app().await;
     let world = app.world(1).await;
     // Once the board shows the whole world, its documents have been written.
-    let head = app.head().await.to_string();
     let board = app
-        .get(
-            &format!("/v1/communities/{}/board", world.community),
-            Some(&app.admin_token),
-            &[("x-min-position", &head)],
-        )
+        .board_at(world.community, &app.head().await.to_string())
         .await;
     assert_eq!(board.status, StatusCode::OK, "{}", board.text());
     let reply = app.get("/metrics", None, &[]).await;

@@ -267,11 +267,7 @@ async fn a_server_keeps_to_the_connections_it_is_given() {
     // up, so that none of the reads below can come before the community is on the board.)
     let board_path = format!("/v1/communities/{}/board", world.community);
     let first = app
-        .get(
-            &board_path,
-            Some(&app.admin_token),
-            &[("x-min-position", &app.head().await.to_string())],
-        )
+        .board_at(world.community, &app.head().await.to_string())
         .await;
     assert_eq!(first.status, StatusCode::OK, "{}", first.text());
     let reads = (0..24).map(|n| {
@@ -288,11 +284,7 @@ async fn a_server_keeps_to_the_connections_it_is_given() {
     });
     futures::future::join_all(reads).await;
     let board = app
-        .get(
-            &format!("/v1/communities/{}/board", world.community),
-            Some(&app.admin_token),
-            &[("x-min-position", &app.head().await.to_string())],
-        )
+        .board_at(world.community, &app.head().await.to_string())
         .await;
     assert_eq!(board.status, StatusCode::OK, "{}", board.text());
     // 2 for the log (one listening), 1 for the writer, 1 for the read models; this test's own
@@ -420,7 +412,6 @@ async fn two_servers_on_one_database_each_serve_the_boards_the_other_changed() {
     let a = spawn_app_on_database(&url).await;
     let b = spawn_app_on_database(&url).await;
     let world = a.world(1).await;
-    let path = format!("/v1/communities/{}/board", world.community);
     let mut sent = 0;
     for round in 0..12 {
         let writer = if round % 2 == 0 { &a } else { &b };
@@ -440,13 +431,7 @@ async fn two_servers_on_one_database_each_serve_the_boards_the_other_changed() {
             .expect("positions")
             .to_string();
         for reader in [&b, &a] {
-            let board = reader
-                .get(
-                    &path,
-                    Some(&reader.admin_token),
-                    &[("x-min-position", &position)],
-                )
-                .await;
+            let board = reader.board_at(world.community, &position).await;
             assert_eq!(board.status, 200, "{}", board.text());
             let projects = board.json["projects"].as_array().expect("projects");
             assert_eq!(projects.len(), sent, "after round {round}");

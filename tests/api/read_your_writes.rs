@@ -9,7 +9,6 @@ use crate::helpers::spawn_app;
 async fn a_read_with_x_min_position_sees_the_command_just_sent_a_thousand_times_in_a_row() {
     let app = spawn_app().await;
     let world = app.world(1).await;
-    let board_path = format!("/v1/communities/{}/board", world.community);
     for n in 1..=1_000 {
         let response = app
             .ok(
@@ -24,14 +23,7 @@ async fn a_read_with_x_min_position_sees_the_command_just_sent_a_thousand_times_
             .and_then(|s| s.strip_prefix("project-"))
             .expect("a project stream")
             .to_owned();
-        let min = position.to_string();
-        let board = app
-            .get(
-                &board_path,
-                Some(&app.admin_token),
-                &[("x-min-position", &min)],
-            )
-            .await;
+        let board = app.board_at(world.community, &position.to_string()).await;
         assert_eq!(board.status, 200, "{}", board.text());
         let reached: i64 = board
             .header("x-projection-position")
@@ -57,23 +49,11 @@ async fn a_position_beyond_the_log_is_a_503_with_retry_after_once_the_wait_is_ov
     let head = app.head().await;
     let beyond = (head + 1_000).to_string();
     let started = std::time::Instant::now();
-    let reply = app
-        .get(
-            &format!("/v1/communities/{}/board", world.community),
-            Some(&app.admin_token),
-            &[("x-min-position", &beyond)],
-        )
-        .await;
+    let reply = app.board_at(world.community, &beyond).await;
     reply.assert_problem(503, "projection_behind");
     assert!(reply.header("retry-after").is_some());
     assert!(started.elapsed() >= std::time::Duration::from_secs(5));
-    let bad = app
-        .get(
-            &format!("/v1/communities/{}/board", world.community),
-            Some(&app.admin_token),
-            &[("x-min-position", "soon")],
-        )
-        .await;
+    let bad = app.board_at(world.community, "soon").await;
     bad.assert_problem(400, "invalid_header");
 }
 
