@@ -436,6 +436,54 @@ impl Api {
         Err(format!("{} GET {code}", status.as_u16()))
     }
 
+    /// `GET path` as a client accepting gzip: the body's length as sent, or an error when it
+    /// did not come compressed.
+    pub(crate) async fn get_gzip(&self, path: &str) -> std::result::Result<usize, String> {
+        let (compressed, bytes) = self.get_encoded(path, true).await?;
+        if compressed {
+            Ok(bytes.len())
+        } else {
+            Err("200 GET not gzip-compressed".to_owned())
+        }
+    }
+
+    /// `GET path`, accepting gzip or not: whether the answer came gzip-compressed, and its
+    /// body as sent.
+    pub(crate) async fn get_encoded(
+        &self,
+        path: &str,
+        gzip: bool,
+    ) -> std::result::Result<(bool, bytes::Bytes), String> {
+        let mut request = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .header(reqwest::header::AUTHORIZATION, &self.bearer);
+        if gzip {
+            request = request.header(reqwest::header::ACCEPT_ENCODING, "gzip");
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|error| format!("transport: {}", transport_kind(&error)))?;
+        let status = response.status();
+        let compressed = response
+            .headers()
+            .get(reqwest::header::CONTENT_ENCODING)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|error| format!("transport: {}", transport_kind(&error)))?;
+        if status.is_success() {
+            return Ok((compressed, bytes));
+        }
+        let code = serde_json::from_slice::<Value>(&bytes)
+            .ok()
+            .and_then(|problem| problem.get("code")?.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        Err(format!("{} GET {code}", status.as_u16()))
+    }
+
     /// `GET path` with `If-None-Match: etag` when given, as a client with an HTTP cache polls.
     /// Returns the answer's `ETag` and whether it was 304 (no body).
     pub(crate) async fn get_unless(

@@ -1,5 +1,8 @@
 //! A closed-loop load generator: N tasks, each sending its next operation as soon as the
-//! previous one answered, for a fixed measurement window after an unmeasured warm-up.
+//! previous one answered, for a fixed measurement window after an unmeasured warm-up. Paced, each
+//! task instead sends at the slots of a fixed schedule (still one operation in flight at most,
+//! as a client with one connection); an operation that had to wait for the one before it is
+//! charged the wait, its latency counted from its slot.
 //!
 //! Only operations that both started and finished inside the window count, so the throughput is
 //! `completed in window / window length` with no partial-operation bias at either edge.
@@ -96,6 +99,13 @@ struct Samples {
     total_ok: u64,
 }
 
+/// A paced worker's schedule: its n-th operation is due `offset + n·interval` after the start.
+#[derive(Debug, Clone, Copy)]
+struct Pace {
+    interval: Duration,
+    offset: Duration,
+}
+
 /// A running closed loop.
 pub struct ClosedLoop {
     shared: Arc<Shared>,
@@ -106,14 +116,29 @@ pub struct ClosedLoop {
 impl ClosedLoop {
     /// Starts one task per operation; they run until [`ClosedLoop::close_window`].
     pub fn spawn<O: Op>(ops: Vec<O>) -> Self {
+        Self::start(ops, None)
+    }
+
+    /// As [`ClosedLoop::spawn`], but the tasks together send `rate` operations a second, each
+    /// at the slots of its own schedule (staggered so that the slots of all are evenly spaced).
+    pub fn spawn_paced<O: Op>(ops: Vec<O>, rate: f64) -> Self {
+        Self::start(ops, Some(rate))
+    }
+
+    fn start<O: Op>(ops: Vec<O>, rate: Option<f64>) -> Self {
         let shared = Arc::new(Shared {
             base: Instant::now(),
             window_start: AtomicU64::new(u64::MAX),
             stop: AtomicBool::new(false),
         });
+        let tasks = ops.len().max(1) as f64;
         let mut workers = JoinSet::new();
-        for op in ops {
-            workers.spawn(worker(op, Arc::clone(&shared)));
+        for (index, op) in ops.into_iter().enumerate() {
+            let pace = rate.filter(|r| *r > 0.0).map(|rate| Pace {
+                interval: Duration::from_secs_f64(tasks / rate),
+                offset: Duration::from_secs_f64(index as f64 / rate),
+            });
+            workers.spawn(worker(op, Arc::clone(&shared), pace));
         }
         ClosedLoop {
             shared,
@@ -184,10 +209,30 @@ impl Drop for ClosedLoop {
     }
 }
 
-async fn worker<O: Op>(mut op: O, shared: Arc<Shared>) -> Samples {
+async fn worker<O: Op>(mut op: O, shared: Arc<Shared>, pace: Option<Pace>) -> Samples {
     let mut samples = Samples::default();
+    let mut slot = pace.map(|pace| pace.offset);
     while !shared.stop.load(Ordering::Relaxed) {
-        let started = shared.now();
+        let started = match (pace, slot.as_mut()) {
+            (Some(pace), Some(slot)) => {
+                let due = u64::try_from(slot.as_nanos()).unwrap_or(u64::MAX);
+                *slot += pace.interval;
+                if shared.now() >= due {
+                    // Behind: the wait for the operation before is charged to this one.
+                    due
+                } else {
+                    // Early: the timer wakes up to a millisecond late, which is not the
+                    // server's time, so the latency counts from the wake-up.
+                    tokio::time::sleep_until((shared.base + Duration::from_nanos(due)).into())
+                        .await;
+                    if shared.stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    shared.now()
+                }
+            }
+            _ => shared.now(),
+        };
         let outcome = op.run().await;
         let finished = shared.now();
         let measured = started >= shared.window_start.load(Ordering::Relaxed);
@@ -195,7 +240,7 @@ async fn worker<O: Op>(mut op: O, shared: Arc<Shared>) -> Samples {
             Ok(()) => {
                 samples.total_ok += 1;
                 if measured {
-                    let micros = (finished - started) / 1_000;
+                    let micros = finished.saturating_sub(started) / 1_000;
                     samples
                         .ok
                         .push((finished, u32::try_from(micros).unwrap_or(u32::MAX)));
@@ -216,14 +261,40 @@ async fn worker<O: Op>(mut op: O, shared: Arc<Shared>) -> Samples {
 pub async fn measure<O, P, F, Fut>(
     ops: Vec<O>,
     window: Window,
-    mut probe: F,
+    probe: F,
 ) -> Result<(LoadResult, P, P)>
 where
     O: Op,
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<P>>,
 {
-    let mut load = ClosedLoop::spawn(ops);
+    run_window(ClosedLoop::spawn(ops), window, probe).await
+}
+
+/// [`measure`] with the workers paced to `rate` operations a second in all.
+pub async fn measure_paced<O, P, F, Fut>(
+    ops: Vec<O>,
+    rate: f64,
+    window: Window,
+    probe: F,
+) -> Result<(LoadResult, P, P)>
+where
+    O: Op,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<P>>,
+{
+    run_window(ClosedLoop::spawn_paced(ops, rate), window, probe).await
+}
+
+async fn run_window<P, F, Fut>(
+    mut load: ClosedLoop,
+    window: Window,
+    mut probe: F,
+) -> Result<(LoadResult, P, P)>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<P>>,
+{
     tokio::time::sleep(window.warmup).await;
     let before = probe().await?;
     load.open_window();
@@ -284,6 +355,43 @@ mod tests {
         assert!(result.latency_ms(0.5) >= 2.0);
         let seconds = result.elapsed.as_secs_f64();
         assert!((0.15..1.0).contains(&seconds), "{seconds}");
+    }
+
+    /// An operation of a fixed length that never fails.
+    struct Takes(Duration);
+
+    impl Op for Takes {
+        async fn run(&mut self) -> std::result::Result<(), String> {
+            tokio::time::sleep(self.0).await;
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn paced_workers_send_at_the_rate_and_are_charged_for_falling_behind() {
+        let window = Window {
+            warmup: Duration::from_millis(100),
+            measure: Duration::from_millis(500),
+        };
+        // 4 workers at 200 operations a second in all: one every 20 ms each, 1 ms long.
+        let quick = (0..4).map(|_| Takes(Duration::from_millis(1))).collect();
+        let (result, (), ()) = measure_paced(quick, 200.0, window, || async { Ok(()) })
+            .await
+            .expect("measure");
+        assert!((80..=105).contains(&result.ok), "{} in 0.5 s", result.ok);
+        assert!(result.latency_ms(0.5) < 10.0, "{}", result.latency_ms(0.5));
+
+        // Due every 10 ms but 20 ms long: each falls further behind its slots, and the
+        // latency counts from the slot.
+        let slow = (0..2).map(|_| Takes(Duration::from_millis(20))).collect();
+        let (result, (), ()) = measure_paced(slow, 200.0, window, || async { Ok(()) })
+            .await
+            .expect("measure");
+        assert!(
+            result.latency_ms(0.99) > 60.0,
+            "waits charged: p99 {} ms",
+            result.latency_ms(0.99)
+        );
     }
 
     #[test]

@@ -501,12 +501,17 @@ async fn a_rendered_board_is_served_again_until_its_community_its_generation_or_
         "within the same second"
     );
 
-    // Another second or another generation renders again (to the same board here).
+    // Another second or another generation renders again; to the same bytes here, so the
+    // rendering kept (with its gzip, made once) is the one before.
+    let gzip = first.gzip().expect("compressed").clone();
+    let from_memory = cache.unchanged_reads();
     let next_second = rendered(generation, as_of + chrono::Duration::seconds(1)).await;
-    assert!(!Arc::ptr_eq(&first, &next_second));
-    assert_eq!(text(&next_second), text(&first));
+    assert_eq!(cache.unchanged_reads(), from_memory, "rendered again");
+    assert!(Arc::ptr_eq(&first, &next_second), "the same bytes: kept");
     let other = rendered(generation + 1, as_of).await;
-    assert!(!Arc::ptr_eq(&first, &other));
+    assert_eq!(cache.unchanged_reads(), from_memory, "rendered again");
+    assert!(Arc::ptr_eq(&first, &other), "the same bytes: kept");
+    assert_eq!(other.gzip().map(|g| g.as_ptr()), Some(gzip.as_ptr()));
 
     // An event of the community: the next read shows it.
     let reached = activity_on_new_project(&handler, 9).await;
@@ -515,6 +520,80 @@ async fn a_rendered_board_is_served_again_until_its_community_its_generation_or_
     assert!(text(&after).contains("项目9"), "{}", text(&after));
     assert_eq!(text(&after), board_json(&db).await);
     assert_eq!(after.district_id, first.district_id);
+}
+
+/// A board read as of now while its community's change is being rendered: the rendering before
+/// answers at once, as of the position it was current at, and the new one (made in the
+/// background) answers once made; a reader asking for the new position gets the new board.
+async fn a_changed_board_is_answered_by_the_rendering_before_while_the_new_one_is_made(
+    backend: Backend,
+) {
+    let LiveBoard {
+        _place,
+        store,
+        db,
+        handler,
+        runner,
+        _task,
+        as_of: _,
+    } = live_board(backend).await;
+    let cache = Arc::new(board::BoardCache::default());
+    let head = store.head().await.expect("head");
+    runner.wait_for(board::NAME, head, WAIT).await;
+    let generation = board_row(&db).await.0;
+    let served = |min_position: i64| {
+        let (db, cache, runner) = (&db, &cache, &runner);
+        async move {
+            let written = runner
+                .wait_for(board::NAME, min_position, WAIT)
+                .await
+                .expect("running");
+            board::board_served(db, COMMUNITY, cache, generation, written, min_position)
+                .await
+                .expect("the board reads")
+                .expect("a board")
+        }
+    };
+    let text =
+        |board: &board::RenderedBoard| String::from_utf8(board.json.to_vec()).expect("UTF-8");
+
+    let (first, first_at) = served(0).await;
+    assert!(first_at >= head, "{first_at} < {head}");
+    assert!(!text(&first).contains("项目9"));
+
+    let reached = activity_on_new_project(&handler, 9).await;
+    runner.wait_for(board::NAME, reached, WAIT).await;
+    // Unless a second has passed since the first read (then it renders at once), the answer
+    // is the rendering before, as of where it was current, and not the position reached.
+    let (previous, previous_at) = served(0).await;
+    if Arc::ptr_eq(&previous, &first) {
+        assert!(previous_at >= first_at && previous_at < reached);
+    } else {
+        assert!(text(&previous).contains("项目9"));
+        assert!(previous_at >= reached);
+    }
+    // The new rendering comes from the background.
+    let started = std::time::Instant::now();
+    let (fresh, fresh_at) = loop {
+        let (board, at) = served(0).await;
+        if text(&board).contains("项目9") {
+            break (board, at);
+        }
+        assert!(
+            started.elapsed() < WAIT,
+            "the new rendering never came: still as of {at}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    };
+    assert!(fresh_at >= reached, "{fresh_at} < {reached}");
+
+    // A reader asking for the new position is never answered with the board before it.
+    let _ = activity_on_new_project(&handler, 10).await;
+    let newest = store.head().await.expect("head");
+    let (wanted, wanted_at) = served(newest).await;
+    assert!(wanted_at >= newest);
+    assert!(text(&wanted).contains("项目10"), "{}", text(&wanted));
+    assert!(!Arc::ptr_eq(&wanted, &fresh));
 }
 
 /// Boards read through the cache while a random history goes on, a few commands at a time,
@@ -667,5 +746,6 @@ on_both_backends!(
     a_new_generation_does_not_take_over_behind_the_one_that_answers,
     a_cached_board_is_the_board_until_its_community_changes_and_then_the_new_one,
     a_rendered_board_is_served_again_until_its_community_its_generation_or_the_second_changes,
+    a_changed_board_is_answered_by_the_rendering_before_while_the_new_one_is_made,
     cached_boards_follow_a_random_history_patched_with_the_rows_its_events_changed,
 );

@@ -126,3 +126,90 @@ async fn a_board_polled_with_its_etag_is_not_modified_until_a_command_changes_it
     assert_ne!(changed.header("etag"), Some(etag.as_str()));
     assert_eq!(changed.json["projects"][0]["title"], "新项目");
 }
+
+/// A client that accepts gzip gets the board compressed: the same JSON once inflated, marked
+/// `Content-Encoding: gzip`, under an entity tag of its own, and 304 for that tag alone. A
+/// client that does not, or refuses gzip, gets the JSON as it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_accepting_gzip_gets_the_same_board_compressed_under_its_own_tag() {
+    use std::io::Read as _;
+
+    let app = spawn_app().await;
+    let world = app.world(1).await;
+    for n in 0..20 {
+        app.ok(
+            "ProposeProject",
+            json!({"community_id": world.community, "title": format!("项目 {n}"),
+                   "theme": "civility"}),
+        )
+        .await;
+    }
+    let path = format!("/v1/communities/{}/board", world.community);
+    let head = app.head().await.to_string();
+    let admin = Some(app.admin_token.as_str());
+    let plain = app.get(&path, admin, &[("x-min-position", &head)]).await;
+    assert_eq!(plain.status, 200, "{}", plain.text());
+    assert_eq!(plain.header("content-encoding"), None);
+    assert_eq!(plain.header("vary"), Some("accept-encoding"));
+    let plain_tag = plain.header("etag").expect("an ETag").to_owned();
+
+    let zipped = app
+        .get(&path, admin, &[("accept-encoding", "br;q=1.0, gzip;q=0.8")])
+        .await;
+    assert_eq!(zipped.status, 200);
+    assert_eq!(zipped.header("content-encoding"), Some("gzip"));
+    assert_eq!(zipped.header("content-type"), Some("application/json"));
+    assert_eq!(zipped.header("vary"), Some("accept-encoding"));
+    let zipped_tag = zipped.header("etag").expect("an ETag").to_owned();
+    assert_eq!(
+        zipped_tag,
+        format!("{}-gzip\"", plain_tag.trim_end_matches('"')),
+        "the gzip representation's own strong tag"
+    );
+    let mut inflated = Vec::new();
+    flate2::read::GzDecoder::new(zipped.bytes.as_slice())
+        .read_to_end(&mut inflated)
+        .expect("a gzip body");
+    assert_eq!(inflated, plain.bytes, "the same JSON, byte for byte");
+    assert!(
+        zipped.bytes.len() * 2 < plain.bytes.len(),
+        "compressed: {} of {} bytes",
+        zipped.bytes.len(),
+        plain.bytes.len()
+    );
+
+    // Each tag is 304 only for its own representation.
+    let again = app
+        .get(
+            &path,
+            admin,
+            &[("accept-encoding", "gzip"), ("if-none-match", &zipped_tag)],
+        )
+        .await;
+    assert_eq!(again.status, 304);
+    assert_eq!(again.header("etag"), Some(zipped_tag.as_str()));
+    let crossed = app
+        .get(
+            &path,
+            admin,
+            &[("accept-encoding", "gzip"), ("if-none-match", &plain_tag)],
+        )
+        .await;
+    assert_eq!(crossed.status, 200);
+    assert_eq!(crossed.bytes, zipped.bytes);
+
+    // Refused by name, or only `identity`: the JSON as it is.
+    for accept in ["gzip;q=0, *", "identity", "*;q=0", "deflate"] {
+        let reply = app.get(&path, admin, &[("accept-encoding", accept)]).await;
+        assert_eq!(reply.status, 200, "Accept-Encoding: {accept}");
+        assert_eq!(
+            reply.header("content-encoding"),
+            None,
+            "Accept-Encoding: {accept}"
+        );
+        assert_eq!(reply.bytes, plain.bytes, "Accept-Encoding: {accept}");
+    }
+    // Any coding, gzip not refused: compressed.
+    let any = app.get(&path, admin, &[("accept-encoding", "*")]).await;
+    assert_eq!(any.header("content-encoding"), Some("gzip"));
+}

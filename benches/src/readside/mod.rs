@@ -139,6 +139,10 @@ pub struct ReadsOptions {
     /// Events in the log the server starts from.
     #[arg(long = "events", default_value_t = 100_000)]
     read_events: i64,
+    /// Total board reads per second of the paced windows (gzip, the same readers, each at the
+    /// slots of a fixed schedule); one window per rate, none when empty.
+    #[arg(long, value_delimiter = ',', default_values_t = [10_000.0, 20_000.0])]
+    paced_rates: Vec<f64>,
 }
 
 /// Options of `read-side`: all of the above.
@@ -269,6 +273,14 @@ impl ReadsOptions {
         if !(self.command_rate >= 0.0 && self.command_rate <= 100_000.0) {
             bail!("--command-rate must be in [0, 100000]");
         }
+        if self.paced_rates.len() > 8
+            || !self
+                .paced_rates
+                .iter()
+                .all(|rate| *rate > 0.0 && *rate <= 1_000_000.0)
+        {
+            bail!("--paced-rates must be at most 8 rates in (0, 1000000]");
+        }
         check_events(self.read_events, "--events")?;
         Ok(reads::Options {
             readers: self.readers,
@@ -277,6 +289,7 @@ impl ReadsOptions {
                 measure: check_seconds(self.read_seconds, "--seconds")?,
             },
             command_rate: self.command_rate,
+            paced_rates: self.paced_rates.clone(),
             build_timeout: Duration::from_secs(1_800),
         })
     }
@@ -339,8 +352,8 @@ pub async fn reads(args: &ReadsArgs) -> Result<()> {
     let env = args.common.env()?;
     let log = cache::ensure(&env.log_root, env.seed, args.reads.read_events).await?;
     print_machine(&env).await;
-    let runs = reads::run(&env, &log, options).await?;
-    println!("{}", report::reads(&env, &log, options, &runs));
+    let runs = reads::run(&env, &log, options.clone()).await?;
+    println!("{}", report::reads(&env, &log, &options, &runs));
     Ok(())
 }
 
@@ -361,6 +374,7 @@ pub async fn read_side(args: &ReadSideArgs) -> Result<()> {
         read_warmup: 1.0,
         command_rate: args.command_rate,
         read_events: args.read_events,
+        paced_rates: vec![10_000.0, 20_000.0],
     }
     .options()?;
     let env = args.common.env()?;
@@ -372,8 +386,8 @@ pub async fn read_side(args: &ReadSideArgs) -> Result<()> {
     println!("{}", report::rebuild(&env, &big, &rebuilt));
     let lagged = lag::run(&env, lag_options).await?;
     println!("{}", report::lag(&env, lag_options, &lagged));
-    let read = reads::run(&env, &small, reads_options).await?;
-    println!("{}", report::reads(&env, &small, reads_options, &read));
+    let read = reads::run(&env, &small, reads_options.clone()).await?;
+    println!("{}", report::reads(&env, &small, &reads_options, &read));
     Ok(())
 }
 

@@ -35,11 +35,13 @@ use crate::report::thousands;
 const MAX_IN_FLIGHT: usize = 64;
 
 /// Options of the reads benchmark.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Options {
     pub readers: usize,
     pub window: Window,
     pub command_rate: f64,
+    /// Total reads per second of each paced window.
+    pub paced_rates: Vec<f64>,
     pub build_timeout: Duration,
 }
 
@@ -55,6 +57,10 @@ pub struct ReadPoint {
 pub struct ReadsRun {
     pub healthz: ReadPoint,
     pub board: ReadPoint,
+    /// The same reads from clients that accept gzip, as browsers and HTTP libraries do.
+    pub gzip: ReadPoint,
+    /// Those reads paced, at each of the options' rates in turn.
+    pub paced: Vec<(f64, ReadPoint)>,
     /// The same reads from clients that keep each board's `ETag` and send `If-None-Match`.
     pub conditional: ReadPoint,
     /// How many of those were answered 304.
@@ -62,6 +68,8 @@ pub struct ReadsRun {
     pub communities: usize,
     /// Board sizes in bytes, read once per community before measuring: mean and largest.
     pub board_bytes: (f64, usize),
+    /// The same, gzip-compressed as sent.
+    pub gzip_bytes: (f64, usize),
     pub built: Built,
     pub background: Background,
     /// The slowest projection's lag (events) when the board window closed.
@@ -95,12 +103,15 @@ pub async fn run(env: &Env, log: &CachedLog, options: Options) -> Result<Vec<Rea
             thousands(log.head as f64),
             thousands(options.command_rate)
         );
-        let run = one(env, log, options).await?;
+        let run = one(env, log, options.clone()).await?;
         eprintln!(
-            "  board: {} reads/s, p50 {:.2} ms, p99 {:.2} ms; with If-None-Match: {} reads/s, p50 {:.2} ms, p99 {:.2} ms, {} answered 304; /healthz: {} reads/s, p99 {:.2} ms; background {} commands/s, {} failed",
+            "  board: {} reads/s, p50 {:.2} ms, p99 {:.2} ms; gzip: {} reads/s, p50 {:.2} ms, p99 {:.2} ms; with If-None-Match: {} reads/s, p50 {:.2} ms, p99 {:.2} ms, {} answered 304; /healthz: {} reads/s, p99 {:.2} ms; background {} commands/s, {} failed",
             thousands(run.board.load.rate()),
             run.board.load.latency_ms(0.5),
             run.board.load.latency_ms(0.99),
+            thousands(run.gzip.load.rate()),
+            run.gzip.load.latency_ms(0.5),
+            run.gzip.load.latency_ms(0.99),
             thousands(run.conditional.load.rate()),
             run.conditional.load.latency_ms(0.5),
             run.conditional.load.latency_ms(0.99),
@@ -110,6 +121,15 @@ pub async fn run(env: &Env, log: &CachedLog, options: Options) -> Result<Vec<Rea
             thousands(run.background.rate()),
             run.background.failures.values().sum::<u64>()
         );
+        for (rate, point) in &run.paced {
+            eprintln!(
+                "  gzip paced at {} reads/s: {} reads/s, p50 {:.2} ms, p99 {:.2} ms",
+                thousands(*rate),
+                thousands(point.load.rate()),
+                point.load.latency_ms(0.5),
+                point.load.latency_ms(0.99),
+            );
+        }
         runs.push(run);
     }
     Ok(runs)
@@ -182,18 +202,37 @@ async fn measure(
         built.seconds,
         communities.len()
     );
+    // Nothing changes the boards yet: each one, read as it is and gzip-compressed, must be the
+    // same JSON.
     let mut sizes = Vec::with_capacity(communities.len());
+    let mut gzip_sizes = Vec::with_capacity(communities.len());
     for id in &communities {
-        let bytes = api
-            .get(&format!("/v1/communities/{id}/board"))
-            .await
-            .map_err(|label| anyhow::anyhow!("the board of {id} cannot be read: {label}"))?;
-        sizes.push(bytes);
+        let path = format!("/v1/communities/{id}/board");
+        let unreadable = |label| anyhow::anyhow!("the board of {id} cannot be read: {label}");
+        let (_, plain) = api.get_encoded(&path, false).await.map_err(unreadable)?;
+        let (compressed, zipped) = api.get_encoded(&path, true).await.map_err(unreadable)?;
+        ensure!(compressed, "the board of {id} did not come gzip-compressed");
+        let mut inflated = Vec::with_capacity(plain.len());
+        std::io::Read::read_to_end(
+            &mut flate2::read::GzDecoder::new(zipped.as_ref()),
+            &mut inflated,
+        )
+        .with_context(|| format!("the gzip board of {id}"))?;
+        ensure!(
+            inflated == plain.as_ref(),
+            "the board of {id} inflated is not the board sent as it is"
+        );
+        sizes.push(plain.len());
+        gzip_sizes.push(zipped.len());
     }
-    let board_bytes = (
-        sizes.iter().sum::<usize>() as f64 / sizes.len().max(1) as f64,
-        sizes.iter().copied().max().unwrap_or(0),
-    );
+    let mean_max = |sizes: &[usize]| {
+        (
+            sizes.iter().sum::<usize>() as f64 / sizes.len().max(1) as f64,
+            sizes.iter().copied().max().unwrap_or(0),
+        )
+    };
+    let board_bytes = mean_max(&sizes);
+    let gzip_bytes = mean_max(&gzip_sizes);
     let communities = Arc::new(communities);
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -225,6 +264,7 @@ async fn measure(
                 target: Target::Board {
                     communities: Arc::clone(&communities),
                     state: 0x9E37_79B9_7F4A_7C15 ^ (worker as u64 + 1),
+                    gzip: false,
                 },
             })
             .collect();
@@ -234,6 +274,44 @@ async fn measure(
             cpu: after.since(&before),
         }
     };
+    let gzip = {
+        let ops = (0..options.readers)
+            .map(|worker| Reader {
+                api: api.clone(),
+                target: Target::Board {
+                    communities: Arc::clone(&communities),
+                    state: 0x9E37_79B9_7F4A_7C15 ^ (worker as u64 + 1),
+                    gzip: true,
+                },
+            })
+            .collect();
+        let (load, before, after) = load::measure(ops, options.window, probe).await?;
+        ReadPoint {
+            load,
+            cpu: after.since(&before),
+        }
+    };
+    let mut paced = Vec::with_capacity(options.paced_rates.len());
+    for &rate in &options.paced_rates {
+        let ops = (0..options.readers)
+            .map(|worker| Reader {
+                api: api.clone(),
+                target: Target::Board {
+                    communities: Arc::clone(&communities),
+                    state: 0x9E37_79B9_7F4A_7C15 ^ (worker as u64 + 1),
+                    gzip: true,
+                },
+            })
+            .collect();
+        let (load, before, after) = load::measure_paced(ops, rate, options.window, probe).await?;
+        paced.push((
+            rate,
+            ReadPoint {
+                load,
+                cpu: after.since(&before),
+            },
+        ));
+    }
     let not_modified = Arc::new(AtomicU64::new(0));
     let conditional = {
         let ops = (0..options.readers)
@@ -267,10 +345,13 @@ async fn measure(
     Ok(ReadsRun {
         healthz,
         board,
+        gzip,
+        paced,
         conditional,
         not_modified: not_modified.load(Ordering::Relaxed),
         communities: communities.len(),
         board_bytes,
+        gzip_bytes,
         built,
         background,
         lag_at_end,
@@ -284,6 +365,8 @@ enum Target {
         communities: Arc<Vec<Uuid>>,
         /// splitmix64 state: a cheap, reproducible choice of community.
         state: u64,
+        /// Whether the reader accepts gzip (and insists on getting it).
+        gzip: bool,
     },
     /// As `Board`, keeping each board's `ETag` to send back.
     ConditionalBoard {
@@ -307,8 +390,16 @@ impl Op for Reader {
         };
         let path = match &mut self.target {
             Target::Healthz => "/healthz".to_owned(),
-            Target::Board { communities, state } => {
-                format!("/v1/communities/{}/board", pick(communities, state))
+            Target::Board {
+                communities,
+                state,
+                gzip,
+            } => {
+                let path = format!("/v1/communities/{}/board", pick(communities, state));
+                if *gzip {
+                    return self.api.get_gzip(&path).await.map(|_| ());
+                }
+                path
             }
             Target::ConditionalBoard {
                 communities,

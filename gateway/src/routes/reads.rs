@@ -31,19 +31,7 @@ pub(crate) async fn reached(
     projection: &str,
     headers: &HeaderMap,
 ) -> Result<i64> {
-    let wanted = match headers.get("x-min-position") {
-        None => None,
-        Some(value) => Some(
-            value
-                .to_str()
-                .ok()
-                .and_then(|v| v.trim().parse::<i64>().ok())
-                .filter(|v| *v >= 0)
-                .ok_or_else(|| {
-                    ApiError::InvalidHeader("X-Min-Position must be a log position".to_owned())
-                })?,
-        ),
-    };
+    let wanted = min_position(headers)?;
     let now = state
         .runner
         .wait_for(projection, wanted.unwrap_or(0), MAX_WAIT)
@@ -57,6 +45,23 @@ pub(crate) async fn reached(
         }),
         _ => Ok(now),
     }
+}
+
+/// The request's `X-Min-Position`, if it sent one.
+fn min_position(headers: &HeaderMap) -> Result<Option<i64>> {
+    headers
+        .get("x-min-position")
+        .map(|value| {
+            value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .filter(|v| *v >= 0)
+                .ok_or_else(|| {
+                    ApiError::InvalidHeader("X-Min-Position must be a log position".to_owned())
+                })
+        })
+        .transpose()
 }
 
 pub(crate) fn with_position(body: impl IntoResponse, position: i64) -> Response {
@@ -97,9 +102,10 @@ pub(crate) fn may_read_community(
     tag = "read models",
     params(("id" = Uuid, Path, description = "The community"), AsOf,
         ("X-Min-Position" = Option<i64>, Header, description = "Wait (up to 5 s) until the board has reached this log position"),
-        ("If-None-Match" = Option<String>, Header, description = "The board's `ETag` from an earlier answer: 304 while the board is still that one")),
+        ("If-None-Match" = Option<String>, Header, description = "The board's `ETag` from an earlier answer: 304 while the board is still that one"),
+        ("Accept-Encoding" = Option<String>, Header, description = "With `gzip` (or `*`) accepted, the board comes gzip-compressed (`Content-Encoding: gzip`, about a quarter of the size) under an `ETag` of its own")),
     responses(
-        (status = 200, body = board::Board, headers(("X-Projection-Position" = i64), ("ETag" = String))),
+        (status = 200, body = board::Board, headers(("X-Projection-Position" = i64), ("ETag" = String), ("Content-Encoding" = Option<String>, description = "`gzip` when the client accepts it"), ("Vary" = String))),
         (status = 304, description = "The board is still the one `If-None-Match` names", headers(("X-Projection-Position" = i64), ("ETag" = String))),
         (status = 403, body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, body = crate::error::Problem, content_type = "application/problem+json"),
@@ -118,23 +124,33 @@ pub async fn community_board(
     let id =
         Uuid::parse_str(&id).map_err(|_| ApiError::NotFound(format!("no community {id:?}")))?;
     let position = reached(&state, board::NAME, &headers).await?;
-    let as_of = query.as_of.unwrap_or_else(Utc::now);
     let db = state.runner.db();
-    let found = match state.runner.progress(board::NAME) {
-        Some(progress) => {
+    let found = match (state.runner.progress(board::NAME), query.as_of) {
+        // As of now: the rendering before a change may answer while the new one is made.
+        (Some(progress), None) => {
             let (generation, written) = {
                 let progress = progress.borrow();
                 (progress.generation, progress.position)
             };
-            board::board_rendered(db, id, as_of, &state.boards, generation, written).await
+            let wanted = min_position(&headers)?.unwrap_or(0);
+            board::board_served(db, id, &state.boards, generation, written, wanted).await
         }
-        None => board::board(db, id, as_of)
+        (Some(progress), Some(as_of)) => {
+            let (generation, written) = {
+                let progress = progress.borrow();
+                (progress.generation, progress.position)
+            };
+            board::board_rendered(db, id, as_of, &state.boards, generation, written)
+                .await
+                .map(|found| found.map(|found| (found, position)))
+        }
+        (None, as_of) => board::board(db, id, as_of.unwrap_or_else(Utc::now))
             .await
             .and_then(|found| found.as_ref().map(board::RenderedBoard::render).transpose())
-            .map(|found| found.map(Arc::new)),
+            .map(|found| found.map(|found| (Arc::new(found), position))),
     }
     .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let Some(found) = found else {
+    let Some((found, position)) = found else {
         return Err(ApiError::NotFound(format!("no community {id}")));
     };
     if !may_read_community(&principal, id, found.district_id, &found.members) {
@@ -142,29 +158,96 @@ pub async fn community_board(
             "this community is outside the token's scope".to_owned(),
         ));
     }
-    let etag = HeaderValue::from_str(&found.etag)
+    // The representation: gzip for a client that accepts it, the JSON as it is otherwise.
+    // Each has its own strong entity tag, so a cache never takes one for the other.
+    let gzip = accepts_gzip(&headers).then(|| found.gzip()).flatten();
+    let etag = match gzip {
+        Some(_) => gzip_etag(&found.etag),
+        None => found.etag.clone(),
+    };
+    let etag_header = HeaderValue::from_str(&etag)
         .map_err(|e| ApiError::Internal(format!("board entity tag: {e}")))?;
+    let vary = (header::VARY, HeaderValue::from_static("accept-encoding"));
     // Checked after the scope: a 304 says as much about a board as its body.
-    if none_match_fails(&headers, &found.etag) {
+    if none_match_fails(&headers, &etag) {
         let not_modified = (
             StatusCode::NOT_MODIFIED,
-            [(header::ETAG, etag), (header::CACHE_CONTROL, NO_CACHE)],
+            [
+                (header::ETAG, etag_header),
+                (header::CACHE_CONTROL, NO_CACHE),
+                vary,
+            ],
         );
         return Ok(with_position(not_modified, position));
     }
-    // Rendered once per change of the board: the bytes are shared, not serialised per read.
-    let body = (
-        [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            ),
-            (header::ETAG, etag),
-            (header::CACHE_CONTROL, NO_CACHE),
-        ],
-        found.json.clone(),
-    );
-    Ok(with_position(body, position))
+    // Rendered (and compressed) once per change of the board: the bytes are shared, not
+    // serialised per read.
+    let json = HeaderValue::from_static("application/json");
+    let response = match gzip {
+        Some(body) => (
+            [
+                (header::CONTENT_TYPE, json),
+                (header::CONTENT_ENCODING, HeaderValue::from_static("gzip")),
+                (header::ETAG, etag_header),
+                (header::CACHE_CONTROL, NO_CACHE),
+                vary,
+            ],
+            body.clone(),
+        )
+            .into_response(),
+        None => (
+            [
+                (header::CONTENT_TYPE, json),
+                (header::ETAG, etag_header),
+                (header::CACHE_CONTROL, NO_CACHE),
+                vary,
+            ],
+            found.json.clone(),
+        )
+            .into_response(),
+    };
+    Ok(with_position(response, position))
+}
+
+/// The entity tag of a board's gzip representation: the JSON's tag with `-gzip` inside the
+/// quotes, as HTTP servers commonly mark an encoding.
+fn gzip_etag(etag: &str) -> String {
+    match etag.strip_suffix('"') {
+        Some(open) => format!("{open}-gzip\""),
+        None => format!("{etag}-gzip"),
+    }
+}
+
+/// Whether `Accept-Encoding` admits gzip: named (or `x-gzip`) with a non-zero quality, or
+/// covered by `*` without being refused by name (RFC 9110 §12.5.3). Absent, it does not.
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    let mut named = None;
+    let mut any = None;
+    for coding in headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+    {
+        let mut parts = coding.split(';');
+        let name = parts.next().unwrap_or_default().trim();
+        let weight = parts
+            .filter_map(|param| {
+                let param = param.trim();
+                param
+                    .strip_prefix("q=")
+                    .or_else(|| param.strip_prefix("Q="))
+            })
+            .find_map(|q| q.trim().parse::<f32>().ok())
+            .unwrap_or(1.0);
+        let accepted = weight > 0.0;
+        if name.eq_ignore_ascii_case("gzip") || name.eq_ignore_ascii_case("x-gzip") {
+            named = Some(named.unwrap_or(false) || accepted);
+        } else if name == "*" {
+            any = Some(any.unwrap_or(false) || accepted);
+        }
+    }
+    named.or(any).unwrap_or(false)
 }
 
 /// Boards change under a client's feet: a cache may keep one but must ask again (with
@@ -267,4 +350,44 @@ pub async fn projections(
         }),
         head,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accept(values: &[&str]) -> bool {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append(
+                header::ACCEPT_ENCODING,
+                HeaderValue::from_str(value).expect("a header value"),
+            );
+        }
+        accepts_gzip(&headers)
+    }
+
+    #[test]
+    fn gzip_is_accepted_when_named_or_covered_by_a_star_and_not_refused() {
+        assert!(accept(&["gzip"]));
+        assert!(accept(&["GZIP;Q=0.5"]));
+        assert!(accept(&["deflate, x-gzip"]));
+        assert!(accept(&["br", "gzip;q=0.1"]), "over several headers");
+        assert!(accept(&["*"]));
+        assert!(accept(&["identity;q=1, *;q=0.5"]));
+        assert!(!accept(&[]), "no header: the JSON as it is");
+        assert!(!accept(&["identity"]));
+        assert!(!accept(&["gzip;q=0"]));
+        assert!(
+            !accept(&["gzip;q=0.0, *"]),
+            "refused by name, whatever the star says"
+        );
+        assert!(!accept(&["*;q=0"]));
+        assert!(!accept(&["br, deflate"]));
+    }
+
+    #[test]
+    fn the_gzip_tag_is_the_json_tag_marked_inside_its_quotes() {
+        assert_eq!(gzip_etag("\"abc\""), "\"abc-gzip\"");
+    }
 }

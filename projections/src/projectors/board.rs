@@ -21,7 +21,9 @@ use crate::summary::{summarize, Names};
 use crate::{ProjectionError, Projector};
 
 mod cache;
-pub use cache::{board_cached, board_rendered, BoardCache, BoardChanges, RenderedBoard};
+pub use cache::{
+    board_cached, board_rendered, board_served, BoardCache, BoardChanges, RenderedBoard, Served,
+};
 
 pub const NAME: &str = "board";
 /// How many entries the recent-activity feed keeps.

@@ -12,9 +12,10 @@
 //! last confirmed at ([`BoardChanges`]): with commands flowing, most reads of a board find it
 //! unchanged, and a read of the community document was most of what such a read cost.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock, PoisonError, RwLock};
 
 use bytes::Bytes;
 use serde::{Deserialize, Deserializer};
@@ -54,6 +55,9 @@ pub struct RenderedBoard {
     pub etag: String,
     pub district_id: Uuid,
     pub members: Vec<Uuid>,
+    /// `json` gzip-compressed, made by the first reader that accepts it: a board is ~4 × smaller
+    /// so, and sending it was most of what a board read cost.
+    gzip: OnceLock<Option<Bytes>>,
 }
 
 impl RenderedBoard {
@@ -68,8 +72,59 @@ impl RenderedBoard {
             etag,
             district_id: board.community.district_id,
             members: board.members.iter().map(|m| m.unit_id).collect(),
+            gzip: OnceLock::new(),
         })
     }
+
+    /// The board's JSON gzip-compressed, at the fastest level: a board is compressed once per
+    /// change while commands flow, and read many times. `None` if the encoder failed (it
+    /// writes into memory, so it does not), and the JSON is then sent as it is.
+    pub fn gzip(&self) -> Option<&Bytes> {
+        self.gzip
+            .get_or_init(|| {
+                let mut encoder = flate2::write::GzEncoder::new(
+                    Vec::with_capacity(self.json.len() / 3),
+                    flate2::Compression::fast(),
+                );
+                encoder.write_all(&self.json).ok()?;
+                encoder.finish().ok().map(Bytes::from)
+            })
+            .as_ref()
+    }
+}
+
+/// A board to answer with, and the log position it is as of.
+pub type Served = (Arc<RenderedBoard>, i64);
+
+/// [`board_rendered`] for a reader that asks for the board as of now and a log position of at
+/// least `min_position`, where this process's board projectors record changes: when the
+/// community changed since its last rendering, that rendering is the answer (as of the position
+/// it was confirmed at, which the reader says in `X-Projection-Position`) while the new one is
+/// made in the background, started by the first reader to find it changed. So no reader waits
+/// for a rendering (a few milliseconds, most of a board read's tail before) unless it asked for
+/// a position the cache does not have yet, or its second has moved on by more than one.
+pub async fn board_served(
+    db: &ReadDb,
+    community: Uuid,
+    cache: &Arc<BoardCache>,
+    generation: i64,
+    position: i64,
+    min_position: i64,
+) -> Result<Option<Served>, ProjectionError> {
+    let as_of = chrono::Utc::now();
+    let second = as_of.timestamp();
+    if let Some(rendered) = cache.unchanged(community, generation, second, position) {
+        return Ok(Some((rendered, position)));
+    }
+    if let Some((rendered, confirmed)) = cache.recent(community, generation, second) {
+        if confirmed >= min_position {
+            cache.refresh(db, community, generation, position);
+            counted("previous");
+            return Ok(Some((rendered, confirmed)));
+        }
+    }
+    let rendered = board_rendered(db, community, as_of, cache, generation, position).await?;
+    Ok(rendered.map(|rendered| (rendered, position)))
 }
 
 /// [`board_cached`], rendered: a board is serialised once per change of its community (and per
@@ -119,8 +174,12 @@ pub async fn board_rendered(
     let doc: CommunityDoc = serde_json::from_str(&at.doc)
         .map_err(|e| ProjectionError::Storage(format!("board document: {e}")))?;
     let board = with_cached_rows(db, community, doc, as_of, cache, generation).await?;
-    let rendered = Arc::new(RenderedBoard::render(&board)?);
-    cache.keep_rendered(community, at, position, Arc::clone(&rendered));
+    let rendered = cache.keep_rendered(
+        community,
+        at,
+        position,
+        Arc::new(RenderedBoard::render(&board)?),
+    );
     counted("rendered");
     Ok(Some(rendered))
 }
@@ -325,6 +384,8 @@ pub struct BoardCache {
     rendered: Mutex<HashMap<Uuid, Rendered>>,
     /// Per community, the turn to read and render it.
     flights: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
+    /// Communities whose board is being rendered in the background ([`board_served`]).
+    refreshing: Mutex<HashSet<Uuid>>,
     /// The changes the board projectors of this process record; `None` where none run (a
     /// gateway of the distributed mode), so every read confirms its rendering by the document.
     changes: Option<Arc<BoardChanges>>,
@@ -399,6 +460,7 @@ impl BoardCache {
             rows: Mutex::default(),
             rendered: Mutex::default(),
             flights: Mutex::default(),
+            refreshing: Mutex::default(),
             changes,
             whole: AtomicU64::default(),
             patched: AtomicU64::default(),
@@ -432,21 +494,68 @@ impl BoardCache {
         second: i64,
         position: i64,
     ) -> Option<Arc<RenderedBoard>> {
-        let (confirmed, board) = {
-            let rendered = self.rendered.lock().ok()?;
-            let held = rendered.get(&community)?;
-            if held.at.generation != generation || held.at.second != second {
-                return None;
-            }
-            (held.confirmed, Arc::clone(&held.board))
-        };
         let changes = self.changes.as_ref()?;
-        if changes.changed_between(community, confirmed, position) {
+        let mut rendered = self.rendered.lock().ok()?;
+        let held = rendered.get_mut(&community)?;
+        if held.at.generation != generation
+            || held.at.second != second
+            || changes.changed_between(community, held.confirmed, position)
+        {
             return None;
         }
+        // Current at `position` too: a reader answered with it later, while a change is being
+        // rendered ([`board_served`]), is not told an earlier position than this one was.
+        held.confirmed = held.confirmed.max(position);
+        let board = Arc::clone(&held.board);
+        drop(rendered);
         self.unchanged.fetch_add(1, Ordering::Relaxed);
         counted("memory");
         Some(board)
+    }
+
+    /// The rendering held for `community` in `generation`, of `second` or the one before, and
+    /// the position it is confirmed at, when changes are recorded (where they are not, a
+    /// rendering is confirmed by each read).
+    fn recent(
+        &self,
+        community: Uuid,
+        generation: i64,
+        second: i64,
+    ) -> Option<(Arc<RenderedBoard>, i64)> {
+        self.changes.as_ref()?;
+        let rendered = self.rendered.lock().ok()?;
+        let held = rendered.get(&community)?;
+        (held.at.generation == generation && (second - 1..=second).contains(&held.at.second))
+            .then(|| (Arc::clone(&held.board), held.confirmed))
+    }
+
+    /// Renders `community`'s board as of now in the background, unless that is under way.
+    fn refresh(self: &Arc<Self>, db: &ReadDb, community: Uuid, generation: i64, position: i64) {
+        let Ok(mut refreshing) = self.refreshing.lock() else {
+            return;
+        };
+        if !refreshing.insert(community) {
+            return;
+        }
+        drop(refreshing);
+        let (db, cache) = (db.clone(), Arc::clone(self));
+        tokio::spawn(async move {
+            let rendered = board_rendered(
+                &db,
+                community,
+                chrono::Utc::now(),
+                &cache,
+                generation,
+                position,
+            )
+            .await;
+            if let Err(error) = rendered {
+                tracing::warn!(%community, %error, "rendering a board in the background failed");
+            }
+            if let Ok(mut refreshing) = cache.refreshing.lock() {
+                refreshing.remove(&community);
+            }
+        });
     }
 
     /// The lock a reader holds while it reads and renders `community`'s board.
@@ -473,19 +582,32 @@ impl BoardCache {
         Some(Arc::clone(&held.board))
     }
 
+    /// Keeps `board` as `community`'s rendering and returns the one to serve: the rendering
+    /// held before when it has the same bytes (a new second of `as_of` often changes nothing),
+    /// so that what was made from it (its gzip) is made once.
     fn keep_rendered(
         &self,
         community: Uuid,
         at: Rendering,
         confirmed: i64,
         board: Arc<RenderedBoard>,
-    ) {
+    ) -> Arc<RenderedBoard> {
+        let board = self
+            .rendered
+            .lock()
+            .ok()
+            .and_then(|rendered| {
+                let held = rendered.get(&community)?;
+                (held.board.etag == board.etag).then(|| Arc::clone(&held.board))
+            })
+            .unwrap_or(board);
         let rendered = Rendered {
             at,
             confirmed,
-            board,
+            board: Arc::clone(&board),
         };
         keep(&self.rendered, community, rendered);
+        board
     }
 }
 
