@@ -9,6 +9,7 @@
 mod built;
 pub mod cache;
 pub(crate) mod lag;
+mod lean;
 mod reads;
 mod rebuild;
 mod report;
@@ -127,6 +128,9 @@ pub struct ReadsOptions {
     /// Concurrent closed-loop readers.
     #[arg(long, default_value_t = 64)]
     readers: usize,
+    /// The readers' HTTP client.
+    #[arg(long, value_enum, default_value_t = reads::Client::Lean)]
+    client: reads::Client,
     /// Measured seconds, for the baseline and for the boards each.
     #[arg(long = "seconds", default_value_t = 10.0)]
     read_seconds: f64,
@@ -284,6 +288,7 @@ impl ReadsOptions {
         check_events(self.read_events, "--events")?;
         Ok(reads::Options {
             readers: self.readers,
+            client: self.client,
             window: Window {
                 warmup: Duration::from_secs_f64(self.read_warmup.clamp(0.0, MAX_SECONDS)),
                 measure: check_seconds(self.read_seconds, "--seconds")?,
@@ -370,6 +375,7 @@ pub async fn read_side(args: &ReadSideArgs) -> Result<()> {
     .options()?;
     let reads_options = ReadsOptions {
         readers: args.readers,
+        client: reads::Client::Lean,
         read_seconds: args.read_seconds,
         read_warmup: 1.0,
         command_rate: args.command_rate,

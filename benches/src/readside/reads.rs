@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use domain::testing::generator::Generator;
+use hyper::header;
+use hyper::StatusCode;
 use store::sqlite::SqliteStore;
 use store::EventStore;
 use tokio::task::JoinSet;
@@ -25,6 +27,7 @@ use uuid::Uuid;
 
 use super::built::{self, Built};
 use super::cache::{goes_alone, ids_of, CachedLog};
+use super::lean;
 use super::Env;
 use crate::http_bench::{Api, Server};
 use crate::load::{self, LoadResult, Op, Window};
@@ -34,10 +37,21 @@ use crate::report::thousands;
 /// Commands the background sender keeps in flight at most.
 const MAX_IN_FLIGHT: usize = 64;
 
+/// The HTTP client the readers read with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Client {
+    /// A connection of its own per reader, hyper's with no pool ([`lean`]): the harness takes
+    /// less of the cores it shares with the server.
+    Lean,
+    /// One reqwest client (one pool) for all readers, as the other benchmarks send.
+    Reqwest,
+}
+
 /// Options of the reads benchmark.
 #[derive(Debug, Clone)]
 pub struct Options {
     pub readers: usize,
+    pub client: Client,
     pub window: Window,
     pub command_rate: f64,
     /// Total reads per second of each paced window.
@@ -244,92 +258,57 @@ async fn measure(
     ));
     let pid = server.pid;
     let probe = || async move { Ok(CpuUse::now(Some(pid))) };
-    let healthz = {
-        let ops = (0..options.readers)
-            .map(|_| Reader {
-                api: api.clone(),
-                target: Target::Healthz,
+    let addr = server.addr;
+    let http = || -> Result<ReaderHttp> {
+        Ok(match options.client {
+            Client::Lean => ReaderHttp::Lean(lean::Conn::new(addr, token)?),
+            Client::Reqwest => ReaderHttp::Reqwest(api.clone()),
+        })
+    };
+    // A window's readers, each reading what `target` makes of its own random state.
+    let readers = |target: &dyn Fn(u64) -> Target| -> Result<Vec<Reader>> {
+        (0..options.readers)
+            .map(|worker| {
+                Ok(Reader {
+                    http: http()?,
+                    target: target(0x9E37_79B9_7F4A_7C15 ^ (worker as u64 + 1)),
+                })
             })
-            .collect();
-        let (load, before, after) = load::measure(ops, options.window, probe).await?;
-        ReadPoint {
-            load,
-            cpu: after.since(&before),
+            .collect()
+    };
+    let boards = |gzip: bool| {
+        let communities = Arc::clone(&communities);
+        move |state| Target::Board {
+            communities: Arc::clone(&communities),
+            state,
+            gzip,
         }
     };
-    let board = {
-        let ops = (0..options.readers)
-            .map(|worker| Reader {
-                api: api.clone(),
-                target: Target::Board {
-                    communities: Arc::clone(&communities),
-                    state: 0x9E37_79B9_7F4A_7C15 ^ (worker as u64 + 1),
-                    gzip: false,
-                },
-            })
-            .collect();
-        let (load, before, after) = load::measure(ops, options.window, probe).await?;
-        ReadPoint {
-            load,
-            cpu: after.since(&before),
-        }
+    let point = |(load, before, after): (LoadResult, CpuUse, CpuUse)| ReadPoint {
+        load,
+        cpu: after.since(&before),
     };
-    let gzip = {
-        let ops = (0..options.readers)
-            .map(|worker| Reader {
-                api: api.clone(),
-                target: Target::Board {
-                    communities: Arc::clone(&communities),
-                    state: 0x9E37_79B9_7F4A_7C15 ^ (worker as u64 + 1),
-                    gzip: true,
-                },
-            })
-            .collect();
-        let (load, before, after) = load::measure(ops, options.window, probe).await?;
-        ReadPoint {
-            load,
-            cpu: after.since(&before),
-        }
-    };
+    let window = options.window;
+    let healthz = point(load::measure(readers(&|_| Target::Healthz)?, window, probe).await?);
+    let board = point(load::measure(readers(&boards(false))?, window, probe).await?);
+    let gzip = point(load::measure(readers(&boards(true))?, window, probe).await?);
     let mut paced = Vec::with_capacity(options.paced_rates.len());
     for &rate in &options.paced_rates {
-        let ops = (0..options.readers)
-            .map(|worker| Reader {
-                api: api.clone(),
-                target: Target::Board {
-                    communities: Arc::clone(&communities),
-                    state: 0x9E37_79B9_7F4A_7C15 ^ (worker as u64 + 1),
-                    gzip: true,
-                },
-            })
-            .collect();
-        let (load, before, after) = load::measure_paced(ops, rate, options.window, probe).await?;
+        let ops = readers(&boards(true))?;
         paced.push((
             rate,
-            ReadPoint {
-                load,
-                cpu: after.since(&before),
-            },
+            point(load::measure_paced(ops, rate, window, probe).await?),
         ));
     }
     let not_modified = Arc::new(AtomicU64::new(0));
     let conditional = {
-        let ops = (0..options.readers)
-            .map(|worker| Reader {
-                api: api.clone(),
-                target: Target::ConditionalBoard {
-                    communities: Arc::clone(&communities),
-                    state: 0x9E37_79B9_7F4A_7C15 ^ (worker as u64 + 1),
-                    tags: HashMap::new(),
-                    not_modified: Arc::clone(&not_modified),
-                },
-            })
-            .collect();
-        let (load, before, after) = load::measure(ops, options.window, probe).await?;
-        ReadPoint {
-            load,
-            cpu: after.since(&before),
-        }
+        let ops = readers(&|state| Target::ConditionalBoard {
+            communities: Arc::clone(&communities),
+            state,
+            tags: HashMap::new(),
+            not_modified: Arc::clone(&not_modified),
+        })?;
+        point(load::measure(ops, window, probe).await?)
     };
     let lag_at_end = api
         .projection_lags()
@@ -378,8 +357,61 @@ enum Target {
 }
 
 struct Reader {
-    api: Api,
+    http: ReaderHttp,
     target: Target,
+}
+
+/// The client a reader reads with ([`Client`]).
+enum ReaderHttp {
+    Lean(lean::Conn),
+    Reqwest(Api),
+}
+
+impl ReaderHttp {
+    /// `GET path`, accepting gzip when `gzip` (and failing when it does not come compressed);
+    /// returns the body's length as sent.
+    async fn get(&mut self, path: &str, gzip: bool) -> std::result::Result<usize, String> {
+        match self {
+            ReaderHttp::Reqwest(api) if gzip => api.get_gzip(path).await,
+            ReaderHttp::Reqwest(api) => api.get(path).await,
+            ReaderHttp::Lean(conn) => {
+                let accept = [(header::ACCEPT_ENCODING, "gzip")];
+                let answer = conn.get(path, if gzip { &accept } else { &[] }).await?;
+                let compressed = answer
+                    .headers
+                    .get(header::CONTENT_ENCODING)
+                    .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+                if gzip && !compressed {
+                    return Err("200 GET not gzip-compressed".to_owned());
+                }
+                Ok(answer.body_len)
+            }
+        }
+    }
+
+    /// `GET path` with `If-None-Match: etag` when given: the answer's `ETag` and whether it
+    /// was 304.
+    async fn get_unless(
+        &mut self,
+        path: &str,
+        etag: Option<&str>,
+    ) -> std::result::Result<(Option<String>, bool), String> {
+        match self {
+            ReaderHttp::Reqwest(api) => api.get_unless(path, etag).await,
+            ReaderHttp::Lean(conn) => {
+                let sent = etag.map(|etag| [(header::IF_NONE_MATCH, etag)]);
+                let answer = conn
+                    .get(path, sent.as_ref().map_or(&[], |h| &h[..]))
+                    .await?;
+                let tag = answer
+                    .headers
+                    .get(header::ETAG)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                Ok((tag, answer.status == StatusCode::NOT_MODIFIED))
+            }
+        }
+    }
 }
 
 impl Op for Reader {
@@ -388,18 +420,15 @@ impl Op for Reader {
             let pick = splitmix(state) % communities.len() as u64;
             communities[usize::try_from(pick).unwrap_or(0)]
         };
-        let path = match &mut self.target {
-            Target::Healthz => "/healthz".to_owned(),
+        match &mut self.target {
+            Target::Healthz => self.http.get("/healthz", false).await.map(|_| ()),
             Target::Board {
                 communities,
                 state,
                 gzip,
             } => {
                 let path = format!("/v1/communities/{}/board", pick(communities, state));
-                if *gzip {
-                    return self.api.get_gzip(&path).await.map(|_| ());
-                }
-                path
+                self.http.get(&path, *gzip).await.map(|_| ())
             }
             Target::ConditionalBoard {
                 communities,
@@ -410,7 +439,7 @@ impl Op for Reader {
                 let id = pick(communities, state);
                 let path = format!("/v1/communities/{id}/board");
                 let (tag, unchanged) = self
-                    .api
+                    .http
                     .get_unless(&path, tags.get(&id).map(String::as_str))
                     .await?;
                 if unchanged {
@@ -419,10 +448,9 @@ impl Op for Reader {
                 if let Some(tag) = tag {
                     tags.insert(id, tag);
                 }
-                return Ok(());
+                Ok(())
             }
-        };
-        self.api.get(&path).await.map(|_| ())
+        }
     }
 }
 

@@ -459,7 +459,7 @@ pub fn reads(
     let _ = writeln!(
         out,
         "`{}`: {} run(s), each on a fresh server over a copy of the {}, after every projection \
-         has built it; {} closed-loop readers share one connection pool and read the board of a \
+         has built it; {} closed-loop readers ({}) read the board of a \
          random community of the log's {} (admin token), while a background sender continues \
          the log's world at {} commands/s; the baseline is the same readers on `/healthz` (no \
          auth, no database) just before, under the same background load; {:.1} s windows after \
@@ -468,6 +468,11 @@ pub fn reads(
         runs.len(),
         describe_log(log),
         options.readers,
+        match options.client {
+            reads_bench::Client::Lean =>
+                "each with a connection of its own, hyper's client without a pool",
+            reads_bench::Client::Reqwest => "sharing one reqwest client, one connection pool",
+        },
         runs.first().map_or(0, |r| r.communities),
         thousands(options.command_rate),
         options.window.measure.as_secs_f64(),
