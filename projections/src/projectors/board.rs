@@ -21,6 +21,7 @@ use crate::summary::{summarize, Names};
 use crate::{ProjectionError, Projector};
 
 mod cache;
+mod render;
 pub use cache::{
     board_cached, board_rendered, board_served, BoardCache, BoardChanges, RenderedBoard, Served,
 };

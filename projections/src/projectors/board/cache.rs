@@ -13,15 +13,14 @@
 //! unchanged, and a read of the community document was most of what such a read cost.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, OnceLock, PoisonError, RwLock};
 
 use bytes::Bytes;
 use serde::{Deserialize, Deserializer};
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use super::render::{self, Parts, Segment};
 use super::{
     assemble, community_doc, meetings_view, parse_project, project_docs, project_rows, Board,
     CommunityDoc, ProjectDoc, NAME,
@@ -47,7 +46,7 @@ pub async fn board_cached(
 }
 
 /// A board as served: its JSON and entity tag, and what the reader's scope check needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct RenderedBoard {
     pub json: Bytes,
     /// A strong entity tag of `json` (quoted, as in an `ETag` header): the same bytes have the
@@ -55,40 +54,47 @@ pub struct RenderedBoard {
     pub etag: String,
     pub district_id: Uuid,
     pub members: Vec<Uuid>,
+    /// `json` in the parts it was made of, each compressed once when first asked for.
+    segments: Vec<Arc<Segment>>,
     /// `json` gzip-compressed, made by the first reader that accepts it: a board is ~4 × smaller
     /// so, and sending it was most of what a board read cost.
     gzip: OnceLock<Option<Bytes>>,
 }
 
+impl PartialEq for RenderedBoard {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.json, &self.etag, self.district_id, &self.members)
+            == (&other.json, &other.etag, other.district_id, &other.members)
+    }
+}
+
+impl Eq for RenderedBoard {}
+
 impl RenderedBoard {
+    /// Renders `board` from nothing kept (a board as of a past time, read once).
     pub fn render(board: &Board) -> Result<Self, ProjectionError> {
-        let json = serde_json::to_vec(board)
-            .map_err(|e| ProjectionError::Storage(format!("board JSON: {e}")))?;
-        // Half of a SHA-256: collisions between two versions of one board are out of reach.
-        let digest = Sha256::digest(&json);
-        let etag = format!("\"{}\"", hex::encode(&digest[..16]));
+        Self::render_from(board, &mut Parts::default())
+    }
+
+    /// Renders `board`, taking from `parts` the rows it had last time unchanged.
+    fn render_from(board: &Board, parts: &mut Parts) -> Result<Self, ProjectionError> {
+        let rendered = parts.render(board)?;
         Ok(Self {
-            json: Bytes::from(json),
-            etag,
+            json: rendered.json,
+            etag: rendered.etag,
             district_id: board.community.district_id,
             members: board.members.iter().map(|m| m.unit_id).collect(),
+            segments: rendered.segments,
             gzip: OnceLock::new(),
         })
     }
 
-    /// The board's JSON gzip-compressed, at the fastest level: a board is compressed once per
-    /// change while commands flow, and read many times. `None` if the encoder failed (it
+    /// The board's JSON gzip-compressed, at the fastest level: each part of a board is
+    /// compressed once, when first asked for after it changed. `None` if the encoder failed (it
     /// writes into memory, so it does not), and the JSON is then sent as it is.
     pub fn gzip(&self) -> Option<&Bytes> {
         self.gzip
-            .get_or_init(|| {
-                let mut encoder = flate2::write::GzEncoder::new(
-                    Vec::with_capacity(self.json.len() / 3),
-                    flate2::Compression::fast(),
-                );
-                encoder.write_all(&self.json).ok()?;
-                encoder.finish().ok().map(Bytes::from)
-            })
+            .get_or_init(|| render::gzip(&self.segments))
             .as_ref()
     }
 }
@@ -174,12 +180,8 @@ pub async fn board_rendered(
     let doc: CommunityDoc = serde_json::from_str(&at.doc)
         .map_err(|e| ProjectionError::Storage(format!("board document: {e}")))?;
     let board = with_cached_rows(db, community, doc, as_of, cache, generation).await?;
-    let rendered = cache.keep_rendered(
-        community,
-        at,
-        position,
-        Arc::new(RenderedBoard::render(&board)?),
-    );
+    let board = cache.render(community, &board)?;
+    let rendered = cache.keep_rendered(community, at, position, Arc::new(board));
     counted("rendered");
     Ok(Some(rendered))
 }
@@ -303,7 +305,7 @@ async fn with_cached_rows(
 ) -> Result<Board, ProjectionError> {
     let meetings = meetings_view(db, &doc, as_of).await?;
     let rows = cached_rows(db, community, &doc, cache, generation).await?;
-    let projects = project_rows(rows.projects.values(), &doc);
+    let projects = project_rows(rows.projects.values().map(Arc::as_ref), &doc);
     Ok(assemble(doc, projects, meetings))
 }
 
@@ -329,7 +331,7 @@ async fn cached_rows(
             let mut projects = held.projects.clone();
             for project in changed {
                 match db.document(NAME, "project", &project.to_string()).await? {
-                    Some(raw) => projects.insert(project, parse_project(&raw)?),
+                    Some(raw) => projects.insert(project, Arc::new(parse_project(&raw)?)),
                     None => projects.remove(&project),
                 };
             }
@@ -338,7 +340,11 @@ async fn cached_rows(
         }
         None => {
             cache.whole.fetch_add(1, Ordering::Relaxed);
-            project_docs(db, community).await?
+            project_docs(db, community)
+                .await?
+                .into_iter()
+                .map(|(id, doc)| (id, Arc::new(doc)))
+                .collect()
         }
     };
     let rows = Arc::new(CachedRows {
@@ -382,6 +388,8 @@ where
 pub struct BoardCache {
     rows: Mutex<HashMap<Uuid, Arc<CachedRows>>>,
     rendered: Mutex<HashMap<Uuid, Rendered>>,
+    /// Per community, the parts of its last rendering, to make the next from.
+    parts: Mutex<HashMap<Uuid, Arc<Mutex<Parts>>>>,
     /// Per community, the turn to read and render it.
     flights: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
     /// Communities whose board is being rendered in the background ([`board_served`]).
@@ -416,7 +424,8 @@ struct Rendered {
 struct CachedRows {
     generation: i64,
     position: i64,
-    projects: BTreeMap<Uuid, ProjectDoc>,
+    /// Shared with the holder before a patch, which copies the map and not the documents.
+    projects: BTreeMap<Uuid, Arc<ProjectDoc>>,
 }
 
 /// What a rendering depends on besides the project rows (which follow the document's newest
@@ -459,6 +468,7 @@ impl BoardCache {
         Self {
             rows: Mutex::default(),
             rendered: Mutex::default(),
+            parts: Mutex::default(),
             flights: Mutex::default(),
             refreshing: Mutex::default(),
             changes,
@@ -556,6 +566,23 @@ impl BoardCache {
                 refreshing.remove(&community);
             }
         });
+    }
+
+    /// Renders `community`'s `board` from the parts of its last rendering.
+    fn render(&self, community: Uuid, board: &Board) -> Result<RenderedBoard, ProjectionError> {
+        let parts = self.parts.lock().ok().map(|mut parts| {
+            if parts.len() >= CACHED_BOARDS && !parts.contains_key(&community) {
+                parts.clear();
+            }
+            Arc::clone(parts.entry(community).or_default())
+        });
+        let Some(parts) = parts else {
+            return RenderedBoard::render(board);
+        };
+        // Renderers of one community take turns (rendering awaits nothing); a poisoned turn only
+        // means a renderer panicked, and the parts it left are whole or replaced.
+        let mut parts = parts.lock().unwrap_or_else(PoisonError::into_inner);
+        RenderedBoard::render_from(board, &mut parts)
     }
 
     /// The lock a reader holds while it reads and renders `community`'s board.
