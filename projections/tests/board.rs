@@ -1,14 +1,16 @@
 //! The board's meetings summary ("last held", "next scheduled", "regular this quarter") over
 //! meetings spread across quarters, as of dates before, between and after them, including a
 //! UTC date that is already the next quarter in China Standard Time; and the same answers from
-//! a version-1 document, which a version-1 generation still serves while version 2 is built.
+//! a version-1 document, which a version-1 generation still serves while version 2 is built;
+//! members kept as rows of their own, and a version-3 generation (members inside the community
+//! document) answering the same board while version 4 is built.
 
 mod backends;
 mod item_history;
 
 use backends::{on_both_backends, Backend};
 use chrono::{DateTime, Utc};
-use item_history::{id, History};
+use item_history::{id, History, CDC, SANJIANG, SHILI};
 use projections::projectors::board::{self, BoardProjector, MeetingsView};
 use projections::readdb::ReadDb;
 use serde_json::json;
@@ -148,7 +150,8 @@ async fn a_quarter_rewrites_only_its_own_sittings(backend: Backend) {
 
 on_both_backends!(
     meetings_are_summarised_across_quarters,
-    a_quarter_rewrites_only_its_own_sittings
+    a_quarter_rewrites_only_its_own_sittings,
+    members_are_documents_of_their_own
 );
 
 /// A version-1 community document (every meeting in it) as a version-1 generation holds it.
@@ -197,4 +200,143 @@ async fn a_version_one_generation_answers_the_same_while_version_two_is_built() 
     for (as_of, expected) in expected() {
         assert_eq!(meetings(&db, as_of).await, expected, "as of {as_of}");
     }
+}
+
+/// Version 4 keeps each member in a `member` document of its own: a claim or an activity
+/// rewrites ~150 bytes, not the community document (whose members were 8 KB in a busy
+/// community). Projected in the runner's batches and one event a batch (every document through
+/// `want`, so a claim finds the member document it must load), the boards are the same.
+async fn members_are_documents_of_their_own(backend: Backend) {
+    let h = History::story(backend).await;
+    let db = h.project(&mut BoardProjector::default(), None).await;
+    let documents = History::documents(&db, board::NAME).await;
+    for (kind, key, doc) in &documents {
+        if kind == "community" {
+            let doc: serde_json::Value = serde_json::from_str(doc).expect("JSON");
+            assert!(doc.get("members").is_none(), "{key}: {doc}");
+        }
+    }
+    let members: Vec<(&str, serde_json::Value)> = documents
+        .iter()
+        .filter(|(kind, _, _)| kind == "member")
+        .map(|(_, key, doc)| (key.as_str(), serde_json::from_str(doc).expect("JSON")))
+        .collect();
+    let shili_cdc = format!("{}:{}", id(SHILI), id(CDC));
+    let (_, cdc) = members
+        .iter()
+        .find(|(key, _)| *key == shili_cdc)
+        .expect("CDC is a member of Shili");
+    assert_eq!(cdc["unit_id"], json!(id(CDC)));
+    assert_eq!(cdc["current"], json!(true));
+    assert!(cdc["projects_claimed"].as_u64() >= Some(1), "{cdc}");
+    assert!(
+        members.iter().any(|(_, m)| m["current"] == json!(false)),
+        "the story's withdrawn member stays, not current: {members:?}"
+    );
+    let by_event = h.project(&mut BoardProjector::default(), Some(1)).await;
+    for community in [SHILI, SANJIANG] {
+        let board = board_of(&db, community).await;
+        assert_eq!(board, board_of(&by_event, community).await);
+        for member in &board.members {
+            assert!(members
+                .iter()
+                .any(|(key, _)| *key == format!("{}:{}", id(community), member.unit_id)));
+        }
+    }
+}
+
+async fn board_of(db: &ReadDb, community: u128) -> board::Board {
+    board::board(db, id(community), at("2019-01-01T00:00:00Z"))
+        .await
+        .expect("the board query runs")
+        .expect("the community is known")
+}
+
+/// A version-3 generation (members inside the community document, no `member` documents)
+/// answers the same boards, directly and through the cache, as version 4 built from the same
+/// log, while version 4 is built.
+#[tokio::test]
+async fn a_version_three_generation_answers_the_same_while_version_four_is_built() {
+    let h = History::story(Backend::Sqlite).await;
+    let v4 = h.project(&mut BoardProjector::default(), None).await;
+    let documents = History::documents(&v4, board::NAME).await;
+    let v3 = ReadDb::in_memory().await.expect("a read-model db");
+    let row = v3
+        .create_generation(board::NAME, 3)
+        .await
+        .expect("a generation");
+    let mut members: std::collections::BTreeMap<
+        String,
+        serde_json::Map<String, serde_json::Value>,
+    > = Default::default();
+    for (kind, key, doc) in &documents {
+        if kind == "member" {
+            let (community, unit) = key.split_once(':').expect("community:unit");
+            let mut member: serde_json::Value = serde_json::from_str(doc).expect("JSON");
+            member.as_object_mut().expect("an object").remove("unit_id");
+            members
+                .entry(community.to_owned())
+                .or_default()
+                .insert(unit.to_owned(), member);
+        }
+    }
+    for (kind, key, doc) in &documents {
+        let (parent, doc) = match kind.as_str() {
+            "member" => continue,
+            "community" => {
+                let mut doc: serde_json::Value = serde_json::from_str(doc).expect("JSON");
+                doc["members"] = json!(members.get(key).cloned().unwrap_or_default());
+                for line in doc["recent"].as_array_mut().expect("the feed") {
+                    line.as_object_mut().expect("a line").remove("member");
+                }
+                (None, doc.to_string())
+            }
+            "project" => {
+                let project: serde_json::Value = serde_json::from_str(doc).expect("JSON");
+                let community = project["community_id"].as_str().expect("its community");
+                (Some(community.to_owned()), doc.clone())
+            }
+            "sittings" => (
+                Some(key.split(':').next().expect("community").to_owned()),
+                doc.clone(),
+            ),
+            _ => (None, doc.clone()),
+        };
+        sqlx::query(
+            "INSERT INTO documents (projection, generation, kind, key, parent, doc) \
+             VALUES ('board', $1, $2, $3, $4, $5)",
+        )
+        .bind(row.generation)
+        .bind(kind)
+        .bind(key)
+        .bind(parent)
+        .bind(doc)
+        .execute(v3.sqlite().expect("SQLite"))
+        .await
+        .expect("a version-3 document");
+    }
+    assert!(!members.is_empty(), "the story has members");
+    let cache = board::BoardCache::confirming_each_read();
+    let as_of = at("2019-01-01T00:00:00Z");
+    let mut claimants_named = 0;
+    for community in [SHILI, SANJIANG] {
+        let expected = board_of(&v4, community).await;
+        assert!(!expected.members.is_empty());
+        claimants_named += expected
+            .projects
+            .iter()
+            .filter(|p| p.claimant.as_ref().is_some_and(|c| !c.name.is_empty()))
+            .count();
+        assert_eq!(
+            board_of(&v3, community).await,
+            expected,
+            "community {community}"
+        );
+        let cached = board::board_cached(&v3, id(community), as_of, &cache, row.generation)
+            .await
+            .expect("the board query runs")
+            .expect("the community is known");
+        assert_eq!(cached, expected, "community {community}, through the cache");
+    }
+    assert!(claimants_named > 0, "claimants are named from the members");
 }

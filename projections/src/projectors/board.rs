@@ -1,7 +1,8 @@
 //! The community board: per community, its committee, member units, meetings, projects by
 //! status, open requests both ways, totals and a recent-activity feed (DOMAIN.md).
 //!
-//! Documents: `community` (the board's summary), `project` (one row of the board's project list,
+//! Documents: `community` (the board's summary), `member` (a member unit and what it has done,
+//! parent = its community), `project` (one row of the board's project list,
 //! parent = its community), `sittings` (when the community's meetings sit, one document per
 //! quarter, parent = its community), `ref` (names and owners of units, meetings and requests,
 //! to resolve references).
@@ -36,6 +37,10 @@ struct CommunityDoc {
     name: String,
     committee: Option<String>,
     district_id: Uuid,
+    /// Version 3's members, by unit: read only from a generation before 4, which keeps
+    /// answering while version 4 is built. Since 4 each member is a `member` document, so that
+    /// a claim or an activity rewrites a small row and not this document's 8 KB of members.
+    #[serde(default, skip_serializing)]
     members: BTreeMap<Uuid, MemberDoc>,
     /// The quarters (`2018Q2`) with a `sittings` document. A community holds a meeting or
     /// more every quarter, so keeping every meeting here made the document, rewritten with
@@ -54,6 +59,9 @@ struct CommunityDoc {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct MemberDoc {
+    /// The unit (nil in version 3's documents, which were keyed by it).
+    #[serde(default)]
+    unit_id: Uuid,
     name: String,
     kind: MemberKind,
     current: bool,
@@ -109,6 +117,34 @@ impl Key for SittingsKey {
     }
 }
 
+/// The key of a member document: `<community>:<unit>` (a unit may be a member of several
+/// communities).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct MemberKey {
+    community: Uuid,
+    unit: Uuid,
+}
+
+impl Key for MemberKey {
+    fn write(&self, out: &mut String) {
+        self.community.write(out);
+        out.push(':');
+        self.unit.write(out);
+    }
+    fn read(text: &str) -> Option<Self> {
+        let (community, unit) = text.split_once(':')?;
+        Some(Self {
+            community: Uuid::read(community)?,
+            unit: Uuid::read(unit)?,
+        })
+    }
+}
+
+/// The key of a community's `member` document for `unit`, as stored.
+fn member_key(community: Uuid, unit: Uuid) -> String {
+    format!("{community}:{unit}")
+}
+
 /// The key of a community's `sittings` document for `quarter` (`2018Q2`), as stored.
 fn sittings_key(community: Uuid, quarter: &str) -> String {
     format!("{community}:{quarter}")
@@ -154,6 +190,10 @@ struct RecentDoc {
     /// version 3, which did not say (a reader then reads every row again).
     #[serde(default, deserialize_with = "cache::present")]
     row: Option<Option<Uuid>>,
+    /// The unit whose member document the event changed (since version 4; before it members
+    /// were in the community document).
+    #[serde(default)]
+    member: Option<Uuid>,
 }
 
 impl From<RecentDoc> for Recent {
@@ -188,12 +228,17 @@ struct NameDoc {
 /// Builds the community boards.
 pub struct BoardProjector {
     communities: Collection<CommunityDoc, Uuid>,
+    members: Collection<MemberDoc, MemberKey>,
     projects: Collection<ProjectDoc, Uuid>,
     sittings: Collection<SittingsDoc, SittingsKey>,
     /// Units, meetings and requests: names and owning community.
     refs: Collection<NameDoc, StreamKey>,
     /// Where each change of a community document is recorded, for boards served from memory.
     changes: Arc<BoardChanges>,
+    /// The community of each project proposed in the batch being loaded: a claim of it in the
+    /// same batch names its member document by it, as the project's is not stored yet.
+    /// Emptied by the batch's first `apply`.
+    proposed: BTreeMap<Uuid, Uuid>,
 }
 
 impl Default for BoardProjector {
@@ -208,10 +253,12 @@ impl BoardProjector {
     pub fn recording_to(changes: Arc<BoardChanges>) -> Self {
         Self {
             communities: Collection::new("community"),
+            members: Collection::new("member"),
             projects: Collection::new("project"),
             sittings: Collection::new("sittings"),
             refs: Collection::new("ref"),
             changes,
+            proposed: BTreeMap::new(),
         }
     }
 
@@ -225,6 +272,14 @@ impl BoardProjector {
             CommunityRef::Project(project) => self.projects.get(&project.0).map(|p| p.community_id),
             CommunityRef::None => None,
         }
+    }
+
+    /// The member document of `unit` in the community `event` concerns, to change in place.
+    fn member_mut(&mut self, community: Option<Uuid>, unit: Uuid) -> Option<&mut MemberDoc> {
+        self.members.get_mut(&MemberKey {
+            community: community?,
+            unit,
+        })
     }
 
     fn set_status(&mut self, project: Uuid, status: &str) {
@@ -255,13 +310,25 @@ impl Projector for BoardProjector {
     fn version(&self) -> u32 {
         // 2: meetings by quarter in `sittings` documents.
         // 3: each line of the feed names the project row its event changed.
-        3
+        // 4: members in `member` documents, and the feed names the member an event changed.
+        4
     }
 
     fn want(&mut self, event: &ProjectedEvent) {
         use Event::*;
         // Everything `apply` reads, including every name the summary shows: a summary must not
         // depend on what happened to be cached, or a rebuild would differ from the live board.
+        let community = self
+            .community_of(&event.event)
+            .or_else(|| match &event.event {
+                ProjectClaimed(e) => self.proposed.get(&e.project_id.0).copied(),
+                ClaimWithdrawn(e) => self.proposed.get(&e.project_id.0).copied(),
+                ActivityRecorded(e) => self.proposed.get(&e.project_id.0).copied(),
+                _ => None,
+            });
+        if let (Some(community), Some(unit)) = (community, changed_member(&event.event)) {
+            self.members.want(MemberKey { community, unit });
+        }
         match &event.event {
             MemberUnitAdmitted(e) => self.refs.want(StreamKey::from(e.unit_id)),
             MemberUnitWithdrawn(e) => self.refs.want(StreamKey::from(e.unit_id)),
@@ -293,12 +360,12 @@ impl Projector for BoardProjector {
                 community: e.community_id.0,
                 quarter: Quarter::of(event.occurred_at),
             }),
-            DistrictRegistered(_)
-            | CommunityRegistered(_)
-            | UnitRegistered(_)
-            | ProjectProposed(_) => {}
+            ProjectProposed(e) => {
+                self.proposed.insert(e.project_id.0, e.community_id.0);
+            }
+            DistrictRegistered(_) | CommunityRegistered(_) | UnitRegistered(_) => {}
         }
-        if let Some(community) = self.community_of(&event.event) {
+        if let Some(community) = community {
             self.communities.want(community);
         }
     }
@@ -306,6 +373,7 @@ impl Projector for BoardProjector {
     fn collections(&mut self) -> Vec<&mut dyn Store> {
         vec![
             &mut self.communities,
+            &mut self.members,
             &mut self.projects,
             &mut self.sittings,
             &mut self.refs,
@@ -318,6 +386,7 @@ impl Projector for BoardProjector {
 
     fn apply(&mut self, event: &ProjectedEvent) -> Result<(), String> {
         use Event::*;
+        self.proposed.clear();
         let at = event.business_time();
         let community = self.community_of(&event.event);
         let summary = summarize(&event.event, &BoardNames(self));
@@ -353,23 +422,34 @@ impl Projector for BoardProjector {
                     .get(&StreamKey::from(e.unit_id))
                     .map(|r| r.name.clone())
                     .unwrap_or_default();
-                if let Some(c) = self.communities.get_mut(&e.community_id.0) {
-                    let member = c.members.entry(e.unit_id.0).or_insert(MemberDoc {
-                        name,
-                        kind: e.kind,
-                        current: true,
-                        projects_claimed: 0,
-                        activities: 0,
-                    });
-                    member.kind = e.kind;
-                    member.current = true;
+                let key = MemberKey {
+                    community: e.community_id.0,
+                    unit: e.unit_id.0,
+                };
+                if self.communities.get(&key.community).is_some() {
+                    match self.members.get_mut(&key) {
+                        Some(member) => {
+                            member.kind = e.kind;
+                            member.current = true;
+                        }
+                        None => self.members.put(
+                            key,
+                            Some(e.community_id.0),
+                            MemberDoc {
+                                unit_id: e.unit_id.0,
+                                name,
+                                kind: e.kind,
+                                current: true,
+                                projects_claimed: 0,
+                                activities: 0,
+                            },
+                        ),
+                    }
                 }
             }
             MemberUnitWithdrawn(e) => {
-                if let Some(c) = self.communities.get_mut(&e.community_id.0) {
-                    if let Some(m) = c.members.get_mut(&e.unit_id.0) {
-                        m.current = false;
-                    }
+                if let Some(m) = self.member_mut(Some(e.community_id.0), e.unit_id.0) {
+                    m.current = false;
                 }
             }
             MeetingConvened(e) => {
@@ -436,10 +516,8 @@ impl Projector for BoardProjector {
                         p.meeting_id = e.meeting_id.map(|m| m.0);
                     }
                 }
-                if let Some(c) = community.and_then(|c| self.communities.get_mut(&c)) {
-                    if let Some(m) = c.members.get_mut(&e.unit_id.0) {
-                        m.projects_claimed += 1;
-                    }
+                if let Some(m) = self.member_mut(community, e.unit_id.0) {
+                    m.projects_claimed += 1;
                 }
             }
             ClaimWithdrawn(e) => {
@@ -453,10 +531,8 @@ impl Projector for BoardProjector {
                     p.claimant = None;
                     p.claimed_at = None;
                 }
-                if let Some(c) = community.and_then(|c| self.communities.get_mut(&c)) {
-                    if let Some(m) = c.members.get_mut(&e.unit_id.0) {
-                        m.projects_claimed = m.projects_claimed.saturating_sub(1);
-                    }
+                if let Some(m) = self.member_mut(community, e.unit_id.0) {
+                    m.projects_claimed = m.projects_claimed.saturating_sub(1);
                 }
             }
             ProjectLaunched(e) => self.set_status(e.project_id.0, "launched"),
@@ -471,9 +547,9 @@ impl Projector for BoardProjector {
                     t.volunteer_hours += u64::from(e.volunteer_hours.get());
                     t.beneficiaries += u64::from(e.beneficiaries.get());
                     t.funds_yuan += e.funds_yuan.get();
-                    if let Some(m) = c.members.get_mut(&e.unit_id.0) {
-                        m.activities += 1;
-                    }
+                }
+                if let Some(m) = self.member_mut(community, e.unit_id.0) {
+                    m.activities += 1;
                 }
             }
             RequestRaised(e) => {
@@ -520,6 +596,7 @@ impl Projector for BoardProjector {
                 occurred_at: at,
                 summary,
                 row: Some(changed_row(&event.event)),
+                member: changed_member(&event.event),
             });
             c.recent.truncate(RECENT);
             // Every change of a community's document comes with a line of its feed.
@@ -551,6 +628,32 @@ fn changed_row(event: &Event) -> Option<Uuid> {
         | MeetingClosed(_)
         | ActivityRecorded(_)
         | FeedbackRecorded(_)
+        | RequestRaised(_)
+        | RequestResolved(_) => None,
+    }
+}
+
+/// The unit whose member document `event` changes (all of them named, as in [`changed_row`]).
+fn changed_member(event: &Event) -> Option<Uuid> {
+    use Event::*;
+    match event {
+        MemberUnitAdmitted(e) => Some(e.unit_id.0),
+        MemberUnitWithdrawn(e) => Some(e.unit_id.0),
+        ProjectClaimed(e) => Some(e.unit_id.0),
+        ClaimWithdrawn(e) => Some(e.unit_id.0),
+        ActivityRecorded(e) => Some(e.unit_id.0),
+        DistrictRegistered(_)
+        | CommunityRegistered(_)
+        | UnitRegistered(_)
+        | MeetingConvened(_)
+        | AttendanceRecorded(_)
+        | MeetingClosed(_)
+        | ProjectProposed(_)
+        | ProjectApproved(_)
+        | ProjectLaunched(_)
+        | ProjectCompleted(_)
+        | FeedbackRecorded(_)
+        | ProjectCancelled(_)
         | RequestRaised(_)
         | RequestResolved(_) => None,
     }
@@ -627,12 +730,51 @@ pub async fn board(
     community: Uuid,
     as_of: chrono::DateTime<chrono::Utc>,
 ) -> Result<Option<Board>, ProjectionError> {
-    let Some(doc) = community_doc(db, community).await? else {
+    let Some(mut doc) = community_doc(db, community).await? else {
         return Ok(None);
     };
-    let projects = project_rows(project_docs(db, community).await?.values(), &doc);
+    let members = match legacy_members(&mut doc) {
+        Some(members) => members,
+        None => member_docs(db, community).await?,
+    };
+    let projects = project_rows(project_docs(db, community).await?.values(), &members);
     let meetings = meetings_view(db, &doc, as_of).await?;
-    Ok(Some(assemble(doc, projects, meetings)))
+    Ok(Some(assemble(doc, &members, projects, meetings)))
+}
+
+/// A community's members by unit, shared between renderings.
+type Members = BTreeMap<Uuid, Arc<MemberDoc>>;
+
+/// The members a document of version 3 or before holds, taken out of it; `None` for a later
+/// one (whose members are `member` documents).
+fn legacy_members(doc: &mut CommunityDoc) -> Option<Members> {
+    if doc.members.is_empty() {
+        return None;
+    }
+    let members = std::mem::take(&mut doc.members);
+    Some(
+        members
+            .into_iter()
+            .map(|(unit, mut member)| {
+                member.unit_id = unit;
+                (unit, Arc::new(member))
+            })
+            .collect(),
+    )
+}
+
+/// The community's `member` documents by unit.
+async fn member_docs(db: &ReadDb, community: Uuid) -> Result<Members, ProjectionError> {
+    let mut members = BTreeMap::new();
+    for raw in db.children(NAME, "member", &community.to_string()).await? {
+        let member = parse_member(&raw)?;
+        members.insert(member.unit_id, Arc::new(member));
+    }
+    Ok(members)
+}
+
+fn parse_member(raw: &str) -> Result<MemberDoc, ProjectionError> {
+    serde_json::from_str(raw).map_err(|e| ProjectionError::Storage(format!("board member: {e}")))
 }
 
 async fn community_doc(
@@ -667,10 +809,10 @@ fn parse_project(raw: &str) -> Result<ProjectDoc, ProjectionError> {
     serde_json::from_str(raw).map_err(|e| ProjectionError::Storage(format!("board project: {e}")))
 }
 
-/// The board's project rows, claimants named from the community document.
+/// The board's project rows, claimants named from the community's members.
 fn project_rows<'a>(
     projects: impl Iterator<Item = &'a ProjectDoc>,
-    doc: &CommunityDoc,
+    members: &Members,
 ) -> Vec<ProjectRow> {
     projects
         .map(|p| ProjectRow {
@@ -680,8 +822,7 @@ fn project_rows<'a>(
             status: p.status.clone(),
             claimant: p.claimant.map(|unit_id| Claimant {
                 unit_id,
-                name: doc
-                    .members
+                name: members
                     .get(&unit_id)
                     .map(|m| m.name.clone())
                     .unwrap_or_default(),
@@ -781,8 +922,13 @@ fn legacy_meetings_view(doc: &CommunityDoc, now: &str, quarter: &str) -> Meeting
     }
 }
 
-/// The board from its community document, project rows and meetings.
-fn assemble(doc: CommunityDoc, projects: Vec<ProjectRow>, meetings: MeetingsView) -> Board {
+/// The board from its community document, members, project rows and meetings.
+fn assemble(
+    doc: CommunityDoc,
+    members: &Members,
+    projects: Vec<ProjectRow>,
+    meetings: MeetingsView,
+) -> Board {
     Board {
         community: CommunityView {
             id: doc.id,
@@ -790,8 +936,7 @@ fn assemble(doc: CommunityDoc, projects: Vec<ProjectRow>, meetings: MeetingsView
             committee: doc.committee,
             district_id: doc.district_id,
         },
-        members: doc
-            .members
+        members: members
             .iter()
             .filter(|(_, m)| m.current)
             .map(|(id, m)| MemberView {

@@ -22,8 +22,8 @@ use uuid::Uuid;
 
 use super::render::{self, Parts, Segment};
 use super::{
-    assemble, community_doc, meetings_view, parse_project, project_docs, project_rows, Board,
-    CommunityDoc, ProjectDoc, NAME,
+    assemble, community_doc, legacy_members, meetings_view, member_docs, member_key, parse_member,
+    parse_project, project_docs, project_rows, Board, CommunityDoc, Members, ProjectDoc, NAME,
 };
 use crate::readdb::ReadDb;
 use crate::ProjectionError;
@@ -298,19 +298,21 @@ impl BoardChanges {
 async fn with_cached_rows(
     db: &ReadDb,
     community: Uuid,
-    doc: CommunityDoc,
+    mut doc: CommunityDoc,
     as_of: chrono::DateTime<chrono::Utc>,
     cache: &BoardCache,
     generation: i64,
 ) -> Result<Board, ProjectionError> {
     let meetings = meetings_view(db, &doc, as_of).await?;
     let rows = cached_rows(db, community, &doc, cache, generation).await?;
-    let projects = project_rows(rows.projects.values().map(Arc::as_ref), &doc);
-    Ok(assemble(doc, projects, meetings))
+    let legacy = legacy_members(&mut doc);
+    let members = legacy.as_ref().unwrap_or(&rows.members);
+    let projects = project_rows(rows.projects.values().map(Arc::as_ref), members);
+    Ok(assemble(doc, members, projects, meetings))
 }
 
-/// The community's project documents as of `doc`: the cached ones, patched with the rows the
-/// events since changed, or all read again.
+/// The community's project and member documents as of `doc`: the cached ones, patched with the
+/// rows the events since changed, or all read again.
 async fn cached_rows(
     db: &ReadDb,
     community: Uuid,
@@ -326,40 +328,59 @@ async fn cached_rows(
         }
     }
     let patch = held.and_then(|held| Some((changed_since(doc, held.position)?, held)));
-    let projects = match patch {
+    let (projects, members) = match patch {
         Some((changed, held)) => {
             let mut projects = held.projects.clone();
-            for project in changed {
+            for project in changed.rows {
                 match db.document(NAME, "project", &project.to_string()).await? {
                     Some(raw) => projects.insert(project, Arc::new(parse_project(&raw)?)),
                     None => projects.remove(&project),
                 };
             }
+            let mut members = held.members.clone();
+            for unit in changed.members {
+                match db
+                    .document(NAME, "member", &member_key(community, unit))
+                    .await?
+                {
+                    Some(raw) => members.insert(unit, Arc::new(parse_member(&raw)?)),
+                    None => members.remove(&unit),
+                };
+            }
             cache.patched.fetch_add(1, Ordering::Relaxed);
-            projects
+            (projects, members)
         }
         None => {
             cache.whole.fetch_add(1, Ordering::Relaxed);
-            project_docs(db, community)
+            let projects = project_docs(db, community)
                 .await?
                 .into_iter()
                 .map(|(id, doc)| (id, Arc::new(doc)))
-                .collect()
+                .collect();
+            (projects, member_docs(db, community).await?)
         }
     };
     let rows = Arc::new(CachedRows {
         generation,
         position,
         projects,
+        members,
     });
     keep(&cache.rows, community, Arc::clone(&rows));
     Ok(rows)
 }
 
-/// The project rows changed by the community's events after `position`, if its feed still
-/// reaches back to that event and says of each newer one which row it changed.
-fn changed_since(doc: &CommunityDoc, position: i64) -> Option<BTreeSet<Uuid>> {
-    let mut changed = BTreeSet::new();
+/// The project rows and members a community's events changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Touched {
+    rows: BTreeSet<Uuid>,
+    members: BTreeSet<Uuid>,
+}
+
+/// The project rows and members changed by the community's events after `position`, if its
+/// feed still reaches back to that event and says of each newer one which row it changed.
+fn changed_since(doc: &CommunityDoc, position: i64) -> Option<Touched> {
+    let mut changed = Touched::default();
     for line in &doc.recent {
         if line.position == position {
             return Some(changed);
@@ -368,7 +389,8 @@ fn changed_since(doc: &CommunityDoc, position: i64) -> Option<BTreeSet<Uuid>> {
             // The rows held are newer than this document (another reader kept them).
             return None;
         }
-        changed.extend(line.row?);
+        changed.rows.extend(line.row?);
+        changed.members.extend(line.member);
     }
     None
 }
@@ -426,6 +448,8 @@ struct CachedRows {
     position: i64,
     /// Shared with the holder before a patch, which copies the map and not the documents.
     projects: BTreeMap<Uuid, Arc<ProjectDoc>>,
+    /// Its member documents by unit, shared the same way (none in a generation before 4).
+    members: Members,
 }
 
 /// What a rendering depends on besides the project rows (which follow the document's newest
