@@ -37,6 +37,7 @@ use crate::report::thousands;
 
 const LAG: &str = "lianxi_projection_lag_seconds";
 const COMMIT: &str = "lianxi_store_commit_seconds";
+const PHASES: &str = "lianxi_projection_batch_seconds";
 /// Each world: one district of 10 communities and 60 units.
 const WORLD: [usize; 3] = [1, 10, 60];
 /// A send this much after its slot counts as late.
@@ -69,6 +70,8 @@ pub struct LagRun {
     pub lag: BTreeMap<String, Buckets>,
     /// The store's commit time histogram's difference.
     pub commit: Buckets,
+    /// The projectors' batches: time per phase (`lock`, `apply_write`, `commit`), differences.
+    pub phases: BTreeMap<String, Buckets>,
     pub cpu: CpuUse,
     /// Seconds the projections needed to catch up after the window.
     pub settle_seconds: f64,
@@ -318,6 +321,7 @@ async fn measure(server: &Server, token: &str, options: Options) -> Result<LagRu
         from_slot_us: sent.from_slot_us,
         lag: BTreeMap::new(),
         commit: Buckets::default(),
+        phases: BTreeMap::new(),
         cpu,
         settle_seconds: 0.0,
     };
@@ -330,6 +334,7 @@ async fn measure(server: &Server, token: &str, options: Options) -> Result<LagRu
         bail!("the server exports no {LAG} histogram: this benchmark needs it");
     }
     run.commit = commit_since(&metrics_before, &metrics_after);
+    run.phases = phases_since(&metrics_before, &metrics_after);
     Ok(run)
 }
 
@@ -341,6 +346,19 @@ pub(crate) fn lag_since(before: &str, after: &str) -> BTreeMap<String, Buckets> 
         .map(|(name, after)| {
             let before = lag_before.get(&name).cloned().unwrap_or_default();
             (name, after.since(&before))
+        })
+        .collect()
+}
+
+/// The projectors' batch phase histograms' difference between two scrapes of one process: where
+/// a batch behind a late event spent its time.
+pub(crate) fn phases_since(before: &str, after: &str) -> BTreeMap<String, Buckets> {
+    let earlier = prom::histograms(before, PHASES, "phase");
+    prom::histograms(after, PHASES, "phase")
+        .into_iter()
+        .map(|(phase, after)| {
+            let before = earlier.get(&phase).cloned().unwrap_or_default();
+            (phase, after.since(&before))
         })
         .collect()
 }

@@ -340,6 +340,15 @@ pub fn lag(env: &Env, options: lag_bench::Options, runs: &[LagRun]) -> String {
         });
     }
     histogram_row(&mut out, "lag: all projections", &|r| prom::total(&r.lag));
+    // Where a projector batch's time goes: the lag's tail is a batch that waited or took long.
+    let phases: BTreeSet<&String> = runs.iter().flat_map(|r| r.phases.keys()).collect();
+    for phase in &phases {
+        histogram_row(
+            &mut out,
+            &format!("a projector batch's `{phase}` (`lianxi_projection_batch_seconds`)"),
+            &|r| r.phases.get(*phase).cloned().unwrap_or_default(),
+        );
+    }
     let _ = writeln!(
         out,
         "\nLag is `lianxi_projection_lag_seconds` (per event of a live batch: the read model's commit \
@@ -348,7 +357,9 @@ pub fn lag(env: &Env, options: lag_bench::Options, runs: &[LagRun]) -> String {
          and once every projection had caught up after it closed. Its quantiles and the commit's are \
          interpolated linearly inside Prometheus buckets (bounds 0.5, 1, 2.5, 5, 10, 25, 50, 100 ms, …): \
          read them as \"within that bucket\"; \"share ≤ 50 ms\" is exact, 50 ms being a bound. Round \
-         trips are exact (nearest rank).\n"
+         trips are exact (nearest rank). A projector batch's phases (every batch in the window, \
+         live or not): `lock` waits for the read models' write lock, `apply_write` loads, applies and \
+         writes inside the transaction, `commit` commits it.\n"
     );
     let worst = names
         .iter()
