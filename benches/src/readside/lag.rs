@@ -340,25 +340,23 @@ async fn measure(server: &Server, token: &str, options: Options) -> Result<LagRu
 
 /// The lag histograms' difference per projection between two scrapes of one process.
 pub(crate) fn lag_since(before: &str, after: &str) -> BTreeMap<String, Buckets> {
-    let lag_before = prom::histograms(before, LAG, "projection");
-    prom::histograms(after, LAG, "projection")
-        .into_iter()
-        .map(|(name, after)| {
-            let before = lag_before.get(&name).cloned().unwrap_or_default();
-            (name, after.since(&before))
-        })
-        .collect()
+    histograms_since(before, after, LAG, "projection")
 }
 
 /// The projectors' batch phase histograms' difference between two scrapes of one process: where
 /// a batch behind a late event spent its time.
 pub(crate) fn phases_since(before: &str, after: &str) -> BTreeMap<String, Buckets> {
-    let earlier = prom::histograms(before, PHASES, "phase");
-    prom::histograms(after, PHASES, "phase")
+    histograms_since(before, after, PHASES, "phase")
+}
+
+/// The difference of histogram `name`, per value of label `key`, between two scrapes.
+fn histograms_since(before: &str, after: &str, name: &str, key: &str) -> BTreeMap<String, Buckets> {
+    let earlier = prom::histograms(before, name, key);
+    prom::histograms(after, name, key)
         .into_iter()
-        .map(|(phase, after)| {
-            let before = earlier.get(&phase).cloned().unwrap_or_default();
-            (phase, after.since(&before))
+        .map(|(label, after)| {
+            let before = earlier.get(&label).cloned().unwrap_or_default();
+            (label, after.since(&before))
         })
         .collect()
 }
