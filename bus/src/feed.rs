@@ -43,9 +43,12 @@ const PULL_BATCH: usize = 1_000;
 const HEARTBEAT: Duration = Duration::from_secs(5);
 /// How long one pull request stays open on the server.
 const PULL_EXPIRES: Duration = Duration::from_secs(30);
-/// How long a batch goes on collecting after its first message: a burst's messages arrive
-/// microseconds apart, and what comes later goes in the next batch.
-const LINGER: Duration = Duration::from_millis(5);
+/// How long a batch that had to wait for its first message goes on collecting after it: a
+/// burst's messages arrive microseconds apart, and what comes later goes in the next batch.
+/// (5 ms for every batch until 2026-12-06: under a steady flow each batch then waited 5 ms
+/// with events in hand, and the lag through NATS had p50 ~15 ms, p99 45–79 ms; see
+/// BENCHMARKS.md, "Lag through NATS: no linger behind a busy projector".)
+const LINGER: Duration = Duration::from_millis(2);
 /// How long a JetStream request (stream, consumer, message) may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -140,8 +143,8 @@ impl Feed {
     }
 
     /// Up to `max` deliveries in stream (= log) order. Waits up to `wait` for the first; then
-    /// takes what is buffered and what keeps arriving without a pause of 5 ms. Empty when
-    /// nothing came within `wait`.
+    /// takes what is buffered and, if the first had to be waited for, what arrives within
+    /// [`LINGER`] of it. Empty when nothing came within `wait`.
     ///
     /// An `Err` of code `bus_unavailable` is passing (the server went away, the pull is renewed
     /// on the next call): call again. `bus_invalid_message` means a message on the stream is not
@@ -172,17 +175,26 @@ impl Feed {
                 .await
                 .map_err(|e| BusError::nats("pulling messages", e))?,
         };
-        let Ok(mut next) = tokio::time::timeout(wait, messages.next()).await else {
-            self.messages = Some(messages);
-            return Ok(batch);
+        // A batch that begins with a message already buffered (the projector was busy while
+        // it came) takes what is buffered and goes: lingering then would only hold back events
+        // that are late already. One that had to wait for its first message collects the rest
+        // of that message's burst for LINGER at most: under a steady flow messages never pause
+        // for LINGER, and waiting for `max` would hold each event back for as long as `max` of
+        // them take to arrive (hundreds of ms at 1,000 commands/s).
+        let (mut next, linger) = match messages.next().now_or_never() {
+            Some(first) => (first, Duration::ZERO),
+            None => match tokio::time::timeout(wait, messages.next()).await {
+                Ok(first) => (first, LINGER),
+                Err(_) => {
+                    self.messages = Some(messages);
+                    return Ok(batch);
+                }
+            },
         };
         // Whether the pull is still good for the next call; a failed or finished one is
         // dropped and renewed then.
         let mut healthy = true;
-        // The batch closes LINGER after its first message at the latest: under a steady flow
-        // messages never pause for LINGER, and waiting for `max` would hold each event back
-        // for as long as `max` of them take to arrive (hundreds of ms at 1,000 commands/s).
-        let close = tokio::time::Instant::now() + LINGER;
+        let close = tokio::time::Instant::now() + linger;
         loop {
             match next {
                 Some(Ok(message)) => {

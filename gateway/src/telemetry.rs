@@ -16,6 +16,19 @@ pub fn prometheus() -> Option<PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new()
+                // The projection lag has targets (50 ms embedded, 100 ms through NATS) and is
+                // compared across runs: finer bounds below 100 ms than other durations, so a
+                // p99 is not read off a bucket as wide as 10–25 ms. (A full name wins over the
+                // suffix below.)
+                .set_buckets_for_metric(
+                    Matcher::Full("lianxi_projection_lag_seconds".to_owned()),
+                    &[
+                        0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.0125, 0.015, 0.0175, 0.02,
+                        0.025, 0.03, 0.035, 0.04, 0.05, 0.06, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0,
+                        2.5, 5.0, 10.0,
+                    ],
+                )
+                .ok()?
                 .set_buckets_for_metric(
                     Matcher::Suffix("_seconds".to_owned()),
                     &[

@@ -69,6 +69,9 @@ pub struct LagWindow {
     pub sent: Sent,
     /// Per projector process (label): the lag histogram's difference per projection.
     pub lag: Vec<(String, BTreeMap<String, Buckets>)>,
+    /// Per projector process (label): its batches' time per phase
+    /// (`lianxi_projection_batch_seconds`), differences: where a slow batch spent it.
+    pub phases: Vec<(String, BTreeMap<String, Buckets>)>,
     /// The gateways' group-commit time, all gateways together.
     pub commit: Buckets,
     /// Per projector process: events its source took from the feed and from the log, between
@@ -253,6 +256,11 @@ async fn window(
         .zip(before.projectors.iter().zip(&after.projectors))
         .map(|((label, _), (b, a))| (label.clone(), schedule::lag_since(b, a)))
         .collect();
+    let phases = projectors
+        .iter()
+        .zip(before.projectors.iter().zip(&after.projectors))
+        .map(|((label, _), (b, a))| (label.clone(), schedule::phases_since(b, a)))
+        .collect();
     if lag.iter().all(|(_, lag)| lag.is_empty()) {
         bail!(
             "no projector process exports lianxi_projection_lag_seconds: this benchmark needs it"
@@ -278,6 +286,7 @@ async fn window(
         window: options.window,
         sent,
         lag,
+        phases,
         commit: prom::total(&commits),
         sources,
         relay_published: counter(&before.relay, &after.relay, "lianxi_relay_published_total"),

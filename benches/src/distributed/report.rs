@@ -1,6 +1,6 @@
 //! The distributed benchmark's markdown: each figure beside its same-run baselines, medians over runs, with the command line, what is measured and what limits it, so the tables paste into BENCHMARKS.md.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use super::lag::{LagWindow, Layout, ALL};
@@ -240,17 +240,18 @@ fn consumer_sentence(runs: &[&LagWindow], label: &str) -> String {
     )
 }
 
-/// The share of gaps between consecutive stored messages of at least 5 ms (the feed's linger).
+/// The share of gaps between consecutive stored messages of at least 2 ms: a pause that closes
+/// an idle projector's batch (the feed's linger).
 fn long_gaps(gaps_us: &[u32]) -> Option<f64> {
     (!gaps_us.is_empty())
-        .then(|| gaps_us.iter().filter(|&&us| us >= 5_000).count() as f64 / gaps_us.len() as f64)
+        .then(|| gaps_us.iter().filter(|&&us| us >= 2_000).count() as f64 / gaps_us.len() as f64)
 }
 
 /// A sentence on how the relay's publishes were spaced in `runs`.
 fn gaps_sentence(runs: &[&LagWindow]) -> String {
     format!(
         "gaps between consecutive messages stored in JetStream: p50 {} ms, p90 {} ms; {} of \
-         them ≥ 5 ms",
+         them ≥ 2 ms",
         opt(
             median(runs.iter().map(|r| quantile_ms(&r.gaps_us, 0.5))),
             ms
@@ -446,6 +447,28 @@ pub fn lag(env: &Env, layout: &Layout, options: Options, runs: &[LagWindow]) -> 
     histogram_row(&mut out, "**lag: all projections**", &|r| {
         crate::prom::total(&r.per_projection())
     });
+    // Where a projector process's batches spend their time: the lag's tail is a batch that
+    // waited or took long.
+    for (label, _) in &layout.projectors {
+        let phases: BTreeSet<String> = runs
+            .iter()
+            .flat_map(|r| r.phases.iter().filter(|(l, _)| l == label))
+            .flat_map(|(_, phases)| phases.keys().cloned())
+            .collect();
+        for phase in &phases {
+            histogram_row(
+                &mut out,
+                &format!("{label}: a batch's `{phase}` (`lianxi_projection_batch_seconds`)"),
+                &|r| {
+                    r.phases
+                        .iter()
+                        .find(|(l, _)| l == label)
+                        .and_then(|(_, phases)| phases.get(phase).cloned())
+                        .unwrap_or_default()
+                },
+            );
+        }
+    }
     let _ = writeln!(
         out,
         "\nLag is each projector process's `lianxi_projection_lag_seconds` (per event of a live \
@@ -456,8 +479,10 @@ pub fn lag(env: &Env, layout: &Layout, options: Options, runs: &[LagWindow]) -> 
          publishing, JetStream's ack) + NATS delivery to the projector's pull consumer + the \
          projector's apply and read-model commit; it starts before the client's acknowledgement, \
          so it overstates the lag from acknowledgement by the end of the commit and the reply. \
-         Quantiles are interpolated inside Prometheus buckets (bounds 0.5, 1, 2.5, 5, 10, 25, 50, \
-         100, 250 ms, …): read them as \"within that bucket\"; \"share ≤ 100 ms\" is exact, 100 ms \
+         Quantiles are interpolated inside Prometheus buckets (the lag's bounds: 0.5, 1, 2.5, 5, \
+         7.5, 10, 12.5, 15, 17.5, 20, 25, 30, 35, 40, 50, 60, 75, 100, 150, 250 ms, … since \
+         2026-12-06, before it 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250 ms, …, which are still the \
+         commit's and the phases'): read them as \"within that bucket\"; \"share ≤ 100 ms\" is exact, 100 ms \
          being a bound. Round trips are exact (nearest rank).\n"
     );
     for (label, _) in &layout.projectors {
@@ -699,6 +724,12 @@ pub fn second(env: &Env, options: Options, pairs: &[Pair]) -> String {
     );
     let _ = writeln!(
         out,
+        "{PROJECTOR_A}'s batches (`lianxi_projection_batch_seconds`), p50 / p99 ms alone → beside \
+         B: {}.\n",
+        phases_sentence(&alone, &beside, PROJECTOR_A)
+    );
+    let _ = writeln!(
+        out,
         "Target \"a second projector process for a different projection does not slow the first\" \
          (read here as: A's p99 beside B at most {SECOND_TOLERANCE:.2} × its p99 alone, the median \
          of each run's ratio): {}, {}.",
@@ -710,4 +741,48 @@ pub fn second(env: &Env, options: Options, pairs: &[Pair]) -> String {
         }
     );
     out
+}
+
+/// Each phase of `label`'s batches, median p50 / p99 over the windows alone and beside: where a
+/// second process's load shows up in the first one's batches.
+fn phases_sentence(alone: &[&LagWindow], beside: &[&LagWindow], label: &str) -> String {
+    let of = |runs: &[&LagWindow], phase: &str| -> Vec<Buckets> {
+        runs.iter()
+            .map(|r| {
+                r.phases
+                    .iter()
+                    .find(|(l, _)| l == label)
+                    .and_then(|(_, phases)| phases.get(phase).cloned())
+                    .unwrap_or_default()
+            })
+            .collect()
+    };
+    let pair = |buckets: &[Buckets]| {
+        format!(
+            "{} / {}",
+            quantile_cell(median_quantile(buckets.iter().map(|b| b.quantile(0.5)))),
+            quantile_cell(median_quantile(buckets.iter().map(|b| b.quantile(0.99)))),
+        )
+    };
+    let phases: BTreeSet<String> = alone
+        .iter()
+        .chain(beside)
+        .flat_map(|r| r.phases.iter().filter(|(l, _)| l == label))
+        .flat_map(|(_, phases)| phases.keys().cloned())
+        .collect();
+    let described: Vec<String> = phases
+        .iter()
+        .map(|phase| {
+            format!(
+                "`{phase}` {} → {}",
+                pair(&of(alone, phase)),
+                pair(&of(beside, phase))
+            )
+        })
+        .collect();
+    if described.is_empty() {
+        "not exported".to_owned()
+    } else {
+        described.join(", ")
+    }
 }

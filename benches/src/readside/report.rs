@@ -355,7 +355,9 @@ pub fn lag(env: &Env, options: lag_bench::Options, runs: &[LagRun]) -> String {
          minus the event's `recorded_at`, which the command handler takes before the group commit, so \
          it includes the commit), the difference of two `/metrics` scrapes: when the window opened, \
          and once every projection had caught up after it closed. Its quantiles and the commit's are \
-         interpolated linearly inside Prometheus buckets (bounds 0.5, 1, 2.5, 5, 10, 25, 50, 100 ms, …): \
+         interpolated linearly inside Prometheus buckets (the lag's bounds: 0.5, 1, 2.5, 5, 7.5, 10, \
+         12.5, 15, 17.5, 20, 25, 30, 35, 40, 50, 60, 75, 100 ms, … since 2026-12-06, before it \
+         0.5, 1, 2.5, 5, 10, 25, 50, 100 ms, …, which are still the commit's and the phases'): \
          read them as \"within that bucket\"; \"share ≤ 50 ms\" is exact, 50 ms being a bound. Round \
          trips are exact (nearest rank). A projector batch's phases (every batch in the window, \
          live or not): `lock` waits for the read models' write lock, `apply_write` loads, applies and \
