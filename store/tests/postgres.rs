@@ -181,6 +181,51 @@ async fn a_writer_rolled_back_leaves_a_gap_that_readers_pass() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn only_a_hole_in_the_positions_makes_a_reader_wait_for_writers_in_flight() {
+    let url = fresh_database().await;
+    let store = open(&url).await;
+    let first = [one(&store, "a").await, one(&store, "b").await];
+    let positions = |log: Vec<RecordedEvent>| log.iter().map(|e| e.position).collect::<Vec<_>>();
+
+    // Another program's bigint advisory lock looks like a writer in flight below every
+    // position. Positions without a hole need no bound: the reader reads on.
+    let mut other = raw(&url).await;
+    sqlx::raw_sql("BEGIN; SELECT pg_advisory_xact_lock_shared(0)")
+        .execute(&mut other)
+        .await
+        .expect("a foreign lock");
+    assert_eq!(
+        positions(store.read_all(0, 10).await.expect("read_all")),
+        first.to_vec()
+    );
+
+    // A writer that rolled back leaves a hole; behind it a reader asks who is in flight, and
+    // the foreign lock holds it there (nothing is skipped; it waits).
+    let mut writer = raw(&url).await;
+    let hole = hold_a_writer_open(&mut writer, "rolled-back").await;
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut writer)
+        .await
+        .expect("rollback");
+    let after = one(&store, "c").await;
+    assert!(first[1] < hole && hole < after);
+    assert!(store
+        .read_all(first[1], 10)
+        .await
+        .expect("read_all")
+        .is_empty());
+
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut other)
+        .await
+        .expect("release the foreign lock");
+    assert_eq!(
+        positions(store.read_all(first[1], 10).await.expect("read_all")),
+        vec![after]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_long_transaction_that_never_touches_the_log_holds_no_reader_back() {
     let url = fresh_database().await;
     let store = open(&url).await;
