@@ -119,9 +119,10 @@ impl PostgresStore {
         MIGRATOR.run(&pool).await.map_err(|error| {
             StoreError::Unavailable(format!("migrating the event log: {error}"))
         })?;
-        // The writer's own pool of one: it reconnects by itself after the server restarts.
+        // The writer tasks' own pool, a connection each: it reconnects by itself after the
+        // server restarts.
         let write_pool = PgPoolOptions::new()
-            .max_connections(1)
+            .max_connections(writer::WRITERS)
             .acquire_timeout(settings.acquire_timeout)
             .connect_with(settings.connect)
             .await?;

@@ -94,13 +94,10 @@ pub(crate) fn answer<E: std::fmt::Display>(
         Ok((results, last)) => {
             telemetry::record_group_commit(jobs.len(), started.elapsed());
             if let Some(last) = last {
-                head.send_if_modified(|current| {
-                    let moved = *current < last;
-                    if moved {
-                        *current = last;
-                    }
-                    moved
-                });
+                // Subscribers are woken even when the head does not move: with more than one
+                // writer (PostgreSQL), a batch that commits after a later one fills positions
+                // below the head, and makes them readable only now.
+                head.send_modify(|current| *current = (*current).max(last));
             }
             for (job, result) in jobs.drain(..).zip(results) {
                 // A caller that gave up waiting is no reason to fail the others.
