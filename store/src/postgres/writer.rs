@@ -46,7 +46,8 @@ const ATTEMPTS: usize = 3;
 /// Writer tasks (each with a connection of its own) taking batches from the one queue. With
 /// one, a batch's commit (a WAL flush, 0.3–3.5 ms on the benchmark's disk) left the writer
 /// idle while the next requests queued; two overlap one batch's flush with the next one's
-/// statements. More would mostly wait for each other's stream locks and the same flush.
+/// statements. Three were no better (BENCHMARKS.md, "PostgreSQL: two writer tasks"): the
+/// third mostly waits for the same flush.
 pub(super) const WRITERS: u32 = 2;
 
 /// The queue while a writer task holds it: gathering its batch and writing it, until the
@@ -111,8 +112,7 @@ impl Writer {
     }
 
     /// Writes one batch and answers every request in it, letting the queue go (`held`) when
-    /// it commits.
-    /// Leaves `jobs` empty.
+    /// it commits. Leaves `jobs` empty.
     #[tracing::instrument(name = "group_commit", level = "debug", skip_all, fields(requests = jobs.len(), events = events))]
     async fn commit(&mut self, jobs: &mut Vec<AppendJob>, events: usize, held: &mut Queue) {
         let started = Instant::now();
