@@ -106,6 +106,15 @@ impl LagWindow {
             .unwrap_or_default()
     }
 
+    /// Projector process `label`'s batch phases, by phase (empty when it exports none).
+    pub fn phases_of(&self, label: &str) -> BTreeMap<String, Buckets> {
+        self.phases
+            .iter()
+            .find(|(name, _)| name == label)
+            .map(|(_, phases)| phases.clone())
+            .unwrap_or_default()
+    }
+
     /// The lag per projection, every projector process together.
     pub fn per_projection(&self) -> BTreeMap<String, Buckets> {
         let mut out = BTreeMap::new();

@@ -452,20 +452,13 @@ pub fn lag(env: &Env, layout: &Layout, options: Options, runs: &[LagWindow]) -> 
     for (label, _) in &layout.projectors {
         let phases: BTreeSet<String> = runs
             .iter()
-            .flat_map(|r| r.phases.iter().filter(|(l, _)| l == label))
-            .flat_map(|(_, phases)| phases.keys().cloned())
+            .flat_map(|r| r.phases_of(label).into_keys())
             .collect();
         for phase in &phases {
             histogram_row(
                 &mut out,
                 &format!("{label}: a batch's `{phase}` (`lianxi_projection_batch_seconds`)"),
-                &|r| {
-                    r.phases
-                        .iter()
-                        .find(|(l, _)| l == label)
-                        .and_then(|(_, phases)| phases.get(phase).cloned())
-                        .unwrap_or_default()
-                },
+                &|r| r.phases_of(label).remove(phase).unwrap_or_default(),
             );
         }
     }
@@ -748,13 +741,7 @@ pub fn second(env: &Env, options: Options, pairs: &[Pair]) -> String {
 fn phases_sentence(alone: &[&LagWindow], beside: &[&LagWindow], label: &str) -> String {
     let of = |runs: &[&LagWindow], phase: &str| -> Vec<Buckets> {
         runs.iter()
-            .map(|r| {
-                r.phases
-                    .iter()
-                    .find(|(l, _)| l == label)
-                    .and_then(|(_, phases)| phases.get(phase).cloned())
-                    .unwrap_or_default()
-            })
+            .map(|r| r.phases_of(label).remove(phase).unwrap_or_default())
             .collect()
     };
     let pair = |buckets: &[Buckets]| {
@@ -767,8 +754,7 @@ fn phases_sentence(alone: &[&LagWindow], beside: &[&LagWindow], label: &str) -> 
     let phases: BTreeSet<String> = alone
         .iter()
         .chain(beside)
-        .flat_map(|r| r.phases.iter().filter(|(l, _)| l == label))
-        .flat_map(|(_, phases)| phases.keys().cloned())
+        .flat_map(|r| r.phases_of(label).into_keys())
         .collect();
     let described: Vec<String> = phases
         .iter()
