@@ -100,13 +100,11 @@ impl Writer {
             // The queue stays with this task until its batch is written and commits: the other
             // task gathers the next batch while this one's commit is flushed, from everything
             // that queued in the meantime, not from the first request or two.
-            let mut held = Some(Arc::clone(&self.jobs).lock_owned().await);
-            let events = match held.as_mut() {
-                Some(jobs) => queue::next_batch(jobs, &mut batch).await,
-                None => None,
+            let mut jobs = Arc::clone(&self.jobs).lock_owned().await;
+            let Some(events) = queue::next_batch(&mut jobs, &mut batch).await else {
+                break;
             };
-            let Some(events) = events else { break };
-            self.commit(&mut batch, events, &mut held).await;
+            self.commit(&mut batch, events, &mut Some(jobs)).await;
         }
         tracing::debug!("every store handle is gone; the writer stops");
     }
