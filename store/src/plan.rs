@@ -180,7 +180,8 @@ impl BatchState {
         });
     }
 
-    fn head(&self, stream: &str) -> StreamHead {
+    /// The head of `stream` as of this point in the batch.
+    pub fn head(&self, stream: &str) -> StreamHead {
         self.heads.get(stream).cloned().unwrap_or_default()
     }
 

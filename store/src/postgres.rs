@@ -22,6 +22,7 @@
 //! positions back until it is released (nothing is ever skipped; reads just wait). Give lianxi a
 //! database of its own.
 
+mod heads;
 mod listener;
 mod rows;
 mod snapshots;

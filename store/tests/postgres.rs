@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use lianxi_store::conformance::{append_new, keyed, new_event, request};
+use lianxi_store::conformance::{append_new, keyed, new_event, request, unchanged};
 use lianxi_store::hash::{event_hash, to_stored_precision, HashInput};
 use lianxi_store::postgres::{PostgresSettings, PostgresStore};
 use lianxi_store::throwaway_postgres::ThrowawayPostgres;
@@ -322,6 +322,60 @@ async fn two_servers_on_one_database_keep_one_consistent_log() {
     let report = second.verify().await.expect("verify");
     assert_eq!(report.first_failure, None);
     assert_eq!(report.events, 2 * appends_each as u64);
+}
+
+/// A server writes a batch on the stream heads it last saw in one statement; when another server
+/// moved one of them meanwhile, the database refuses that statement and the batch is decided
+/// again on the heads as they are: never appended on a stale head, never refused for one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_head_another_server_moved_is_read_again_before_the_batch_is_decided() {
+    let url = fresh_database().await;
+    let (first, second) = (open(&url).await, open(&url).await);
+    let event = || vec![new_event("A", json!({}))];
+    append_new(&first, request("s", ExpectedVersion::NoStream, event())).await;
+    append_new(&second, request("s", ExpectedVersion::Exact(1), event())).await;
+    // `first` last saw version 1: appending on it would fork the stream's hash chain.
+    let third = append_new(&first, request("s", ExpectedVersion::Any, event())).await;
+    assert_eq!(third[0].version, 3);
+    append_new(&second, request("s", ExpectedVersion::Exact(3), event())).await;
+    // `first` last saw version 3: its guess agrees with the request, the database does not.
+    match first
+        .append(request("s", ExpectedVersion::Exact(3), event()))
+        .await
+    {
+        Err(lianxi_store::StoreError::VersionConflict { actual: 4, .. }) => {}
+        other => panic!("expected a conflict at version 4, got {other:?}"),
+    }
+    // A stream only required unchanged, which `first` never saw: taken to be as required, and
+    // checked.
+    append_new(&second, request("fact", ExpectedVersion::NoStream, event())).await;
+    let guarded = |version| {
+        unchanged(
+            request("t", ExpectedVersion::NoStream, event()),
+            "fact",
+            version,
+        )
+    };
+    match first.append(guarded(0)).await {
+        Err(lianxi_store::StoreError::VersionConflict {
+            stream, actual: 1, ..
+        }) => {
+            assert_eq!(stream, "fact")
+        }
+        other => panic!("expected a conflict on the fact, got {other:?}"),
+    }
+    append_new(&first, guarded(1)).await;
+    let stream = first.read_stream("s", 0).await.expect("read_stream");
+    assert_eq!(
+        stream.iter().map(|e| e.version).collect::<Vec<_>>(),
+        [1, 2, 3, 4]
+    );
+    let report = first.verify().await.expect("verify");
+    assert_eq!(
+        report.first_failure, None,
+        "every event chains to the one before it"
+    );
+    assert_eq!(report.events, 6);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -1,45 +1,57 @@
-//! This process's PostgreSQL writer: two tasks, group commit, streams locked one by one.
+//! This process's PostgreSQL writer: group commit, in one statement when it can.
 //!
 //! Like the SQLite writer, a task takes the first waiting append plus whatever else is queued and
 //! writes them in one transaction: one commit (one WAL flush) per batch. Unlike SQLite, other
-//! processes write the same log at the same time, and so does this process's other writer task
-//! ([`WRITERS`]): while one batch waits for its commit's flush, the next is read, decided and
-//! written on another connection, and PostgreSQL flushes their commits together. They keep
-//! apart exactly as two servers' writers do, so a batch:
+//! processes write the same log at the same time, and so do this process's other writer tasks
+//! ([`WRITERS`]), so each batch is checked under locks on its streams, in one global order.
+//!
+//! A batch whose streams' heads this process knows ([`KnownHeads`]: it read them under lock or
+//! wrote them) is decided in memory on those heads and written in **one statement**
+//! (`lianxi_append_batch`), its own transaction: it locks the streams, checks that every head is
+//! still the one the batch was decided on, writes and commits, in one round trip. The queue is
+//! let go as soon as the batch is decided, so the next batch is decided on this one's heads and
+//! sent while this one is written and flushed; the database makes it wait for this one's locks.
+//! A new stream needs no head (the request says it is new, and the database checks).
+//!
+//! Any other batch, or one whose heads moved (another process, or a failed batch of this one,
+//! got there first), is **prepared under locks**, in four round trips:
 //! 1. locks the streams it touches (exclusive for the streams it appends to, shared for streams
-//!    it only requires unchanged, in one global order) and reads their heads and the earlier
-//!    commands sharing its command ids or keys: one call of `lianxi_prepare_batch`;
+//!    it only requires unchanged) and reads their heads and the earlier commands sharing its
+//!    command ids or keys: one call of `lianxi_prepare_batch`;
 //! 2. decides every request in memory ([`crate::plan`]);
 //! 3. takes positions for the accepted events (first announcing a floor under them for readers),
 //!    inserts events and command rows and notifies `lianxi_events`: one call of
 //!    `lianxi_write_batch`;
-//! 4. commits. Four round trips per batch, whatever its size (`BEGIN` and `COMMIT` included).
+//! 4. commits (`BEGIN` is the fourth). The queue is let go when `COMMIT` is sent.
 //!
 //! If the database refuses the bulk insert (an event id already in the log, or another process
 //! that just used the same idempotency key), the batch is redone in a new transaction request by
 //! request, each under a savepoint, so only the offending request is refused; a key taken by
 //! another process meanwhile is then found and answered as a duplicate.
 //!
-//! Replies go out only after `COMMIT` returned. If the database cannot be reached, every request
-//! of the batch gets [`StoreError::Unavailable`] and nothing of it was written; the pool makes a
-//! new connection for the next batch, so the writer recovers by itself when the server is back.
+//! Replies go out only after the commit returned. If the database cannot be reached, every
+//! request of the batch gets [`StoreError::Unavailable`] and nothing of it was written; the pool
+//! makes a new connection for the next batch, so the writer recovers by itself when the server is
+//! back.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgConnection, PgPool};
+use sqlx::postgres::{PgArguments, PgConnection, PgPool};
+use sqlx::query::QueryScalar;
 use sqlx::{Connection, Postgres, Transaction};
 use tokio::sync::{mpsc, watch, Mutex, OwnedMutexGuard};
 use tracing::Instrument;
 use uuid::Uuid;
 
+use super::heads::KnownHeads;
 use super::rows::{decode_all, select_events, PgEventRow};
 use crate::hash::to_stored_precision;
 use crate::plan::{BatchState, Decision, EarlierCommand, EarlierEvents, Staged, StreamHead};
 use crate::queue::{self, AppendJob, MAX_BATCH_REQUESTS};
-use crate::{AppendOutcome, AppendRequest, Position, StoreError};
+use crate::{telemetry, AppendOutcome, AppendRequest, ExpectedVersion, Position, StoreError};
 
 /// How many times a batch is redone after another process got in its way.
 const ATTEMPTS: usize = 3;
@@ -62,6 +74,7 @@ pub(super) struct Writer {
     /// The queue every writer task takes its batches from, one task at a time.
     jobs: Arc<Mutex<mpsc::Receiver<AppendJob>>>,
     head: Arc<watch::Sender<Position>>,
+    known: Arc<KnownHeads>,
 }
 
 impl Writer {
@@ -77,6 +90,7 @@ impl Writer {
             name,
             jobs: Arc::new(Mutex::new(jobs)),
             head,
+            known: Arc::default(),
         }
     }
 
@@ -88,6 +102,7 @@ impl Writer {
                 name: self.name.clone(),
                 jobs: Arc::clone(&self.jobs),
                 head: Arc::clone(&self.head),
+                known: Arc::clone(&self.known),
             };
             let span = tracing::info_span!(parent: None, "postgres_writer", task);
             tokio::spawn(writer.run().instrument(span));
@@ -124,23 +139,60 @@ impl Writer {
         queue::answer(jobs, outcome, &self.head, started);
     }
 
-    /// Writes the batch together, or request by request after a refused bulk write, redoing it
-    /// when another process got in the way.
+    /// Writes the batch in one statement when its heads are known, else prepared under locks
+    /// together, or request by request after a refused bulk write, redoing it when another
+    /// process got in the way.
     async fn group_commit(
         &self,
         requests: &[&AppendRequest],
         held: &mut Queue,
     ) -> Result<Committed, sqlx::Error> {
+        let committed = self.write_batch(requests, held).await;
+        if !matches!(committed, Ok((_, Path::OneStatement | Path::Together))) {
+            // The heads it was decided on, or left for the next batch, are in doubt.
+            self.forget(requests);
+        }
+        committed.map(|(committed, path)| {
+            telemetry::record_postgres_batch(path.label());
+            committed
+        })
+    }
+
+    /// Forgets the heads of every stream of a batch that did not commit as decided.
+    fn forget(&self, requests: &[&AppendRequest]) {
+        let mut known = self.known.lock();
+        for stream in streams_of(requests) {
+            known.remove(stream);
+        }
+    }
+
+    async fn write_batch(
+        &self,
+        requests: &[&AppendRequest],
+        held: &mut Queue,
+    ) -> Result<(Committed, Path), sqlx::Error> {
+        if let Some(planned) = plan_one_statement(&self.known, requests) {
+            // Decided: the next batch may be decided on this one's heads and sent meanwhile.
+            held.take();
+            if let Some(committed) = write_one_statement(&self.pool, &self.name, planned).await? {
+                return Ok((committed, Path::OneStatement));
+            }
+            telemetry::record_postgres_batch(Path::Moved.label());
+            self.forget(requests);
+        }
         let mut together = true;
         for _ in 0..ATTEMPTS {
             let mut conn = self.pool.acquire().await?;
             let attempt = if together {
-                write_together(&mut conn, &self.name, requests, held).await?
+                write_together(&mut conn, &self.name, requests, held, &self.known).await?
             } else {
                 write_one_by_one(&mut conn, &self.name, requests, held).await?
             };
             match attempt {
-                Attempt::Committed(committed) => return Ok(committed),
+                Attempt::Committed(committed) if together => {
+                    return Ok((committed, Path::Together))
+                }
+                Attempt::Committed(committed) => return Ok((committed, Path::OneByOne)),
                 Attempt::Redo => together = false,
             }
         }
@@ -148,6 +200,188 @@ impl Writer {
             "other writers kept getting in the way of this batch ({ATTEMPTS} attempts)"
         )))
     }
+}
+
+/// How a batch was written, as `lianxi_store_postgres_batches_total` counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Path {
+    /// In one statement, on heads this process knew.
+    OneStatement,
+    /// Tried in one statement, but a head had moved: then prepared under locks.
+    Moved,
+    /// Prepared under locks and written together.
+    Together,
+    /// Redone request by request after the database refused the bulk write.
+    OneByOne,
+}
+
+impl Path {
+    fn label(self) -> &'static str {
+        match self {
+            Path::OneStatement => "one_statement",
+            Path::Moved => "moved",
+            Path::Together => "together",
+            Path::OneByOne => "one_by_one",
+        }
+    }
+}
+
+/// Every stream a batch appends to or requires unchanged.
+fn streams_of<'a>(requests: &'a [&AppendRequest]) -> impl Iterator<Item = &'a str> {
+    requests.iter().flat_map(|request| {
+        std::iter::once(request.stream.as_str())
+            .chain(request.unchanged.iter().map(|c| c.stream.as_str()))
+    })
+}
+
+/// A batch decided on known heads, ready for `lianxi_append_batch`.
+struct OneStatement<'a> {
+    requests: &'a [&'a AppendRequest],
+    /// The streams appended to, with the heads the batch was decided on.
+    appended: Vec<(String, StreamHead)>,
+    /// The streams only required unchanged, with the versions the batch was decided on.
+    read: Vec<(String, i64)>,
+    /// Every request's events, in request order: all were accepted.
+    staged: Vec<Vec<Staged>>,
+}
+
+/// Decides the batch on the heads this process knows, and records its outcome as the heads
+/// the next batch is decided on; `None` when a head is not known, or a request would not simply
+/// append (a duplicate or a refusal is decided under locks, on heads read from the database).
+fn plan_one_statement<'a>(
+    known: &KnownHeads,
+    requests: &'a [&'a AppendRequest],
+) -> Option<OneStatement<'a>> {
+    let mut known = known.lock();
+    let mut heads = HashMap::new();
+    let mut appended = Vec::new();
+    for request in requests {
+        if heads.contains_key(&request.stream) {
+            continue;
+        }
+        let head = match known.get(&request.stream) {
+            Some(head) => head,
+            // A stream the request says is new needs no head: the database checks it is.
+            None if matches!(
+                request.expected,
+                ExpectedVersion::NoStream | ExpectedVersion::Exact(0)
+            ) =>
+            {
+                StreamHead::default()
+            }
+            None => return None,
+        };
+        appended.push((request.stream.clone(), head.clone()));
+        heads.insert(request.stream.clone(), head);
+    }
+    let mut read = Vec::new();
+    for condition in requests.iter().flat_map(|request| &request.unchanged) {
+        if heads.contains_key(&condition.stream) {
+            continue;
+        }
+        // Unknown, it is taken to be as the request requires; the database checks it is.
+        let head = known.get(&condition.stream).unwrap_or(StreamHead {
+            version: condition.version,
+            hash: None,
+        });
+        read.push((condition.stream.clone(), head.version));
+        heads.insert(condition.stream.clone(), head);
+    }
+    let mut state = BatchState::new(0, heads, Vec::new(), to_stored_precision(Utc::now()));
+    let mut staged = Vec::with_capacity(requests.len());
+    for request in requests {
+        match state.decide(request) {
+            Decision::Append(events) => {
+                state.accept(request, &events);
+                staged.push(events);
+            }
+            Decision::Duplicate(_) | Decision::Refuse(_) => return None,
+        }
+    }
+    for (stream, _) in &appended {
+        known.insert(stream.clone(), state.head(stream));
+    }
+    Some(OneStatement {
+        requests,
+        appended,
+        read,
+        staged,
+    })
+}
+
+/// Writes and commits a batch decided on known heads (`lianxi_append_batch`, one round trip);
+/// `None` when the database refused it (a head had moved, or a command id or key is already in
+/// the log) and wrote nothing.
+async fn write_one_statement(
+    pool: &PgPool,
+    writer: &str,
+    planned: OneStatement<'_>,
+) -> Result<Option<Committed>, sqlx::Error> {
+    let OneStatement {
+        requests,
+        appended,
+        read,
+        mut staged,
+    } = planned;
+    let appends: Vec<(&AppendRequest, &[Staged])> = requests
+        .iter()
+        .zip(&staged)
+        .map(|(request, events)| (*request, events.as_slice()))
+        .collect();
+    let (events, commands) = columns(&appends);
+    let (appended, appended_head): (Vec<String>, Vec<StreamHead>) = appended.into_iter().unzip();
+    let appended_version: Vec<i64> = appended_head.iter().map(|head| head.version).collect();
+    let appended_hash: Vec<Option<&str>> = appended_head
+        .iter()
+        .map(|head| head.hash.as_deref())
+        .collect();
+    let (read, read_version): (Vec<String>, Vec<i64>) = read.into_iter().unzip();
+    let mut conn = pool.acquire().await?;
+    let written = bind_batch(
+        sqlx::query_scalar(
+            "SELECT lianxi_append_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
+                                        $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)",
+        )
+        .bind(&appended)
+        .bind(&appended_version)
+        .bind(&appended_hash)
+        .bind(&read)
+        .bind(&read_version),
+        &events,
+        &commands,
+        writer,
+    )
+    .fetch_all(&mut *conn)
+    .await;
+    let positions: Vec<Position> = match written {
+        Ok(positions) => positions,
+        Err(sqlx::Error::Database(error)) => {
+            tracing::debug!(%error, "the one-statement batch was refused; preparing it under locks");
+            return Ok(None);
+        }
+        Err(error) => return Err(error),
+    };
+    drop((events, commands));
+    let mut next = positions.into_iter();
+    for events in &mut staged {
+        place(events, &mut next);
+    }
+    let last_position = staged
+        .iter()
+        .filter_map(|events| events.last())
+        .map(|s| s.event.position)
+        .max();
+    Ok(Some(Committed {
+        results: staged
+            .into_iter()
+            .map(|events| {
+                Ok(AppendOutcome::Appended(
+                    events.into_iter().map(|staged| staged.event).collect(),
+                ))
+            })
+            .collect(),
+        last_position,
+    }))
 }
 
 /// The outcome of one committed batch.
@@ -172,6 +406,7 @@ async fn write_together(
     writer: &str,
     requests: &[&AppendRequest],
     held: &mut Queue,
+    known: &KnownHeads,
 ) -> Result<Attempt, sqlx::Error> {
     let mut tx = conn.begin().await?;
     let mut state = prepare(&mut tx, requests).await?;
@@ -206,6 +441,14 @@ async fn write_together(
     for decision in &mut decisions {
         if let Decision::Append(staged) = decision {
             place(staged, &mut next);
+        }
+    }
+    // Read under lock or written here: the heads the next batch is decided on (forgotten again
+    // if this one does not commit).
+    {
+        let mut known = known.lock();
+        for stream in streams_of(requests) {
+            known.insert(stream.to_owned(), state.head(stream));
         }
     }
     finish(tx, decisions, held).await.map(Attempt::Committed)
@@ -406,6 +649,27 @@ async fn write(
     writer: &str,
     appends: &[(&AppendRequest, &[Staged])],
 ) -> Result<Vec<Position>, sqlx::Error> {
+    let (events, commands) = columns(appends);
+    if events.id.is_empty() {
+        return Ok(Vec::new());
+    }
+    bind_batch(
+        sqlx::query_scalar(
+            "SELECT lianxi_write_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
+                                       $11, $12, $13, $14, $15, $16, $17, $18)",
+        ),
+        &events,
+        &commands,
+        writer,
+    )
+    .fetch_all(&mut *conn)
+    .await
+}
+
+/// The events and command rows of `appends`, column by column.
+fn columns<'a>(
+    appends: &[(&'a AppendRequest, &'a [Staged])],
+) -> (EventColumns<'a>, CommandColumns<'a>) {
     let mut events = EventColumns::default();
     let mut commands = CommandColumns::default();
     for (request, staged) in appends {
@@ -414,33 +678,36 @@ async fn write(
         }
         commands.push(request, staged, events.id.len());
     }
-    if events.id.is_empty() {
-        return Ok(Vec::new());
-    }
-    sqlx::query_scalar(
-        "SELECT lianxi_write_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
-                                   $11, $12, $13, $14, $15, $16, $17, $18)",
-    )
-    .bind(&events.id)
-    .bind(&events.stream)
-    .bind(&events.version)
-    .bind(&events.event_type)
-    .bind(&events.schema_version)
-    .bind(&events.data)
-    .bind(&events.metadata)
-    .bind(&events.recorded_at)
-    .bind(&events.hash)
-    .bind(&events.command_id)
-    .bind(&commands.command_id)
-    .bind(&commands.scope)
-    .bind(&commands.key)
-    .bind(&commands.request_hash)
-    .bind(&commands.stream)
-    .bind(&commands.event_count)
-    .bind(&commands.last)
-    .bind(writer)
-    .fetch_all(&mut *conn)
-    .await
+    (events, commands)
+}
+
+/// Binds a batch's events, command rows and writer name, in the parameter order both
+/// `lianxi_write_batch` and the end of `lianxi_append_batch` take them.
+fn bind_batch<'q>(
+    query: QueryScalar<'q, Postgres, Position, PgArguments>,
+    events: &'q EventColumns<'_>,
+    commands: &'q CommandColumns<'_>,
+    writer: &'q str,
+) -> QueryScalar<'q, Postgres, Position, PgArguments> {
+    query
+        .bind(&events.id)
+        .bind(&events.stream)
+        .bind(&events.version)
+        .bind(&events.event_type)
+        .bind(&events.schema_version)
+        .bind(&events.data)
+        .bind(&events.metadata)
+        .bind(&events.recorded_at)
+        .bind(&events.hash)
+        .bind(&events.command_id)
+        .bind(&commands.command_id)
+        .bind(&commands.scope)
+        .bind(&commands.key)
+        .bind(&commands.request_hash)
+        .bind(&commands.stream)
+        .bind(&commands.event_count)
+        .bind(&commands.last)
+        .bind(writer)
 }
 
 /// The events to write, column by column, as arrays.
@@ -529,5 +796,108 @@ fn refusal(
             "the append was refused: {}",
             error.message()
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash::{event_hash, HashInput};
+    use crate::{NewEvent, StreamVersion};
+    use serde_json::json;
+
+    fn request(stream: &str, expected: ExpectedVersion) -> AppendRequest {
+        AppendRequest {
+            stream: stream.into(),
+            expected,
+            command_id: Uuid::new_v4(),
+            idempotency: None,
+            events: vec![NewEvent {
+                id: Uuid::new_v4(),
+                event_type: "A".into(),
+                schema_version: 1,
+                data: json!({"stream": stream}),
+                metadata: json!({}),
+            }],
+            unchanged: Vec::new(),
+        }
+    }
+
+    fn head(version: i64) -> StreamHead {
+        StreamHead {
+            version,
+            hash: Some(format!("{version:064}")),
+        }
+    }
+
+    #[test]
+    fn a_batch_on_known_or_new_streams_is_decided_in_memory_and_leaves_its_heads() {
+        let known = KnownHeads::default();
+        known.lock().insert("known".into(), head(4));
+        let mut guarded = request("new", ExpectedVersion::NoStream);
+        guarded.unchanged = vec![StreamVersion::new("fact", 7)];
+        let requests = [
+            &request("known", ExpectedVersion::Exact(4)),
+            &guarded,
+            &request("known", ExpectedVersion::Any),
+        ];
+        let planned = plan_one_statement(&known, &requests).expect("decided in memory");
+        assert_eq!(
+            planned.appended,
+            [
+                ("known".to_owned(), head(4)),
+                ("new".to_owned(), StreamHead::default())
+            ]
+        );
+        // Unknown, a stream only read is taken to be at the version the request requires.
+        assert_eq!(planned.read, [("fact".to_owned(), 7)]);
+        let first = &planned.staged[0][0].event;
+        assert_eq!(first.version, 5);
+        assert_eq!(
+            first.hash,
+            event_hash(head(4).hash.as_deref(), &HashInput::from(first))
+        );
+        let third = &planned.staged[2][0].event;
+        assert_eq!(third.version, 6);
+        assert_eq!(
+            third.hash,
+            event_hash(Some(&first.hash), &HashInput::from(third))
+        );
+        // The next batch is decided on this one's heads.
+        let mut heads = known.lock();
+        assert_eq!(
+            heads.get("known").map(|h| (h.version, h.hash)),
+            Some((6, Some(third.hash.clone())))
+        );
+        assert_eq!(heads.get("new").map(|h| h.version), Some(1));
+        assert_eq!(
+            heads.get("fact"),
+            None,
+            "a stream only read is not learnt from a guess"
+        );
+    }
+
+    #[test]
+    fn an_unknown_head_or_anything_but_an_append_is_decided_under_locks() {
+        let known = KnownHeads::default();
+        known.lock().insert("known".into(), head(4));
+        for expected in [ExpectedVersion::Any, ExpectedVersion::Exact(3)] {
+            let unknown = request("unknown", expected);
+            assert!(
+                plan_one_statement(&known, &[&unknown]).is_none(),
+                "{expected:?}"
+            );
+        }
+        // A conflict on a known head may only be a stale guess: the database decides it.
+        let stale = request("known", ExpectedVersion::Exact(3));
+        assert!(plan_one_statement(&known, &[&stale]).is_none());
+        // A command sent twice in one batch is a duplicate, read back under locks.
+        let once = request("known", ExpectedVersion::Any);
+        assert!(plan_one_statement(&known, &[&once, &once]).is_none());
+        assert_eq!(
+            known.lock().get("known"),
+            Some(head(4)),
+            "nothing decided, nothing learnt"
+        );
     }
 }
