@@ -144,8 +144,8 @@ pub struct ReadsOptions {
     #[arg(long = "events", default_value_t = 100_000)]
     read_events: i64,
     /// Total board reads per second of the paced windows (gzip, the same readers, each at the
-    /// slots of a fixed schedule); one window per rate, none when empty.
-    #[arg(long, value_delimiter = ',', default_values_t = [10_000.0, 20_000.0])]
+    /// slots of a fixed schedule); one window per rate, none when the flag is given no value.
+    #[arg(long, value_delimiter = ',', num_args = 0.., default_values_t = [10_000.0, 20_000.0])]
     paced_rates: Vec<f64>,
 }
 
