@@ -13,6 +13,7 @@ use lianxi_bus::message::{self, StreamSettings, STREAM_NAME};
 use lianxi_bus::throwaway_nats::ThrowawayNats;
 use lianxi_bus::{Feed, LockKey, Relay, RelayConfig, RelayHandle, RelayStatus};
 use serde_json::json;
+use sqlx::{Connection, PgConnection};
 use store::conformance::{append_new, new_event, request};
 use store::postgres::{PostgresSettings, PostgresStore};
 use store::throwaway_postgres::ThrowawayPostgres;
@@ -340,6 +341,63 @@ async fn of_two_relays_one_publishes_and_the_other_takes_over_when_it_dies() {
     assert_eq!(messages.len(), 700);
     assert_stream_is_the_log(&messages, &setup.log().await);
     survivor.shutdown().await.expect("a clean stop");
+}
+
+/// The backend holding the relay's leader lock in the test's database, if any.
+async fn relay_backend(conn: &mut PgConnection) -> Option<i32> {
+    sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity \
+          WHERE application_name = 'lianxi-relay' AND datname = current_database()",
+    )
+    .fetch_optional(conn)
+    .await
+    .expect("pg_stat_activity")
+}
+
+/// PostgreSQL can drop the lock's connection under a running relay (a restart, an operator's
+/// `pg_terminate_backend`): the relay notices within its lock check, takes the lock again on a
+/// new connection and goes on from the stream's end, repeating nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_whose_lock_connection_is_dropped_takes_the_lock_again_and_repeats_nothing() {
+    let setup = setup().await;
+    let streams = streams();
+    setup.append(&streams, 200).await;
+    let relay = setup.relay(setup.config());
+    let mut status = relay.status();
+    published_through(&mut status, 200).await;
+    let mut conn = PgConnection::connect(&setup.database_url)
+        .await
+        .expect("a connection of the test's own");
+    let before = relay_backend(&mut conn)
+        .await
+        .expect("the active relay's lock connection");
+    let terminated: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(before)
+        .fetch_one(&mut conn)
+        .await
+        .expect("pg_terminate_backend");
+    assert!(terminated);
+    // Events keep coming meanwhile, so the relay is busy, not idle, when the lock goes.
+    let appending = setup.append(&streams, 300);
+    let taken_again = async {
+        loop {
+            match relay_backend(&mut conn).await {
+                Some(pid) if pid != before && relay.is_active() => return pid,
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    };
+    let (head, _) = tokio::join!(appending, tokio::time::timeout(PATIENCE, taken_again));
+    assert!(
+        relay_backend(&mut conn)
+            .await
+            .is_some_and(|pid| pid != before),
+        "the relay holds the lock on a new connection"
+    );
+    published_through(&mut status, head).await;
+    let messages = stored_messages(&setup.nats).await;
+    assert_stream_is_the_log(&messages, &setup.log().await);
+    relay.shutdown().await.expect("a clean stop");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
