@@ -34,24 +34,28 @@
 //! makes a new connection for the next batch, so the writer recovers by itself when the server is
 //! back.
 
+mod columns;
+mod one_statement;
+
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
-use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgArguments, PgConnection, PgPool};
-use sqlx::query::QueryScalar;
+use chrono::Utc;
+use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::{Connection, Postgres, Transaction};
 use tokio::sync::{mpsc, watch, Mutex, OwnedMutexGuard};
 use tracing::Instrument;
 use uuid::Uuid;
 
+use self::columns::{bind_batch, columns};
+use self::one_statement::{plan_one_statement, write_one_statement};
 use super::heads::KnownHeads;
 use super::rows::{decode_all, select_events, PgEventRow};
 use crate::hash::to_stored_precision;
 use crate::plan::{BatchState, Decision, EarlierCommand, EarlierEvents, Staged, StreamHead};
 use crate::queue::{self, AppendJob, MAX_BATCH_REQUESTS};
-use crate::{telemetry, AppendOutcome, AppendRequest, ExpectedVersion, Position, StoreError};
+use crate::{telemetry, AppendOutcome, AppendRequest, Position, StoreError};
 
 /// How many times a batch is redone after another process got in its way.
 const ATTEMPTS: usize = 3;
@@ -234,156 +238,6 @@ fn streams_of<'a>(requests: &'a [&AppendRequest]) -> impl Iterator<Item = &'a st
     })
 }
 
-/// A batch decided on known heads, ready for `lianxi_append_batch`.
-struct OneStatement<'a> {
-    requests: &'a [&'a AppendRequest],
-    /// The streams appended to, with the heads the batch was decided on.
-    appended: Vec<(String, StreamHead)>,
-    /// The streams only required unchanged, with the versions the batch was decided on.
-    read: Vec<(String, i64)>,
-    /// Every request's events, in request order: all were accepted.
-    staged: Vec<Vec<Staged>>,
-}
-
-/// Decides the batch on the heads this process knows, and records its outcome as the heads
-/// the next batch is decided on; `None` when a head is not known, or a request would not simply
-/// append (a duplicate or a refusal is decided under locks, on heads read from the database).
-fn plan_one_statement<'a>(
-    known: &KnownHeads,
-    requests: &'a [&'a AppendRequest],
-) -> Option<OneStatement<'a>> {
-    let mut known = known.lock();
-    let mut heads = HashMap::new();
-    let mut appended = Vec::new();
-    for request in requests {
-        if heads.contains_key(&request.stream) {
-            continue;
-        }
-        let head = match known.get(&request.stream) {
-            Some(head) => head,
-            // A stream the request says is new needs no head: the database checks it is.
-            None if matches!(
-                request.expected,
-                ExpectedVersion::NoStream | ExpectedVersion::Exact(0)
-            ) =>
-            {
-                StreamHead::default()
-            }
-            None => return None,
-        };
-        appended.push((request.stream.clone(), head.clone()));
-        heads.insert(request.stream.clone(), head);
-    }
-    let mut read = Vec::new();
-    for condition in requests.iter().flat_map(|request| &request.unchanged) {
-        if heads.contains_key(&condition.stream) {
-            continue;
-        }
-        // Unknown, it is taken to be as the request requires; the database checks it is.
-        let head = known.get(&condition.stream).unwrap_or(StreamHead {
-            version: condition.version,
-            hash: None,
-        });
-        read.push((condition.stream.clone(), head.version));
-        heads.insert(condition.stream.clone(), head);
-    }
-    let mut state = BatchState::new(0, heads, Vec::new(), to_stored_precision(Utc::now()));
-    let mut staged = Vec::with_capacity(requests.len());
-    for request in requests {
-        match state.decide(request) {
-            Decision::Append(events) => {
-                state.accept(request, &events);
-                staged.push(events);
-            }
-            Decision::Duplicate(_) | Decision::Refuse(_) => return None,
-        }
-    }
-    for (stream, _) in &appended {
-        known.insert(stream.clone(), state.head(stream));
-    }
-    Some(OneStatement {
-        requests,
-        appended,
-        read,
-        staged,
-    })
-}
-
-/// Writes and commits a batch decided on known heads (`lianxi_append_batch`, one round trip);
-/// `None` when the database refused it (a head had moved, or a command id or key is already in
-/// the log) and wrote nothing.
-async fn write_one_statement(
-    pool: &PgPool,
-    writer: &str,
-    planned: OneStatement<'_>,
-) -> Result<Option<Committed>, sqlx::Error> {
-    let OneStatement {
-        requests,
-        appended,
-        read,
-        mut staged,
-    } = planned;
-    let appends: Vec<(&AppendRequest, &[Staged])> = requests
-        .iter()
-        .zip(&staged)
-        .map(|(request, events)| (*request, events.as_slice()))
-        .collect();
-    let (events, commands) = columns(&appends);
-    let (appended, appended_head): (Vec<String>, Vec<StreamHead>) = appended.into_iter().unzip();
-    let appended_version: Vec<i64> = appended_head.iter().map(|head| head.version).collect();
-    let appended_hash: Vec<Option<&str>> = appended_head
-        .iter()
-        .map(|head| head.hash.as_deref())
-        .collect();
-    let (read, read_version): (Vec<String>, Vec<i64>) = read.into_iter().unzip();
-    let mut conn = pool.acquire().await?;
-    let written = bind_batch(
-        sqlx::query_scalar(
-            "SELECT lianxi_append_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
-                                        $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)",
-        )
-        .bind(&appended)
-        .bind(&appended_version)
-        .bind(&appended_hash)
-        .bind(&read)
-        .bind(&read_version),
-        &events,
-        &commands,
-        writer,
-    )
-    .fetch_all(&mut *conn)
-    .await;
-    let positions: Vec<Position> = match written {
-        Ok(positions) => positions,
-        Err(sqlx::Error::Database(error)) => {
-            tracing::debug!(%error, "the one-statement batch was refused; preparing it under locks");
-            return Ok(None);
-        }
-        Err(error) => return Err(error),
-    };
-    drop((events, commands));
-    let mut next = positions.into_iter();
-    for events in &mut staged {
-        place(events, &mut next);
-    }
-    let last_position = staged
-        .iter()
-        .filter_map(|events| events.last())
-        .map(|s| s.event.position)
-        .max();
-    Ok(Some(Committed {
-        results: staged
-            .into_iter()
-            .map(|events| {
-                Ok(AppendOutcome::Appended(
-                    events.into_iter().map(|staged| staged.event).collect(),
-                ))
-            })
-            .collect(),
-        last_position,
-    }))
-}
-
 /// The outcome of one committed batch.
 struct Committed {
     /// One result per request, in request order.
@@ -399,8 +253,8 @@ enum Attempt {
     Redo,
 }
 
-/// The fast path: the whole batch in two statements, one to read what it depends on and one to
-/// write every accepted request.
+/// Prepared under locks: the whole batch in two statements, one to read what it depends on (as
+/// it is in the database) and one to write every accepted request.
 async fn write_together(
     conn: &mut PgConnection,
     writer: &str,
@@ -650,7 +504,7 @@ async fn write(
     appends: &[(&AppendRequest, &[Staged])],
 ) -> Result<Vec<Position>, sqlx::Error> {
     let (events, commands) = columns(appends);
-    if events.id.is_empty() {
+    if events.is_empty() {
         return Ok(Vec::new());
     }
     bind_batch(
@@ -664,114 +518,6 @@ async fn write(
     )
     .fetch_all(&mut *conn)
     .await
-}
-
-/// The events and command rows of `appends`, column by column.
-fn columns<'a>(
-    appends: &[(&'a AppendRequest, &'a [Staged])],
-) -> (EventColumns<'a>, CommandColumns<'a>) {
-    let mut events = EventColumns::default();
-    let mut commands = CommandColumns::default();
-    for (request, staged) in appends {
-        for staged in *staged {
-            events.push(request.command_id, staged);
-        }
-        commands.push(request, staged, events.id.len());
-    }
-    (events, commands)
-}
-
-/// Binds a batch's events, command rows and writer name, in the parameter order both
-/// `lianxi_write_batch` and the end of `lianxi_append_batch` take them.
-fn bind_batch<'q>(
-    query: QueryScalar<'q, Postgres, Position, PgArguments>,
-    events: &'q EventColumns<'_>,
-    commands: &'q CommandColumns<'_>,
-    writer: &'q str,
-) -> QueryScalar<'q, Postgres, Position, PgArguments> {
-    query
-        .bind(&events.id)
-        .bind(&events.stream)
-        .bind(&events.version)
-        .bind(&events.event_type)
-        .bind(&events.schema_version)
-        .bind(&events.data)
-        .bind(&events.metadata)
-        .bind(&events.recorded_at)
-        .bind(&events.hash)
-        .bind(&events.command_id)
-        .bind(&commands.command_id)
-        .bind(&commands.scope)
-        .bind(&commands.key)
-        .bind(&commands.request_hash)
-        .bind(&commands.stream)
-        .bind(&commands.event_count)
-        .bind(&commands.last)
-        .bind(writer)
-}
-
-/// The events to write, column by column, as arrays.
-#[derive(Default)]
-struct EventColumns<'a> {
-    id: Vec<Uuid>,
-    stream: Vec<&'a str>,
-    version: Vec<i64>,
-    event_type: Vec<&'a str>,
-    schema_version: Vec<i32>,
-    data: Vec<&'a str>,
-    metadata: Vec<&'a str>,
-    recorded_at: Vec<DateTime<Utc>>,
-    hash: Vec<&'a str>,
-    command_id: Vec<Uuid>,
-}
-
-impl<'a> EventColumns<'a> {
-    fn push(&mut self, command_id: Uuid, staged: &'a Staged) {
-        let event = &staged.event;
-        self.id.push(event.id);
-        self.stream.push(&event.stream);
-        self.version.push(event.version);
-        self.event_type.push(&event.event_type);
-        self.schema_version.push(event.schema_version);
-        self.data.push(&staged.data);
-        self.metadata.push(&staged.metadata);
-        self.recorded_at.push(event.recorded_at);
-        self.hash.push(&event.hash);
-        self.command_id.push(command_id);
-    }
-}
-
-/// The command rows to write, column by column.
-#[derive(Default)]
-struct CommandColumns<'a> {
-    command_id: Vec<Uuid>,
-    scope: Vec<Option<&'a str>>,
-    key: Vec<Option<&'a str>>,
-    request_hash: Vec<Option<&'a str>>,
-    stream: Vec<&'a str>,
-    event_count: Vec<i64>,
-    /// The 1-based index of the command's last event among the batch's events.
-    last: Vec<i32>,
-}
-
-impl<'a> CommandColumns<'a> {
-    /// Adds `request`'s row; `events_so_far` counts the batch's events up to its last one.
-    fn push(&mut self, request: &'a AppendRequest, staged: &[Staged], events_so_far: usize) {
-        if staged.is_empty() {
-            return;
-        }
-        let key = request.idempotency.as_ref();
-        self.command_id.push(request.command_id);
-        self.scope.push(key.map(|key| key.scope.as_str()));
-        self.key.push(key.map(|key| key.key.as_str()));
-        self.request_hash
-            .push(key.map(|key| key.request_hash.as_str()));
-        self.stream.push(&request.stream);
-        self.event_count
-            .push(i64::try_from(staged.len()).unwrap_or(i64::MAX));
-        self.last
-            .push(i32::try_from(events_so_far).unwrap_or(i32::MAX));
-    }
 }
 
 /// What a refused write means for the caller, or `None` when the batch must be redone: another
@@ -796,108 +542,5 @@ fn refusal(
             "the append was refused: {}",
             error.message()
         ))),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::hash::{event_hash, HashInput};
-    use crate::{NewEvent, StreamVersion};
-    use serde_json::json;
-
-    fn request(stream: &str, expected: ExpectedVersion) -> AppendRequest {
-        AppendRequest {
-            stream: stream.into(),
-            expected,
-            command_id: Uuid::new_v4(),
-            idempotency: None,
-            events: vec![NewEvent {
-                id: Uuid::new_v4(),
-                event_type: "A".into(),
-                schema_version: 1,
-                data: json!({"stream": stream}),
-                metadata: json!({}),
-            }],
-            unchanged: Vec::new(),
-        }
-    }
-
-    fn head(version: i64) -> StreamHead {
-        StreamHead {
-            version,
-            hash: Some(format!("{version:064}")),
-        }
-    }
-
-    #[test]
-    fn a_batch_on_known_or_new_streams_is_decided_in_memory_and_leaves_its_heads() {
-        let known = KnownHeads::default();
-        known.lock().insert("known".into(), head(4));
-        let mut guarded = request("new", ExpectedVersion::NoStream);
-        guarded.unchanged = vec![StreamVersion::new("fact", 7)];
-        let requests = [
-            &request("known", ExpectedVersion::Exact(4)),
-            &guarded,
-            &request("known", ExpectedVersion::Any),
-        ];
-        let planned = plan_one_statement(&known, &requests).expect("decided in memory");
-        assert_eq!(
-            planned.appended,
-            [
-                ("known".to_owned(), head(4)),
-                ("new".to_owned(), StreamHead::default())
-            ]
-        );
-        // Unknown, a stream only read is taken to be at the version the request requires.
-        assert_eq!(planned.read, [("fact".to_owned(), 7)]);
-        let first = &planned.staged[0][0].event;
-        assert_eq!(first.version, 5);
-        assert_eq!(
-            first.hash,
-            event_hash(head(4).hash.as_deref(), &HashInput::from(first))
-        );
-        let third = &planned.staged[2][0].event;
-        assert_eq!(third.version, 6);
-        assert_eq!(
-            third.hash,
-            event_hash(Some(&first.hash), &HashInput::from(third))
-        );
-        // The next batch is decided on this one's heads.
-        let mut heads = known.lock();
-        assert_eq!(
-            heads.get("known").map(|h| (h.version, h.hash)),
-            Some((6, Some(third.hash.clone())))
-        );
-        assert_eq!(heads.get("new").map(|h| h.version), Some(1));
-        assert_eq!(
-            heads.get("fact"),
-            None,
-            "a stream only read is not learnt from a guess"
-        );
-    }
-
-    #[test]
-    fn an_unknown_head_or_anything_but_an_append_is_decided_under_locks() {
-        let known = KnownHeads::default();
-        known.lock().insert("known".into(), head(4));
-        for expected in [ExpectedVersion::Any, ExpectedVersion::Exact(3)] {
-            let unknown = request("unknown", expected);
-            assert!(
-                plan_one_statement(&known, &[&unknown]).is_none(),
-                "{expected:?}"
-            );
-        }
-        // A conflict on a known head may only be a stale guess: the database decides it.
-        let stale = request("known", ExpectedVersion::Exact(3));
-        assert!(plan_one_statement(&known, &[&stale]).is_none());
-        // A command sent twice in one batch is a duplicate, read back under locks.
-        let once = request("known", ExpectedVersion::Any);
-        assert!(plan_one_statement(&known, &[&once, &once]).is_none());
-        assert_eq!(
-            known.lock().get("known"),
-            Some(head(4)),
-            "nothing decided, nothing learnt"
-        );
     }
 }
