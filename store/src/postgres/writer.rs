@@ -30,9 +30,10 @@
 //! another process meanwhile is then found and answered as a duplicate.
 //!
 //! Replies go out only after the commit returned. If the database cannot be reached, every
-//! request of the batch gets [`StoreError::Unavailable`] and nothing of it was written; the pool
-//! makes a new connection for the next batch, so the writer recovers by itself when the server is
-//! back.
+//! request of the batch gets [`StoreError::Unavailable`] and none is acknowledged; nothing was
+//! written unless the connection broke during the commit itself, which may have gone through (a
+//! retry with the same command id or idempotency key then finds it). The pool makes a new
+//! connection for the next batch, so the writer recovers by itself when the server is back.
 
 mod columns;
 mod one_statement;
