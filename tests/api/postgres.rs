@@ -36,6 +36,20 @@ async fn the_suite_runs_on_the_backend_it_names() {
                 .expect("count the events");
             assert_eq!(events, head, "every event is in PostgreSQL");
             assert!(!app.db_path().exists(), "and no SQLite log was made");
+            // New streams, and streams the server wrote, cost a batch one statement.
+            let metrics = app.get("/metrics", None, &[]).await.text();
+            let one_statement = metrics
+                .lines()
+                .filter_map(|line| {
+                    line.strip_prefix(
+                        r#"lianxi_store_postgres_batches_total{path="one_statement"} "#,
+                    )
+                })
+                .find_map(|value| value.trim().parse::<f64>().ok());
+            assert!(
+                one_statement.is_some_and(|batches| batches >= 1.0),
+                "the server writes batches on heads it knows in one statement: {one_statement:?}"
+            );
         }
         (None, false) => assert!(app.db_path().is_file(), "the SQLite log is on disk"),
         (url, postgres) => panic!("backend postgres={postgres} but database url {url:?}"),
