@@ -191,8 +191,9 @@ struct RecentDoc {
     #[serde(default, deserialize_with = "cache::present")]
     row: Option<Option<Uuid>>,
     /// The unit whose member document the event changed (since version 4; before it members
-    /// were in the community document).
-    #[serde(default)]
+    /// were in the community document). Left out when none: most lines name no member, and the
+    /// community document is rewritten with every event of its community.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     member: Option<Uuid>,
 }
 

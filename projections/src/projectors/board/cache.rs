@@ -665,6 +665,29 @@ impl BoardCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::projectors::board::RecentDoc;
+
+    #[test]
+    fn a_feed_line_names_a_member_only_when_it_has_one_and_reads_the_same_either_way() {
+        let line = |member| RecentDoc {
+            position: 7,
+            occurred_at: "2018-04-25T09:00:00Z".into(),
+            summary: "活动".into(),
+            row: Some(None),
+            member,
+        };
+        let without = serde_json::to_string(&line(None)).expect("serialise");
+        assert!(!without.contains("member"), "{without}");
+        let unit = Uuid::from_u128(9);
+        let with = serde_json::to_string(&line(Some(unit))).expect("serialise");
+        assert!(with.contains(&format!("\"member\":\"{unit}\"")), "{with}");
+        // Documents written before the field was left out say `"member":null`.
+        let older = format!("{},\"member\":null}}", without.trim_end_matches('}'));
+        let read: RecentDoc = serde_json::from_str(&older).expect("an older line reads");
+        assert_eq!((read.member, read.row), (None, Some(None)));
+        let read: RecentDoc = serde_json::from_str(&with).expect("reads back");
+        assert_eq!(read.member, Some(unit));
+    }
 
     #[test]
     fn a_change_counts_for_a_reader_only_once_it_can_see_it_and_an_unknown_one_always_does() {
