@@ -14,6 +14,7 @@ use commands::{CommandHandler, CommandRequest, Principal, Role};
 use domain::testing::generator::{Generated, Generator};
 use projections::readdb::{DocumentRow, GenerationRow, ReadDb};
 use reqwest::StatusCode;
+use rustix::process::{kill_process, Pid, Signal};
 use serde_json::Value;
 use store::sqlite::SqliteStore;
 use store::EventStore;
@@ -474,6 +475,12 @@ async fn kill_cli_rebuilds_half_way(
     let mut killed = BTreeMap::new();
     let deadline = Instant::now() + PATIENCE;
     while !running.is_empty() {
+        // The rebuilds are frozen while their rows are read and until each is killed or let go:
+        // one seen half-way cannot reach the head (and mark itself live) before its SIGKILL
+        // lands, as it could under a loaded machine's scheduling.
+        for run in &running {
+            signal(&run.child, Signal::STOP);
+        }
         let rows = db.generations().await.expect("the generations");
         let mut still = Vec::new();
         for mut run in running {
@@ -514,6 +521,7 @@ async fn kill_cli_rebuilds_half_way(
                     run.name, run.generation
                 );
             } else {
+                signal(&run.child, Signal::CONT);
                 still.push(run);
             }
         }
@@ -526,6 +534,19 @@ async fn kill_cli_rebuilds_half_way(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     killed
+}
+
+/// Sends `signal` (`Signal::STOP`, `Signal::CONT`) to a child still running; one that has
+/// exited is left alone (`id()` is `None` once it is reaped, and a zombie ignores signals).
+fn signal(child: &tokio::process::Child, signal: Signal) {
+    let pid = child
+        .id()
+        .and_then(|pid| i32::try_from(pid).ok())
+        .and_then(Pid::from_raw);
+    if let Some(pid) = pid {
+        // A child that exited since `id()` was read is no error here.
+        let _ = kill_process(pid, signal);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
