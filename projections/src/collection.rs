@@ -159,7 +159,10 @@ impl Key for StreamKey {
 }
 
 struct Entry<T> {
-    doc: T,
+    /// Boxed, so that a map slot is ~48 bytes whatever the document: a hash map allocates its
+    /// slots in powers of two and keeps them through an eviction, and a project view inline
+    /// (~560 bytes) made the maps' empty slots most of a rebuild's heap (BENCHMARKS.md).
+    doc: Box<T>,
     /// The document this one belongs to (a project's community), for listing by parent.
     parent: Option<Uuid>,
     dirty: bool,
@@ -230,7 +233,7 @@ impl<T, K: Key> Collection<T, K> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.map.get(key).map(|e| &e.doc)
+        self.map.get(key).map(|e| &*e.doc)
     }
 
     /// The document for `key`, marked changed.
@@ -248,7 +251,7 @@ impl<T, K: Key> Collection<T, K> {
         }
         let entry = self.map.get_mut(key)?;
         entry.dirty = true;
-        Some(&mut entry.doc)
+        Some(&mut *entry.doc)
     }
 
     /// Creates or replaces the document for `key`.
@@ -264,7 +267,7 @@ impl<T, K: Key> Collection<T, K> {
                 if !old.dirty {
                     self.dirty.push(key);
                 }
-                old.doc = doc;
+                *old.doc = doc;
                 old.parent = parent;
                 old.dirty = true;
             }
@@ -273,7 +276,7 @@ impl<T, K: Key> Collection<T, K> {
                 self.map.insert(
                     key,
                     Entry {
-                        doc,
+                        doc: Box::new(doc),
                         parent,
                         dirty: true,
                         weight: 0,
@@ -295,7 +298,7 @@ impl<T, K: Key> Collection<T, K> {
     /// Every document held, in no particular order (for in-memory reports after a replay,
     /// which hold everything).
     pub fn iter(&self) -> impl Iterator<Item = (&K, &T)> {
-        self.map.iter().map(|(k, e)| (k, &e.doc))
+        self.map.iter().map(|(k, e)| (k, &*e.doc))
     }
 
     /// Holds `doc`, read from the database with `weight` bytes of JSON.
@@ -306,7 +309,7 @@ impl<T, K: Key> Collection<T, K> {
         if let Some(old) = self.map.insert(
             key,
             Entry {
-                doc,
+                doc: Box::new(doc),
                 parent,
                 dirty: false,
                 weight,
