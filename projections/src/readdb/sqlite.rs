@@ -23,19 +23,34 @@ fn tuned(options: SqliteConnectOptions) -> SqliteConnectOptions {
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(BUSY_TIMEOUT)
-        // 8 MiB of pages per connection: the pool's connections each grow their own cache,
-        // and together they are most of the server's memory during a rebuild.
-        .pragma("cache_size", "-8000")
 }
+
+// Page caches, set by role. SQLite's caches in one process draw on one pool, as large as all
+// the connections' `cache_size`s together, and a connection in a long write transaction grows
+// past its own size into what the others are allowed: in a million-event rebuild the
+// projectors' connection, sized 8 MiB (1,935 pages), held 9,652 pages (42 MB): nearly all of
+// the 9,672 that the eight open connections' sizes add up to (gdb on pcache1's group). So the
+// sum of the sizes below and the log's is what SQLite may hold; the kernel's page cache is
+// behind all of them.
+
+/// The projectors' connection: the pages a batch touches (8 MiB).
+const PROJECTORS_CACHE: &str = "-8000";
+
+/// Each of the read pool's connections (2 MiB): most reads are answered from the projectors'
+/// documents in memory, and the rest read a few pages each.
+const READS_CACHE: &str = "-2000";
+
+/// The checkpointer's connection, in pages: a checkpoint copies frames through a buffer of its
+/// own, not through the page cache.
+const CHECKPOINTER_CACHE: &str = "16";
 
 /// The embedded read-model file's connections.
 pub(super) struct Opened {
     /// For the read routes.
     pub reads: SqlitePool,
     /// The projectors' one connection (loads and batches): the pages a batch touches stay in
-    /// one 8 MiB cache instead of being read into each of the pool's connections in turn
-    /// (a million-event rebuild peaked at 222 MB of RSS this way, at 272 MB with a 32 MiB
-    /// cache). SQLite has one writer at a time anyway.
+    /// one cache instead of being read into each of the pool's connections in turn. SQLite has
+    /// one writer at a time anyway.
     pub projectors: SqlitePool,
     pub checkpointer: Checkpointer,
 }
@@ -152,7 +167,8 @@ pub(super) async fn open(data_dir: &Path) -> Result<Opened, ProjectionError> {
     let mut first = options.connect().await?;
     migrate(&mut first).await?;
     first.close().await?;
-    let checkpointer = Checkpointer::spawn(&options).await?;
+    let checkpointer =
+        Checkpointer::spawn(&options.clone().pragma("cache_size", CHECKPOINTER_CACHE)).await?;
     let projectors = SqlitePoolOptions::new()
         .max_connections(1)
         .min_connections(1)
@@ -160,10 +176,10 @@ pub(super) async fn open(data_dir: &Path) -> Result<Opened, ProjectionError> {
         .max_lifetime(None)
         // Waiting for the connection is waiting for the write lock, as long as SQLite would.
         .acquire_timeout(BUSY_TIMEOUT)
-        .connect_with(options.clone())
+        .connect_with(options.clone().pragma("cache_size", PROJECTORS_CACHE))
         .await?;
     Ok(Opened {
-        reads: pool(options, 8).await?,
+        reads: pool(options.pragma("cache_size", READS_CACHE), 8).await?,
         projectors,
         checkpointer,
     })

@@ -29,7 +29,9 @@ pub(super) async fn spawn(
     options: &SqliteConnectOptions,
     head: watch::Receiver<Position>,
 ) -> Result<(), sqlx::Error> {
-    let conn = options.connect().await?;
+    // A few pages: a checkpoint copies frames through a buffer of its own, and a connection's
+    // cache size is also what every other connection in the process may borrow.
+    let conn = options.clone().pragma("cache_size", "16").connect().await?;
     tokio::spawn(run(conn, head));
     Ok(())
 }
