@@ -45,11 +45,12 @@ pub const WRITE_DIRTY: usize = 20_000;
 
 /// Bytes of stored JSON the documents held in memory by a process's projectors may add up to
 /// (`LIANXI_PROJECTION_MEMORY_MB` overrides it). In memory a document takes about one and a half
-/// to two times its JSON, so the default holds every read model of a log of about 150,000
+/// to two times its JSON, so the default holds every read model of a log of about 55,000
 /// events of the benchmark's world whole; past it, clean documents are let go after a write and
-/// a batch loads the ones it names. (A million-event rebuild peaked at 280 MB of RSS with this
-/// default and at 444 MB with twice it: BENCHMARKS.md.)
-pub const MEMORY: usize = 64 << 20;
+/// a batch loads the ones it names. The default keeps a server under 150 MB of RSS while it
+/// rebuilds a million-event log (138 MB; 197 MB with 64 MiB, 10 % faster): BENCHMARKS.md,
+/// "Rebuild memory".
+pub const MEMORY: usize = 24 << 20;
 
 /// How a catch-up writes and how much it holds in memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
