@@ -48,8 +48,8 @@ pub const WRITE_DIRTY: usize = 20_000;
 /// to two times its JSON, so the default holds every read model of a log of about 55,000
 /// events of the benchmark's world whole; past it, clean documents are let go after a write and
 /// a batch loads the ones it names. The default keeps a server under 150 MB of RSS while it
-/// rebuilds a million-event log (138 MB; 197 MB with 64 MiB, 10 % faster): BENCHMARKS.md,
-/// "Rebuild memory".
+/// rebuilds a million-event log (136–144 MB in four runs; 197 MB with 64 MiB, 5–10 % faster):
+/// BENCHMARKS.md, "Rebuild memory".
 pub const MEMORY: usize = 24 << 20;
 
 /// How a catch-up writes and how much it holds in memory.

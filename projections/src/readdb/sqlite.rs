@@ -26,19 +26,18 @@ fn tuned(options: SqliteConnectOptions) -> SqliteConnectOptions {
 }
 
 // Page caches, set by role. SQLite's caches in one process draw on one pool, as large as all
-// the connections' `cache_size`s together, and a connection in a long write transaction grows
-// past its own size into what the others are allowed: in a million-event rebuild the
-// projectors' connection, sized 8 MiB (1,935 pages), held 9,652 pages (42 MB): nearly all of
-// the 9,672 that the eight open connections' sizes add up to (gdb on pcache1's group). So the
-// sum of the sizes below and the log's is what SQLite may hold; the kernel's page cache is
-// behind all of them.
+// the connections' `cache_size`s together, and a busy connection can grow past its own size
+// into what the idle ones are allowed: in a million-event rebuild the projectors' connection,
+// sized 8 MiB (1,935 pages), held 9,652 pages (42 MB), nearly all of the 9,672 that the eight
+// open connections' sizes add up to (gdb on pcache1's group). So the sum of the sizes below and
+// the log's is what SQLite may hold; the kernel's page cache is behind all of them.
 
 /// The projectors' connection: the pages a batch touches (8 MiB).
 const PROJECTORS_CACHE: &str = "-8000";
 
 /// Each of the read pool's connections (2 MiB): most reads are answered from the projectors'
 /// documents in memory, and the rest read a few pages each.
-const READS_CACHE: &str = "-2000";
+const READS_CACHE: &str = "-2048";
 
 /// The checkpointer's connection, in pages: a checkpoint copies frames through a buffer of its
 /// own, not through the page cache.
@@ -195,4 +194,26 @@ pub(super) async fn in_memory() -> Result<SqlitePool, ProjectionError> {
     migrate(&mut conn).await?;
     drop(conn);
     Ok(pool)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn cache_size(pool: &SqlitePool) -> i64 {
+        sqlx::query_scalar("PRAGMA cache_size")
+            .fetch_one(pool)
+            .await
+            .expect("PRAGMA cache_size")
+    }
+
+    /// The sizes add up to what SQLite may hold in the process, so each role keeps its own.
+    #[tokio::test]
+    async fn each_connection_has_the_page_cache_of_its_role() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let opened = open(dir.path()).await.expect("the read-model file");
+        assert_eq!(cache_size(&opened.projectors).await, -8000);
+        // Not SQLite's default (-2000), so a connection without the pragma fails here.
+        assert_eq!(cache_size(&opened.reads).await, -2048);
+    }
 }
