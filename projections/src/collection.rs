@@ -159,9 +159,10 @@ impl Key for StreamKey {
 }
 
 struct Entry<T> {
-    /// Boxed, so that a map slot is ~48 bytes whatever the document: a hash map allocates its
-    /// slots in powers of two and keeps them through an eviction, and a project view inline
-    /// (~560 bytes) made the maps' empty slots most of a rebuild's heap (BENCHMARKS.md).
+    /// Boxed, so that a map slot is the key and a few words whatever the document: a hash map
+    /// allocates its slots in powers of two and keeps them through an eviction, and a project
+    /// view inline (~560 bytes) made the maps' empty slots most of a rebuild's heap
+    /// (BENCHMARKS.md).
     doc: Box<T>,
     /// The document this one belongs to (a project's community), for listing by parent.
     parent: Option<Uuid>,

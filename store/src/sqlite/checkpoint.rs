@@ -18,6 +18,11 @@ use crate::Position;
 /// The shortest time between two checkpoints.
 const PAUSE: Duration = Duration::from_millis(200);
 
+/// The checkpointer's page cache, in pages: a checkpoint copies frames through a buffer of its
+/// own, and a connection's cache size is also what every other connection in the process may
+/// borrow (SQLite's caches share one pool, the sum of their sizes).
+const CACHE_PAGES: &str = "16";
+
 /// The writer's connection settings: as every connection's, without automatic checkpoints.
 pub(super) fn writer_options(options: &SqliteConnectOptions) -> SqliteConnectOptions {
     options.clone().pragma("wal_autocheckpoint", "0")
@@ -29,9 +34,11 @@ pub(super) async fn spawn(
     options: &SqliteConnectOptions,
     head: watch::Receiver<Position>,
 ) -> Result<(), sqlx::Error> {
-    // A few pages: a checkpoint copies frames through a buffer of its own, and a connection's
-    // cache size is also what every other connection in the process may borrow.
-    let conn = options.clone().pragma("cache_size", "16").connect().await?;
+    let conn = options
+        .clone()
+        .pragma("cache_size", CACHE_PAGES)
+        .connect()
+        .await?;
     tokio::spawn(run(conn, head));
     Ok(())
 }
