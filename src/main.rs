@@ -7,6 +7,7 @@ mod progress;
 mod projections_cmd;
 mod replay;
 mod roles;
+mod shutdown;
 mod trace_cmd;
 
 use std::io::Write;
@@ -15,6 +16,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Parser;
 use commands::TokenService;
+
+use shutdown::ShutdownSignal;
 
 use cli::{Cli, Commands, ExportFormat, ServeArgs, ServeRole, StoreArgs, TokenCommand};
 
@@ -117,17 +120,19 @@ async fn serve(args: ServeArgs) -> Result<()> {
     // The metrics recorder before anything runs: what is recorded before it is installed is
     // lost (a relay sets `lianxi_relay_active` once, as soon as it holds the lock).
     gateway::telemetry::prometheus();
+    // And the signal handlers: from here on SIGTERM drains the process whatever it is doing.
+    let signal = ShutdownSignal::install().context("listening for SIGTERM and Ctrl-C")?;
     match (args.role, args.nats_url.is_some()) {
-        (ServeRole::All, false) => serve_all(args).await,
-        (ServeRole::Relay, _) => roles::relay(args).await,
-        (ServeRole::Projector, _) => roles::projector(args).await,
-        (ServeRole::Gateway, _) => roles::gateway(args).await,
-        (ServeRole::All, true) => roles::all(args).await,
+        (ServeRole::All, false) => serve_all(args, signal).await,
+        (ServeRole::Relay, _) => roles::relay(args, signal).await,
+        (ServeRole::Projector, _) => roles::projector(args, signal).await,
+        (ServeRole::Gateway, _) => roles::gateway(args, signal).await,
+        (ServeRole::All, true) => roles::all(args, signal).await,
     }
 }
 
 /// The whole system in one process: gateway, projectors and the store.
-async fn serve_all(args: ServeArgs) -> Result<()> {
+async fn serve_all(args: ServeArgs, signal: ShutdownSignal) -> Result<()> {
     let backend = backend::open(&args.store).await?;
     let store = backend.log.clone();
     let tokens = TokenService::new(backend.tokens, store.clone(), args.admin_token.as_deref());
@@ -153,7 +158,7 @@ async fn serve_all(args: ServeArgs) -> Result<()> {
     let listener = listen(args.listen, "lianxi serving", &backend.location).await?;
     let stopping = state.clone();
     let shutdown = async move {
-        shutdown_signal().await;
+        signal.received().await;
         stopping.begin_shutdown();
     };
     gateway::serve(listener, gateway::router(state), shutdown).await?;
@@ -176,29 +181,6 @@ async fn listen(
     println!("listening on http://{local}");
     std::io::stdout().flush().ok();
     Ok(listener)
-}
-
-/// Resolves on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
-    tracing::info!("shutting down: finishing in-flight requests");
 }
 
 async fn verify(args: &StoreArgs) -> Result<ExitCode> {

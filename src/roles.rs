@@ -10,7 +10,8 @@ use projections::runner::Runner;
 use projections::Projector;
 
 use crate::cli::ServeArgs;
-use crate::{backend, listen, shutdown_signal};
+use crate::shutdown::ShutdownSignal;
+use crate::{backend, listen};
 
 /// How often a gateway reads the projector processes' checkpoints (for `X-Min-Position`).
 const CHECKPOINT_POLL: Duration = Duration::from_millis(20);
@@ -63,9 +64,9 @@ impl RelayTask {
 
     /// Resolves on SIGTERM or Ctrl-C, or when the relay ended by itself: either way the
     /// process stops, rather than serve a healthy-looking nothing.
-    async fn shutdown(ended: tokio::sync::oneshot::Receiver<()>) {
+    async fn shutdown(ended: tokio::sync::oneshot::Receiver<()>, signal: ShutdownSignal) {
         tokio::select! {
-            () = shutdown_signal() => {}
+            () = signal.received() => {}
             _ = ended => {}
         }
     }
@@ -84,13 +85,13 @@ impl RelayTask {
 
 /// `--role relay`: publishes the PostgreSQL log to NATS JetStream while it holds the relay lock,
 /// stands by while another relay does; serves only the operations endpoints.
-pub async fn relay(args: ServeArgs) -> Result<()> {
+pub async fn relay(args: ServeArgs, signal: ShutdownSignal) -> Result<()> {
     urls(&args, "relay")?;
     let backend = backend::open(&args.store).await?;
     let RelayTask { stop, ended, task } = RelayTask::start(&args, backend.log.clone(), "relay")?;
     let listener = listen(args.listen, "lianxi relay serving", &backend.location).await?;
     let router = gateway::operations_router(backend.log, Some(bus_check(&args).await?));
-    gateway::serve(listener, router, RelayTask::shutdown(ended)).await?;
+    gateway::serve(listener, router, RelayTask::shutdown(ended, signal)).await?;
     RelayTask::finish(stop, task).await?;
     tracing::info!("lianxi relay stopped");
     Ok(())
@@ -120,7 +121,7 @@ async fn feed_runner(
 /// `--role projector [--projection NAME…]`: keeps the named projections (all by default) up to
 /// date from the JetStream feed, checked against and completed from the log, with checkpoints in
 /// PostgreSQL; serves only the operations endpoints.
-pub async fn projector(args: ServeArgs) -> Result<()> {
+pub async fn projector(args: ServeArgs, signal: ShutdownSignal) -> Result<()> {
     urls(&args, "projector")?;
     let projectors = chosen(&args.projections)?;
     let backend = backend::open(&args.store).await?;
@@ -128,7 +129,7 @@ pub async fn projector(args: ServeArgs) -> Result<()> {
     runner.spawn_group(projectors);
     let listener = listen(args.listen, "lianxi projector serving", &backend.location).await?;
     let router = gateway::operations_router(backend.log, Some(bus_check(&args).await?));
-    gateway::serve(listener, router, shutdown_signal()).await?;
+    gateway::serve(listener, router, signal.received()).await?;
     tracing::info!("lianxi projector stopped");
     Ok(())
 }
@@ -136,7 +137,7 @@ pub async fn projector(args: ServeArgs) -> Result<()> {
 /// `--role all --nats-url …`: every role of the distributed mode in one process (a gateway, a
 /// relay that may stand by for another, and every projection fed through JetStream): one host
 /// of a small deployment, or a rehearsal of a big one.
-pub async fn all(args: ServeArgs) -> Result<()> {
+pub async fn all(args: ServeArgs, signal: ShutdownSignal) -> Result<()> {
     urls(&args, "all")?;
     let backend = backend::open(&args.store).await?;
     let store = backend.log.clone();
@@ -149,7 +150,7 @@ pub async fn all(args: ServeArgs) -> Result<()> {
     let listener = listen(args.listen, "lianxi serving (all roles)", &backend.location).await?;
     let stopping = state.clone();
     let shutdown = async move {
-        RelayTask::shutdown(ended).await;
+        RelayTask::shutdown(ended, signal).await;
         stopping.begin_shutdown();
     };
     gateway::serve(listener, gateway::router(state), shutdown).await?;
@@ -161,7 +162,7 @@ pub async fn all(args: ServeArgs) -> Result<()> {
 /// `--role gateway`: the whole HTTP API with no projector of its own: commands go to the log,
 /// reads to the read models the projector processes keep, and `X-Min-Position` waits on their
 /// checkpoints. Stateless: run as many as the load needs, behind any load balancer.
-pub async fn gateway(args: ServeArgs) -> Result<()> {
+pub async fn gateway(args: ServeArgs, signal: ShutdownSignal) -> Result<()> {
     if args.store.database_url.is_none() {
         bail!("--role gateway needs --database-url (the PostgreSQL log and read models)");
     }
@@ -179,7 +180,7 @@ pub async fn gateway(args: ServeArgs) -> Result<()> {
     let listener = listen(args.listen, "lianxi gateway serving", &backend.location).await?;
     let stopping = state.clone();
     let shutdown = async move {
-        shutdown_signal().await;
+        signal.received().await;
         stopping.begin_shutdown();
     };
     gateway::serve(listener, gateway::router(state), shutdown).await?;

@@ -417,6 +417,23 @@ async fn sigterm_is_not_held_up_forever_by_a_client_stalled_in_its_headers() {
     drop(stalled);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_the_moment_the_server_says_it_listens_still_drains_it_and_exits_zero() {
+    // A supervisor may stop a server as soon as it announces its port. The signal handlers are
+    // installed before that line, so even a SIGTERM sent before the serving loop first waits for
+    // one is a graceful stop, not the default action (death by signal 15).
+    for _ in 0..5 {
+        let mut app = spawn_app_sqlite().await;
+        app.terminate();
+        let status = app.wait_exit(Duration::from_secs(30)).await;
+        assert!(
+            status.success(),
+            "exit status after an immediate SIGTERM: {status:?}; log:\n{}",
+            app.log()
+        );
+    }
+}
+
 #[tokio::test]
 async fn verify_finds_a_snapshot_that_differs_from_its_stream() {
     let mut app = spawn_app_sqlite().await;

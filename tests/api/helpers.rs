@@ -576,13 +576,14 @@ impl TestApp {
         }
     }
 
-    /// Sends SIGTERM (through `kill -TERM PID`) and returns at once; see [`TestApp::wait_exit`].
+    /// Sends SIGTERM and returns at once; see [`TestApp::wait_exit`]. kill(2) itself, not the
+    /// `kill` program: the signal leaves within microseconds, as a supervisor's would.
     pub fn terminate(&self) {
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .expect("running kill");
-        assert!(status.success(), "kill -TERM failed");
+        let pid = i32::try_from(self.pid())
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+            .expect("the server's pid");
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("kill -TERM");
     }
 
     /// Waits (with a deadline) for the server to exit on its own and returns its status.
