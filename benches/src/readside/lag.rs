@@ -1,6 +1,7 @@
 //! Projection lag under a sustained command rate: how long after an event is recorded it shows in each read model, read from the server's own histogram, against the command round trip and the log's commit time at the same rate.
 //!
-//! Each run starts `lianxi serve` on a fresh data directory. K independent generated worlds
+//! Each run starts `lianxi serve` on a fresh data directory, or (`--history N`) on a copy of
+//! the cached N-event log once its projections have built it. K independent generated worlds
 //! (seeds 1000, 1001, …; each `Generator::new(seed, 1, 10, 60)`) first register themselves as
 //! fast as they can; then each sends its commands strictly in order over HTTP, one at a time,
 //! each at its slot of an open-loop schedule (world k's j-th command at `(j·K + k) / rate`), so
@@ -28,8 +29,8 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::cache::goes_alone;
-use super::Env;
+use super::cache::{goes_alone, CachedLog};
+use super::{built, Env};
 use crate::http_bench::{self, Api, Server};
 use crate::procstat::CpuUse;
 use crate::prom::{self, Buckets};
@@ -40,6 +41,9 @@ const COMMIT: &str = "lianxi_store_commit_seconds";
 const PHASES: &str = "lianxi_projection_batch_seconds";
 /// Each world: one district of 10 communities and 60 units.
 const WORLD: [usize; 3] = [1, 10, 60];
+/// How often, and how long at most, the projections of a history are watched while they build.
+const BUILD_POLL: Duration = Duration::from_millis(100);
+const BUILD_TIMEOUT: Duration = Duration::from_secs(1_800);
 /// A send this much after its slot counts as late.
 const LATE: Duration = Duration::from_millis(5);
 
@@ -93,7 +97,8 @@ pub fn quantile_ms(sorted_us: &[u32], q: f64) -> Option<f64> {
     Some(f64::from(sorted_us[index]) / 1_000.0)
 }
 
-pub async fn run(env: &Env, options: Options) -> Result<Vec<LagRun>> {
+/// `history`: each server starts on a copy of that log and builds its projections first.
+pub async fn run(env: &Env, options: Options, history: Option<&CachedLog>) -> Result<Vec<LagRun>> {
     anyhow::ensure!(
         options.rate > 0.0 && options.worlds > 0,
         "--rate and --worlds must be positive"
@@ -108,7 +113,7 @@ pub async fn run(env: &Env, options: Options) -> Result<Vec<LagRun>> {
             options.worlds,
             options.window.as_secs_f64()
         );
-        let run = one(env, options).await?;
+        let run = one(env, options, history).await?;
         let all = prom::total(&run.lag);
         eprintln!(
             "  achieved {} commands/s ({} sent in the window, {} late, {} failed); lag p50 {} ms, p99 {} ms over {} events; round trip p99 {} ms",
@@ -126,11 +131,25 @@ pub async fn run(env: &Env, options: Options) -> Result<Vec<LagRun>> {
     Ok(runs)
 }
 
-async fn one(env: &Env, options: Options) -> Result<LagRun> {
+async fn one(env: &Env, options: Options, history: Option<&CachedLog>) -> Result<LagRun> {
     let scratch = Server::scratch(&env.dir)?;
+    if let Some(log) = history {
+        log.copy_into(&Server::data_dir(&scratch)).await?;
+    }
     let token = format!("bench-{}", Uuid::new_v4().simple());
-    let server = Server::start(&env.lianxi, scratch, &token).await?;
-    let measured = measure(&server, &token, options).await;
+    let mut server = Server::start(&env.lianxi, scratch, &token).await?;
+    let measured = async {
+        if let Some(log) = history {
+            let api = Api::new(server.addr, &token)?;
+            let built = built::wait(&mut server, &api, log.head, BUILD_POLL, BUILD_TIMEOUT).await?;
+            eprintln!(
+                "  the history's projections built in {:.1} s",
+                built.seconds
+            );
+        }
+        measure(&server, &token, options).await
+    }
+    .await;
     super::finish(env, server, measured).await
 }
 

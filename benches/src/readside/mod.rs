@@ -112,6 +112,11 @@ pub struct LagOptions {
     /// each answer, so at most this many commands are in flight).
     #[arg(long, default_value_t = 64)]
     worlds: usize,
+    /// Start each server on a copy of the cached log of this many events (seed `--seed`) and
+    /// wait for its projections to build before the worlds register: the lag of a server with
+    /// a history larger than its projectors' memory budget. 0: a fresh server.
+    #[arg(long, default_value_t = 0)]
+    history: i64,
 }
 
 /// Options of `reads`.
@@ -345,9 +350,16 @@ pub async fn rebuild(args: &RebuildArgs) -> Result<()> {
 pub async fn lag(args: &LagArgs) -> Result<()> {
     let options = args.lag.options()?;
     let env = args.common.env()?;
+    let history = match args.lag.history {
+        0 => None,
+        events => {
+            check_events(events, "--history")?;
+            Some(cache::ensure(&env.log_root, env.seed, events).await?)
+        }
+    };
     print_machine(&env).await;
-    let runs = lag::run(&env, options).await?;
-    println!("{}", report::lag(&env, options, &runs));
+    let runs = lag::run(&env, options, history.as_ref()).await?;
+    println!("{}", report::lag(&env, options, history.as_ref(), &runs));
     Ok(())
 }
 
@@ -371,6 +383,7 @@ pub async fn read_side(args: &ReadSideArgs) -> Result<()> {
         seconds: args.lag_seconds,
         warmup: 3.0,
         worlds: args.worlds,
+        history: 0,
     }
     .options()?;
     let reads_options = ReadsOptions {
@@ -390,8 +403,8 @@ pub async fn read_side(args: &ReadSideArgs) -> Result<()> {
     print_machine(&env).await;
     let rebuilt = rebuild::run(&env, &big, rebuild_options).await?;
     println!("{}", report::rebuild(&env, &big, &rebuilt));
-    let lagged = lag::run(&env, lag_options).await?;
-    println!("{}", report::lag(&env, lag_options, &lagged));
+    let lagged = lag::run(&env, lag_options, None).await?;
+    println!("{}", report::lag(&env, lag_options, None, &lagged));
     let read = reads::run(&env, &small, reads_options.clone()).await?;
     println!("{}", report::reads(&env, &small, &reads_options, &read));
     Ok(())

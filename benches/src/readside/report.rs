@@ -219,11 +219,25 @@ pub fn rebuild(env: &Env, log: &CachedLog, runs: &[RebuildRun]) -> String {
 }
 
 /// The lag benchmark's markdown.
-pub fn lag(env: &Env, options: lag_bench::Options, runs: &[LagRun]) -> String {
+pub fn lag(
+    env: &Env,
+    options: lag_bench::Options,
+    history: Option<&CachedLog>,
+    runs: &[LagRun],
+) -> String {
     let mut out = String::from("### Read side: projection lag under a sustained command rate\n\n");
+    let server = match history {
+        None => "a fresh server".to_owned(),
+        Some(log) => format!(
+            "a server started on a copy of the cached log `{}` ({} events) once its projections \
+             had built",
+            log.dir.display(),
+            thousands(log.head as f64)
+        ),
+    };
     let _ = writeln!(
         out,
-        "`{}`: {} run(s), each on a fresh server: {} independent worlds (`Generator::new(1000 + k, \
+        "`{}`: {} run(s), each on {server}: {} independent worlds (`Generator::new(1000 + k, \
          1, 10, 60)`) register themselves, then send their commands over HTTP, each world in \
          order and one at a time, on an open-loop schedule offering {} commands/s; {:.1} s at \
          the rate before a {:.1} s window; {}; medians over runs.\n",
