@@ -120,19 +120,17 @@ async fn serve(args: ServeArgs) -> Result<()> {
     // The metrics recorder before anything runs: what is recorded before it is installed is
     // lost (a relay sets `lianxi_relay_active` once, as soon as it holds the lock).
     gateway::telemetry::prometheus();
-    // And the signal handlers: from here on SIGTERM drains the process whatever it is doing.
-    let signal = ShutdownSignal::install().context("listening for SIGTERM and Ctrl-C")?;
     match (args.role, args.nats_url.is_some()) {
-        (ServeRole::All, false) => serve_all(args, signal).await,
-        (ServeRole::Relay, _) => roles::relay(args, signal).await,
-        (ServeRole::Projector, _) => roles::projector(args, signal).await,
-        (ServeRole::Gateway, _) => roles::gateway(args, signal).await,
-        (ServeRole::All, true) => roles::all(args, signal).await,
+        (ServeRole::All, false) => serve_all(args).await,
+        (ServeRole::Relay, _) => roles::relay(args).await,
+        (ServeRole::Projector, _) => roles::projector(args).await,
+        (ServeRole::Gateway, _) => roles::gateway(args).await,
+        (ServeRole::All, true) => roles::all(args).await,
     }
 }
 
 /// The whole system in one process: gateway, projectors and the store.
-async fn serve_all(args: ServeArgs, signal: ShutdownSignal) -> Result<()> {
+async fn serve_all(args: ServeArgs) -> Result<()> {
     let backend = backend::open(&args.store).await?;
     let store = backend.log.clone();
     let tokens = TokenService::new(backend.tokens, store.clone(), args.admin_token.as_deref());
@@ -155,7 +153,7 @@ async fn serve_all(args: ServeArgs, signal: ShutdownSignal) -> Result<()> {
         );
         gateway::routes::rebuild::spawn_build(state.clone(), projector, generation);
     }
-    let listener = listen(args.listen, "lianxi serving", &backend.location).await?;
+    let (listener, signal) = listen(args.listen, "lianxi serving", &backend.location).await?;
     let stopping = state.clone();
     let shutdown = async move {
         signal.received().await;
@@ -167,20 +165,24 @@ async fn serve_all(args: ServeArgs, signal: ShutdownSignal) -> Result<()> {
 }
 
 /// Binds `address` and announces it: scripts and tests read the `listening on` line to learn the
-/// port when listening on port 0.
+/// port when listening on port 0. The SIGTERM and Ctrl-C handlers are installed just before
+/// that line, so a supervisor that stops the server as soon as it reads it gets a graceful stop;
+/// before it, while the process starts (and may wait on PostgreSQL or NATS), a signal still
+/// stops it at once, as it would any program.
 async fn listen(
     address: std::net::SocketAddr,
     what: &str,
     location: &str,
-) -> Result<tokio::net::TcpListener> {
+) -> Result<(tokio::net::TcpListener, ShutdownSignal)> {
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .with_context(|| format!("listening on {address}"))?;
+    let signal = ShutdownSignal::install().context("listening for SIGTERM and Ctrl-C")?;
     let local = listener.local_addr()?;
     tracing::info!(listen = %local, log = %location, "{what}");
     println!("listening on http://{local}");
     std::io::stdout().flush().ok();
-    Ok(listener)
+    Ok((listener, signal))
 }
 
 async fn verify(args: &StoreArgs) -> Result<ExitCode> {

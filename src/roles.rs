@@ -85,11 +85,11 @@ impl RelayTask {
 
 /// `--role relay`: publishes the PostgreSQL log to NATS JetStream while it holds the relay lock,
 /// stands by while another relay does; serves only the operations endpoints.
-pub async fn relay(args: ServeArgs, signal: ShutdownSignal) -> Result<()> {
+pub async fn relay(args: ServeArgs) -> Result<()> {
     urls(&args, "relay")?;
     let backend = backend::open(&args.store).await?;
     let RelayTask { stop, ended, task } = RelayTask::start(&args, backend.log.clone(), "relay")?;
-    let listener = listen(args.listen, "lianxi relay serving", &backend.location).await?;
+    let (listener, signal) = listen(args.listen, "lianxi relay serving", &backend.location).await?;
     let router = gateway::operations_router(backend.log, Some(bus_check(&args).await?));
     gateway::serve(listener, router, RelayTask::shutdown(ended, signal)).await?;
     RelayTask::finish(stop, task).await?;
@@ -121,13 +121,14 @@ async fn feed_runner(
 /// `--role projector [--projection NAME…]`: keeps the named projections (all by default) up to
 /// date from the JetStream feed, checked against and completed from the log, with checkpoints in
 /// PostgreSQL; serves only the operations endpoints.
-pub async fn projector(args: ServeArgs, signal: ShutdownSignal) -> Result<()> {
+pub async fn projector(args: ServeArgs) -> Result<()> {
     urls(&args, "projector")?;
     let projectors = chosen(&args.projections)?;
     let backend = backend::open(&args.store).await?;
     let runner = feed_runner(&args, &backend, &projectors, "projector").await?;
     runner.spawn_group(projectors);
-    let listener = listen(args.listen, "lianxi projector serving", &backend.location).await?;
+    let (listener, signal) =
+        listen(args.listen, "lianxi projector serving", &backend.location).await?;
     let router = gateway::operations_router(backend.log, Some(bus_check(&args).await?));
     gateway::serve(listener, router, signal.received()).await?;
     tracing::info!("lianxi projector stopped");
@@ -137,7 +138,7 @@ pub async fn projector(args: ServeArgs, signal: ShutdownSignal) -> Result<()> {
 /// `--role all --nats-url …`: every role of the distributed mode in one process (a gateway, a
 /// relay that may stand by for another, and every projection fed through JetStream): one host
 /// of a small deployment, or a rehearsal of a big one.
-pub async fn all(args: ServeArgs, signal: ShutdownSignal) -> Result<()> {
+pub async fn all(args: ServeArgs) -> Result<()> {
     urls(&args, "all")?;
     let backend = backend::open(&args.store).await?;
     let store = backend.log.clone();
@@ -147,7 +148,8 @@ pub async fn all(args: ServeArgs, signal: ShutdownSignal) -> Result<()> {
     runner.spawn_group(projectors);
     let tokens = TokenService::new(backend.tokens, store.clone(), args.admin_token.as_deref());
     let state = gateway::AppState::new(store, tokens, runner);
-    let listener = listen(args.listen, "lianxi serving (all roles)", &backend.location).await?;
+    let (listener, signal) =
+        listen(args.listen, "lianxi serving (all roles)", &backend.location).await?;
     let stopping = state.clone();
     let shutdown = async move {
         RelayTask::shutdown(ended, signal).await;
@@ -162,7 +164,7 @@ pub async fn all(args: ServeArgs, signal: ShutdownSignal) -> Result<()> {
 /// `--role gateway`: the whole HTTP API with no projector of its own: commands go to the log,
 /// reads to the read models the projector processes keep, and `X-Min-Position` waits on their
 /// checkpoints. Stateless: run as many as the load needs, behind any load balancer.
-pub async fn gateway(args: ServeArgs, signal: ShutdownSignal) -> Result<()> {
+pub async fn gateway(args: ServeArgs) -> Result<()> {
     if args.store.database_url.is_none() {
         bail!("--role gateway needs --database-url (the PostgreSQL log and read models)");
     }
@@ -177,7 +179,8 @@ pub async fn gateway(args: ServeArgs, signal: ShutdownSignal) -> Result<()> {
         .collect();
     runner.observe(&names, CHECKPOINT_POLL);
     let state = gateway::AppState::new(store, tokens, runner);
-    let listener = listen(args.listen, "lianxi gateway serving", &backend.location).await?;
+    let (listener, signal) =
+        listen(args.listen, "lianxi gateway serving", &backend.location).await?;
     let stopping = state.clone();
     let shutdown = async move {
         signal.received().await;

@@ -1,6 +1,8 @@
-//! Stopping on SIGTERM or Ctrl-C. The handlers are installed before the server says it listens:
-//! a signal that came between that line and the serving loop's first wait would otherwise meet
-//! the default action and kill the process instead of draining it.
+//! Stopping on SIGTERM or Ctrl-C. The handlers are installed just before the server says it
+//! listens (`listen` in `main.rs`), not when the serving loop first waits: a signal in between
+//! would otherwise meet the default action and kill the process instead of draining it. Before
+//! that line, while the process starts, the default action stands: nothing is in flight yet,
+//! and a start waiting on PostgreSQL or NATS must still stop at once.
 
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
