@@ -192,14 +192,14 @@ fn free_base() -> u16 {
     panic!("no base port with all ten ports free in 100 draws");
 }
 
-/// Whether process `pid` is gone: `kill -0` fails, or only its zombie is left (an orphan
-/// exits into a zombie where init does not reap, as on some container hosts: it has exited).
+/// Whether process `pid` is gone: kill(2) with signal 0 fails, or only its zombie is left (an
+/// orphan exits into a zombie where init does not reap, as on some container hosts: it has
+/// exited).
 fn gone(pid: u32) -> bool {
-    let signalled = std::process::Command::new("kill")
-        .args(["-0", &pid.to_string()])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success());
+    let signalled = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .is_some_and(|pid| rustix::process::test_kill_process(pid).is_ok());
     if !signalled {
         return true;
     }

@@ -624,3 +624,54 @@ async fn every_role_in_one_process_through_nats_reads_its_own_writes_and_equals_
 
     equals_a_rebuild(&db, head).await;
 }
+
+/// A projector process starting while NATS is unreachable waits for it (the client retries for
+/// ever) before it listens; a SIGTERM then still stops it at once, by the signal's default
+/// action: the graceful handlers are installed only as it starts listening (`src/shutdown.rs`),
+/// so a supervisor is never left waiting on a start that may not end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_a_projector_still_waiting_for_nats_at_start() {
+    use std::os::unix::process::ExitStatusExt;
+
+    let database_url = fresh_database().await;
+    // A loopback port nothing listens on.
+    let nowhere = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let log_dir = tempfile::tempdir().expect("a log directory");
+    let args: Vec<String> = [
+        "--role",
+        "projector",
+        "--database-url",
+        &database_url,
+        "--nats-url",
+        &format!("nats://127.0.0.1:{nowhere}"),
+    ]
+    .iter()
+    .map(|a| (*a).to_owned())
+    .collect();
+    let mut child = crate::helpers::spawn_serve_unready(&args, log_dir.path());
+    let log = || std::fs::read_to_string(log_dir.path().join("server.log")).unwrap_or_default();
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        child.try_wait().expect("the process's state").is_none(),
+        "the projector should still be waiting for NATS; log:\n{}",
+        log()
+    );
+    let pid = child
+        .id()
+        .and_then(|pid| i32::try_from(pid).ok())
+        .and_then(rustix::process::Pid::from_raw)
+        .expect("the projector's pid");
+    let sent = Instant::now();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("kill -TERM");
+    let status = tokio::time::timeout(Duration::from_secs(5), child.wait())
+        .await
+        .unwrap_or_else(|_| panic!("SIGTERM did not stop the start; log:\n{}", log()))
+        .expect("waiting for the projector");
+    assert_eq!(status.signal(), Some(15), "{status:?}; log:\n{}", log());
+    assert!(sent.elapsed() < Duration::from_secs(5));
+    assert!(!log().contains("serving"), "{}", log());
+}

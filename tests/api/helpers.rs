@@ -146,17 +146,13 @@ fn store_args(data_dir: &Path, database_url: Option<&str>) -> Vec<String> {
     args
 }
 
-async fn start_server(
-    store_args: &[String],
-    admin_token: &str,
-    log_dir: &Path,
-    filter: &str,
-) -> (Child, SocketAddr) {
-    let log_path = log_dir.join("server.log");
+/// `lianxi serve --listen 127.0.0.1:0 ARGS…` with a clean environment, its standard error
+/// appended to `log_path` and its standard output piped (where it says `listening on`).
+fn serve_command(args: &[String], admin_token: &str, log_path: &Path, filter: &str) -> Command {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(&log_path)
+        .open(log_path)
         .expect("the server log file");
     let mut command = Command::new(BIN);
     for var in LIANXI_ENV {
@@ -164,7 +160,7 @@ async fn start_server(
     }
     command
         .args(["serve", "--listen", "127.0.0.1:0"])
-        .args(store_args)
+        .args(args)
         .env("LIANXI_ADMIN_TOKEN", admin_token)
         .env("LIANXI_LOG", filter)
         .env("LIANXI_CATCH_UP_WRITE_EVERY", CATCH_UP_WRITE_EVERY)
@@ -172,7 +168,34 @@ async fn start_server(
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log))
         .kill_on_drop(true);
-    let mut child = command.spawn().expect("spawning the lianxi binary");
+    command
+}
+
+/// Starts `lianxi serve --listen 127.0.0.1:0 ARGS…` without waiting for it to listen (it may
+/// never): for tests of a start that waits on something. Its log goes to
+/// `<log_dir>/server.log`; it is killed when dropped.
+pub fn spawn_serve_unready(args: &[String], log_dir: &Path) -> Child {
+    serve_command(
+        args,
+        "unready-admin-token",
+        &log_dir.join("server.log"),
+        "info",
+    )
+    .spawn()
+    .expect("spawning the lianxi binary")
+}
+
+/// Starts `lianxi serve --listen 127.0.0.1:0 ARGS…` and waits for its `listening on` line.
+async fn start_server(
+    store_args: &[String],
+    admin_token: &str,
+    log_dir: &Path,
+    filter: &str,
+) -> (Child, SocketAddr) {
+    let log_path = log_dir.join("server.log");
+    let mut child = serve_command(store_args, admin_token, &log_path, filter)
+        .spawn()
+        .expect("spawning the lianxi binary");
     let stdout = child.stdout.take().expect("the child's stdout");
     let mut lines = BufReader::new(stdout).lines();
     let found = tokio::time::timeout(STARTUP_DEADLINE, async {
