@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use projections::readdb::ReadDb;
+use projections::readdb::{Durability, ReadDb};
 use store::postgres::{PostgresSettings, PostgresStore};
 use store::sqlite::SqliteStore;
 use store::tokens::TokenRegistry;
@@ -58,8 +58,18 @@ pub async fn open(args: &StoreArgs) -> Result<Backend> {
 }
 
 /// Opens the read models beside the log: in the same PostgreSQL database (schema
-/// `read_models`), or `readmodels.db` in the data directory.
+/// `read_models`), or `readmodels.db` in the data directory, synced (for tools).
 pub async fn read_models(args: &StoreArgs) -> Result<ReadDb> {
+    read_models_with(args, Durability::Synced).await
+}
+
+/// [`read_models`] for the server's projectors: the embedded file is written without syncs
+/// (`ReadDb::open_unsynced`); the server closes it when it stops.
+pub async fn server_read_models(args: &StoreArgs) -> Result<ReadDb> {
+    read_models_with(args, Durability::Unsynced).await
+}
+
+async fn read_models_with(args: &StoreArgs, durability: Durability) -> Result<ReadDb> {
     match &args.database_url {
         Some(url) => {
             let options = url
@@ -69,8 +79,10 @@ pub async fn read_models(args: &StoreArgs) -> Result<ReadDb> {
                 .await
                 .context("opening the read models in PostgreSQL")
         }
-        None => ReadDb::open(&args.data_dir)
-            .await
-            .with_context(|| format!("opening the read models in {}", args.data_dir.display())),
+        None => match durability {
+            Durability::Synced => ReadDb::open(&args.data_dir).await,
+            Durability::Unsynced => ReadDb::open_unsynced(&args.data_dir).await,
+        }
+        .with_context(|| format!("opening the read models in {}", args.data_dir.display())),
     }
 }

@@ -134,9 +134,9 @@ async fn serve_all(args: ServeArgs) -> Result<()> {
     let backend = backend::open(&args.store).await?;
     let store = backend.log.clone();
     let tokens = TokenService::new(backend.tokens, store.clone(), args.admin_token.as_deref());
-    let read_db = backend::read_models(&args.store).await?;
+    let read_db = backend::server_read_models(&args.store).await?;
     let interrupted = projections::rebuild::interrupted(&read_db).await?;
-    let runner = projections::runner::Runner::new(store.clone(), read_db);
+    let runner = projections::runner::Runner::new(store.clone(), read_db.clone());
     // One task for every projector, on a thread of its own: each page of the log is read and
     // decoded once, and applying it never holds up a request.
     runner
@@ -160,6 +160,11 @@ async fn serve_all(args: ServeArgs) -> Result<()> {
         stopping.begin_shutdown();
     };
     gateway::serve(listener, gateway::router(state), shutdown).await?;
+    // Every request has been answered: the read models are synced and trusted after a restart
+    // of the machine too (a failure only costs a rebuild then, so it does not fail the stop).
+    if let Err(error) = read_db.close().await {
+        tracing::warn!(%error, "the read models could not be synced at the stop");
+    }
     tracing::info!("lianxi stopped");
     Ok(())
 }

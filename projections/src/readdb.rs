@@ -2,14 +2,18 @@
 //!
 //! Embedded, it is its own SQLite file (`<data_dir>/readmodels.db`) so that projector writes
 //! never wait for the log's single writer, and the reverse. It holds nothing that cannot be
-//! rebuilt from the log, so it runs with `synchronous = NORMAL`: a power cut may lose the last
-//! batches, but documents and checkpoint always roll back together and are projected again.
+//! rebuilt from the log. Documents and checkpoint always commit and roll back together, so a
+//! crash of the process loses nothing that is not projected again. The server writes the file
+//! without syncs ([`ReadDb::open_unsynced`], [`boot`]): a stop of the machine then costs a
+//! rebuild from the log; tools write it synced (`synchronous = NORMAL`), where a stop of the
+//! machine may lose the last batches, which are projected again.
 //!
 //! On PostgreSQL ([`ReadDb::connect`]) the same tables live in a schema of their own
 //! (see [`postgres`]), in the log's database or another. Every method behaves the same on both
 //! backends; the SQL is written once where the dialects agree (`$1` placeholders, which SQLite
 //! takes too) and per backend where they do not (locks, isolation).
 
+pub mod boot;
 mod conn;
 pub mod postgres;
 mod sqlite;
@@ -23,6 +27,7 @@ use sqlx::sqlite::SqlitePool;
 
 pub use self::conn::Conn;
 pub(crate) use self::conn::{on_conn, Pooled, Tx};
+pub use self::sqlite::Durability;
 use crate::collection::Namespace;
 use crate::ProjectionError;
 
@@ -130,19 +135,41 @@ pub struct ReadDb {
     /// The embedded file: the projectors' own connection (`None`: they use `pool`, as on
     /// PostgreSQL and in a private in-memory database, which has only one connection).
     projectors: Option<SqlitePool>,
-    /// The embedded file's checkpointer, shared by the clones: it stops with the last one.
-    _checkpointer: Option<std::sync::Arc<sqlite::Checkpointer>>,
+    /// The embedded file's checkpointer and boot mark, shared by the clones: the checkpointer
+    /// stops with the last one.
+    file: Option<std::sync::Arc<sqlite::File>>,
 }
 
 impl ReadDb {
-    /// Opens (creating) `<data_dir>/readmodels.db` and migrates it.
+    /// Opens (creating) `<data_dir>/readmodels.db`, synced, and migrates it: for tools.
     pub async fn open(data_dir: &Path) -> Result<Self, ProjectionError> {
-        let opened = sqlite::open(data_dir).await?;
+        Self::open_with(data_dir, Durability::Synced).await
+    }
+
+    /// Opens (creating) `<data_dir>/readmodels.db` to be written without syncs, under this
+    /// boot's mark, and migrates it: for the server, which calls [`ReadDb::close`] when it
+    /// stops. A file left marked by an earlier boot is removed first and built again.
+    pub async fn open_unsynced(data_dir: &Path) -> Result<Self, ProjectionError> {
+        Self::open_with(data_dir, Durability::Unsynced).await
+    }
+
+    async fn open_with(data_dir: &Path, durability: Durability) -> Result<Self, ProjectionError> {
+        let opened = sqlite::open(data_dir, durability).await?;
         Ok(Self {
             pool: Pool::Sqlite(opened.reads),
             projectors: Some(opened.projectors),
-            _checkpointer: Some(std::sync::Arc::new(opened.checkpointer)),
+            file: Some(std::sync::Arc::new(opened.file)),
         })
+    }
+
+    /// At a clean stop, after the last command: a file written unsynced is synced and its mark
+    /// removed, and the write lock is held from then on (for as long as any clone lives), so a
+    /// later boot trusts the file. Nothing to do on PostgreSQL or for a synced file.
+    pub async fn close(&self) -> Result<(), ProjectionError> {
+        match &self.file {
+            Some(file) => file.close().await,
+            None => Ok(()),
+        }
     }
 
     /// A private in-memory database: replays and reports that must not touch the live tables.
@@ -150,7 +177,7 @@ impl ReadDb {
         Ok(Self {
             pool: Pool::Sqlite(sqlite::in_memory().await?),
             projectors: None,
-            _checkpointer: None,
+            file: None,
         })
     }
 
@@ -172,7 +199,7 @@ impl ReadDb {
         Ok(Self {
             pool: Pool::Postgres(postgres::connect(options, connections).await?),
             projectors: None,
-            _checkpointer: None,
+            file: None,
         })
     }
 

@@ -16,6 +16,7 @@ use projections::readdb::{DocumentRow, GenerationRow, ReadDb};
 use reqwest::StatusCode;
 use rustix::process::{kill_process, Pid, Signal};
 use serde_json::Value;
+use sqlx::Connection;
 use store::sqlite::SqliteStore;
 use store::EventStore;
 use tokio::io::AsyncReadExt;
@@ -870,4 +871,105 @@ async fn after_kills_during_cli_rebuilds_with_the_server_stopped_and_beside_it_t
         "documents of retired generations"
     );
     eprintln!("done after {:?}", started.elapsed());
+}
+
+/// The boot mark beside the read models of `app`, if any.
+fn boot_mark(app: &TestApp) -> Option<String> {
+    std::fs::read_to_string(
+        app.data_dir
+            .path()
+            .join(projections::readdb::boot::MARK_FILE),
+    )
+    .ok()
+    .map(|mark| mark.trim().to_owned())
+}
+
+/// A server writes its read models without syncs under this boot's mark; a SIGTERM syncs them
+/// and removes the mark, so that a later boot of the machine trusts them as they are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_stop_syncs_the_read_models_and_removes_the_boot_mark() {
+    let mut app = spawn_app_sqlite().await;
+    let mut generator = Generator::new(7, 1, 3, 10);
+    for _ in 0..60 {
+        let generated = generator.next_command();
+        app.ok(generated.name, generated.body).await;
+    }
+    let head = settled(&app).await;
+    let booted = projections::readdb::boot::current().expect("Linux says which boot this is");
+    assert_eq!(boot_mark(&app), Some(booted), "the running server's mark");
+
+    app.terminate();
+    let status = app.wait_exit(PATIENCE).await;
+    assert!(status.success(), "{status:?}; log:\n{}", app.log());
+    assert_eq!(boot_mark(&app), None, "the mark after a clean stop");
+    assert!(
+        app.log().contains("lianxi stopped") && !app.log().contains("could not be synced"),
+        "{}",
+        app.log()
+    );
+
+    let stopped = ReadDb::open(app.data_dir.path())
+        .await
+        .expect("the read models");
+    ReadModels::of(&stopped).await.assert_equal_to(
+        &ReadModels::fresh(app.data_dir.path(), head).await,
+        "after SIGTERM",
+    );
+}
+
+/// Read models a server was writing unsynced when the machine stopped (its mark names an
+/// earlier boot) are not trusted: the next server removes them and builds them again from the
+/// log. A document planted in them shows whether they were reused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_models_marked_by_an_earlier_boot_are_built_again_from_the_log() {
+    let mut app = spawn_app_sqlite().await;
+    let mut generator = Generator::new(8, 1, 3, 10);
+    for _ in 0..60 {
+        let generated = generator.next_command();
+        app.ok(generated.name, generated.body).await;
+    }
+    let head = settled(&app).await;
+    app.kill9().await;
+    // As the machine would have left it: this boot's mark, now an earlier boot's.
+    assert!(boot_mark(&app).is_some(), "a killed server leaves its mark");
+    let file = app
+        .data_dir
+        .path()
+        .join(projections::readdb::READ_MODEL_FILE);
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", file.display()))
+        .await
+        .expect("the read-model file");
+    sqlx::query(
+        "INSERT INTO documents (projection, generation, kind, key, parent, doc) \
+         SELECT name, generation, 'planted', 'torn', NULL, '{}' FROM projections \
+         WHERE name = 'board' AND active = 1",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("a planted document");
+    conn.close().await.expect("closed");
+    std::fs::write(
+        app.data_dir
+            .path()
+            .join(projections::readdb::boot::MARK_FILE),
+        "an-earlier-boot\n",
+    )
+    .expect("the mark of an earlier boot");
+
+    app.restart().await;
+    assert_eq!(settled(&app).await, head);
+    assert!(
+        app.log()
+            .contains("they were removed and are built again from the log")
+            && app.log().contains("an-earlier-boot"),
+        "{}",
+        app.log()
+    );
+    let rebuilt = ReadDb::open(app.data_dir.path())
+        .await
+        .expect("the read models");
+    ReadModels::of(&rebuilt).await.assert_equal_to(
+        &ReadModels::fresh(app.data_dir.path(), head).await,
+        "after the discard",
+    );
 }
