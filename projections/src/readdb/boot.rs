@@ -13,11 +13,15 @@
 //! synced, before the first unsynced write, and removed after a clean stop has synced the file
 //! ([`super::ReadDb::close`]). A process that opens the file and finds the mark of another boot
 //! removes the file first. Every opener decides under an exclusive lock of
-//! `readmodels.boot.lock`, held only while it decides.
+//! `readmodels.boot.lock`, held only while it decides; every process writing unsynced holds a
+//! shared lock of `readmodels.boot.users` for as long as it runs, and the last of them to stop
+//! cleanly is the one that removes the mark.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+
+use rustix::fs::FlockOperation;
 
 /// Where Linux keeps the id it draws at each boot.
 const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
@@ -28,6 +32,10 @@ pub const MARK_FILE: &str = "readmodels.boot";
 /// The file every opener locks while it looks at the mark; never replaced, so that all of
 /// them lock the same inode.
 const LOCK_FILE: &str = "readmodels.boot.lock";
+
+/// The file each process writing unsynced holds a shared lock of while it runs (the kernel
+/// drops it when the process ends, however it ends).
+const USERS_FILE: &str = "readmodels.boot.users";
 
 /// The id of the running boot; `None` where the system does not say (not Linux): there the
 /// file is written with syncs.
@@ -51,6 +59,8 @@ pub enum Found {
 #[derive(Debug)]
 pub struct Mark {
     dir: PathBuf,
+    /// [`USERS_FILE`], locked shared.
+    users: File,
 }
 
 /// Before a process opens the read-model file `file` in `dir` during boot `boot`: removes the
@@ -76,9 +86,11 @@ pub fn claim(
         _ => Found::Whole,
     };
     let mark = if unsynced {
+        let users = lock_file(dir, USERS_FILE, FlockOperation::LockShared)?;
         write_mark(dir, boot)?;
         Some(Mark {
             dir: dir.to_owned(),
+            users,
         })
     } else {
         None
@@ -87,30 +99,45 @@ pub fn claim(
 }
 
 impl Mark {
-    /// After the file has been synced and nothing more will write it: removes the mark, so
-    /// that a later boot trusts the file.
-    pub fn release(self) -> io::Result<()> {
+    /// After this process has synced the file and will not write it again: removes the mark,
+    /// so that a later boot trusts the file, unless another process still writes it unsynced
+    /// (then the last of them does). Returns whether the mark was removed.
+    pub fn release(self) -> io::Result<bool> {
         let _deciding = Locked::take(&self.dir)?;
+        // The shared lock becomes exclusive only if no other process holds one.
+        match rustix::fs::flock(&self.users, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::WOULDBLOCK) => return Ok(false),
+            Err(error) => return Err(error.into()),
+        }
         remove_if_there(&self.dir.join(MARK_FILE))?;
-        sync_dir(&self.dir)
+        sync_dir(&self.dir)?;
+        Ok(true)
     }
 }
 
-/// The exclusive lock of [`LOCK_FILE`] (flock), released when dropped with the file's handle.
+/// The exclusive lock of [`LOCK_FILE`], released when dropped with the file's handle.
 struct Locked {
     _file: File,
 }
 
 impl Locked {
     fn take(dir: &Path) -> io::Result<Self> {
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(dir.join(LOCK_FILE))?;
-        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)?;
-        Ok(Self { _file: file })
+        Ok(Self {
+            _file: lock_file(dir, LOCK_FILE, FlockOperation::LockExclusive)?,
+        })
     }
+}
+
+/// Opens (creating) `name` in `dir` and flocks it (waiting).
+fn lock_file(dir: &Path, name: &str, how: FlockOperation) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(name))?;
+    rustix::fs::flock(&file, how)?;
+    Ok(file)
 }
 
 fn read_mark(dir: &Path) -> io::Result<Option<String>> {
@@ -229,12 +256,42 @@ mod tests {
         let dir = tempfile::tempdir().expect("a directory");
         let (_, mark) = claim(dir.path(), FILE, "first-boot", true).expect("claimed");
         touch(dir.path(), FILE);
-        mark.expect("a mark").release().expect("released");
+        assert!(mark.expect("a mark").release().expect("released"));
 
         let (found, _) = claim(dir.path(), FILE, "second-boot", true).expect("claimed");
 
         assert_eq!(found, Found::Whole);
         assert!(dir.path().join(FILE).exists());
+    }
+
+    /// Two processes writing one file unsynced (flock treats two opens as two holders): the
+    /// first to stop leaves the mark to the other, which still writes unsynced.
+    #[test]
+    fn the_last_unsynced_writer_to_stop_removes_the_mark() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let (_, first) = claim(dir.path(), FILE, "this-boot", true).expect("claimed");
+        let (_, second) = claim(dir.path(), FILE, "this-boot", true).expect("claimed");
+
+        assert!(!first.expect("a mark").release().expect("released"));
+        assert_eq!(
+            read_mark(dir.path()).expect("readable"),
+            Some("this-boot".into())
+        );
+
+        assert!(second.expect("a mark").release().expect("released"));
+        assert_eq!(read_mark(dir.path()).expect("readable"), None);
+    }
+
+    /// A writer that died (its locks went with it) does not keep the mark from the last one.
+    #[test]
+    fn a_writer_gone_without_a_clean_stop_does_not_hold_the_mark() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let (_, crashed) = claim(dir.path(), FILE, "this-boot", true).expect("claimed");
+        drop(crashed); // as the kernel does for a killed process: its handles close
+        let (_, running) = claim(dir.path(), FILE, "this-boot", true).expect("claimed");
+
+        assert!(running.expect("a mark").release().expect("released"));
+        assert_eq!(read_mark(dir.path()).expect("readable"), None);
     }
 
     #[test]

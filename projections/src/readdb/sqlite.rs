@@ -128,8 +128,14 @@ impl File {
             .await
             .map_err(|e| ProjectionError::Storage(format!("syncing the read models: {e}")))?
             .map_err(|e| ProjectionError::Storage(format!("syncing the read models: {e}")))?;
-        mark.release()
+        let released = mark
+            .release()
             .map_err(|e| ProjectionError::Storage(format!("releasing the boot mark: {e}")))?;
+        if !released {
+            tracing::info!(
+                "another process still writes the read models unsynced; it removes the boot mark"
+            );
+        }
         if let Ok(mut closed) = self.closed.lock() {
             *closed = Some(holder);
         }
