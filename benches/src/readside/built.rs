@@ -61,6 +61,14 @@ pub struct Built {
     pub polls: usize,
 }
 
+/// How often a build is watched where the command line does not say (`rebuild` takes
+/// `--poll-ms`): often enough to catch the moment each projection reaches the head.
+pub const POLL: Duration = Duration::from_millis(100);
+
+/// How long a build may take where the command line does not say (`rebuild` takes
+/// `--timeout`): a million-event log builds in a few minutes.
+pub const TIMEOUT: Duration = Duration::from_secs(1_800);
+
 /// Polls until every projection listed is `live` at `head` (which nothing else moves), sampling
 /// the server's resident memory at each poll. Fails when a projection fails, the server exits,
 /// the head differs, or `timeout` passes.

@@ -41,9 +41,6 @@ const COMMIT: &str = "lianxi_store_commit_seconds";
 const PHASES: &str = "lianxi_projection_batch_seconds";
 /// Each world: one district of 10 communities and 60 units.
 const WORLD: [usize; 3] = [1, 10, 60];
-/// How often, and how long at most, the projections of a history are watched while they build.
-const BUILD_POLL: Duration = Duration::from_millis(100);
-const BUILD_TIMEOUT: Duration = Duration::from_secs(1_800);
 /// A send this much after its slot counts as late.
 const LATE: Duration = Duration::from_millis(5);
 
@@ -141,7 +138,8 @@ async fn one(env: &Env, options: Options, history: Option<&CachedLog>) -> Result
     let measured = async {
         if let Some(log) = history {
             let api = Api::new(server.addr, &token)?;
-            let built = built::wait(&mut server, &api, log.head, BUILD_POLL, BUILD_TIMEOUT).await?;
+            let built =
+                built::wait(&mut server, &api, log.head, built::POLL, built::TIMEOUT).await?;
             eprintln!(
                 "  the history's projections built in {:.1} s",
                 built.seconds

@@ -300,7 +300,7 @@ impl ReadsOptions {
             },
             command_rate: self.command_rate,
             paced_rates: self.paced_rates.clone(),
-            build_timeout: Duration::from_secs(1_800),
+            build_timeout: built::TIMEOUT,
         })
     }
 }

@@ -203,14 +203,7 @@ async fn measure(
     options: Options,
 ) -> Result<ReadsRun> {
     let api = Api::new(server.addr, token)?;
-    let built = built::wait(
-        server,
-        &api,
-        log.head,
-        Duration::from_millis(100),
-        options.build_timeout,
-    )
-    .await?;
+    let built = built::wait(server, &api, log.head, built::POLL, options.build_timeout).await?;
     eprintln!(
         "  projections built in {:.1} s; reading {} boards once",
         built.seconds,
