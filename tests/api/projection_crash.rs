@@ -884,17 +884,23 @@ fn boot_mark(app: &TestApp) -> Option<String> {
     .map(|mark| mark.trim().to_owned())
 }
 
-/// A server writes its read models without syncs under this boot's mark; a SIGTERM syncs them
-/// and removes the mark, so that a later boot of the machine trusts them as they are.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_clean_stop_syncs_the_read_models_and_removes_the_boot_mark() {
-    let mut app = spawn_app_sqlite().await;
-    let mut generator = Generator::new(7, 1, 3, 10);
+/// A server on SQLite that took 60 commands of generator `seed`, its projections at the head.
+async fn settled_server_with_history(seed: u64) -> (TestApp, i64) {
+    let app = spawn_app_sqlite().await;
+    let mut generator = Generator::new(seed, 1, 3, 10);
     for _ in 0..60 {
         let generated = generator.next_command();
         app.ok(generated.name, generated.body).await;
     }
     let head = settled(&app).await;
+    (app, head)
+}
+
+/// A server writes its read models without syncs under this boot's mark; a SIGTERM syncs them
+/// and removes the mark, so that a later boot of the machine trusts them as they are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_stop_syncs_the_read_models_and_removes_the_boot_mark() {
+    let (mut app, head) = settled_server_with_history(7).await;
     let booted = projections::readdb::boot::current().expect("Linux says which boot this is");
     assert_eq!(boot_mark(&app), Some(booted), "the running server's mark");
 
@@ -922,13 +928,7 @@ async fn a_clean_stop_syncs_the_read_models_and_removes_the_boot_mark() {
 /// log. A document planted in them shows whether they were reused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_models_marked_by_an_earlier_boot_are_built_again_from_the_log() {
-    let mut app = spawn_app_sqlite().await;
-    let mut generator = Generator::new(8, 1, 3, 10);
-    for _ in 0..60 {
-        let generated = generator.next_command();
-        app.ok(generated.name, generated.body).await;
-    }
-    let head = settled(&app).await;
+    let (mut app, head) = settled_server_with_history(8).await;
     app.kill9().await;
     // As the machine would have left it: this boot's mark, now an earlier boot's.
     assert!(boot_mark(&app).is_some(), "a killed server leaves its mark");
