@@ -137,7 +137,7 @@ pub struct ReadDb {
     projectors: Option<SqlitePool>,
     /// The embedded file's checkpointer and boot mark, shared by the clones: the checkpointer
     /// stops with the last one.
-    file: Option<std::sync::Arc<sqlite::File>>,
+    file: Option<std::sync::Arc<sqlite::EmbeddedFile>>,
 }
 
 impl ReadDb {

@@ -68,28 +68,28 @@ pub(super) struct Opened {
     /// one cache instead of being read into each of the pool's connections in turn. SQLite has
     /// one writer at a time anyway.
     pub projectors: SqlitePool,
-    pub file: File,
+    pub file: EmbeddedFile,
 }
 
 /// What the clones of an embedded [`super::ReadDb`] share besides their pools: the
 /// checkpointer, and while the file is written unsynced, its mark.
 #[derive(Debug)]
-pub(super) struct File {
+pub(super) struct EmbeddedFile {
     _checkpointer: Checkpointer,
     options: SqliteConnectOptions,
     path: PathBuf,
-    /// This boot's mark, until [`File::close`] releases it.
+    /// This boot's mark, until [`EmbeddedFile::close`] releases it.
     mark: Mutex<Option<Mark>>,
-    /// After [`File::close`]: the connection that holds the write lock, so that nothing
+    /// After [`EmbeddedFile::close`]: the connection that holds the write lock, so that nothing
     /// writes the file again unsynced once its mark is gone.
     closed: Mutex<Option<SqliteConnection>>,
 }
 
-/// How many times, 10 ms apart, [`File::close`] tries to copy every frame of the WAL into the
+/// How many times, 10 ms apart, [`EmbeddedFile::close`] tries to copy every frame of the WAL into the
 /// file while readers still hold older snapshots.
 const CLOSE_ATTEMPTS: u32 = 500;
 
-impl File {
+impl EmbeddedFile {
     /// Makes a file written unsynced safe to trust in a later boot: takes the write lock (and
     /// keeps it for as long as any clone lives), copies the WAL into the file, syncs both and
     /// the directory, then removes the mark. Does nothing to a synced file. A failure leaves
@@ -313,7 +313,7 @@ pub(super) async fn open(
     Ok(Opened {
         reads: pool(options.clone().pragma("cache_size", READS_CACHE), 8).await?,
         projectors,
-        file: File {
+        file: EmbeddedFile {
             _checkpointer: checkpointer,
             options: options.pragma("cache_size", CHECKPOINTER_CACHE),
             path,
