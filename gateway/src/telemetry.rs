@@ -10,6 +10,12 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
+/// The projection lags' bucket bounds, in seconds.
+const LAG_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.0125, 0.015, 0.0175, 0.02, 0.025, 0.03, 0.035,
+    0.04, 0.05, 0.06, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
 /// The process-wide Prometheus handle; the first call installs the recorder. `None` when another
 /// recorder was installed first (then `/metrics` answers empty rather than failing).
 pub fn prometheus() -> Option<PrometheusHandle> {
@@ -22,11 +28,12 @@ pub fn prometheus() -> Option<PrometheusHandle> {
                 // suffix below.)
                 .set_buckets_for_metric(
                     Matcher::Full("lianxi_projection_lag_seconds".to_owned()),
-                    &[
-                        0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.0125, 0.015, 0.0175, 0.02,
-                        0.025, 0.03, 0.035, 0.04, 0.05, 0.06, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0,
-                        2.5, 5.0, 10.0,
-                    ],
+                    LAG_BUCKETS,
+                )
+                .ok()?
+                .set_buckets_for_metric(
+                    Matcher::Full("lianxi_projection_commit_lag_seconds".to_owned()),
+                    LAG_BUCKETS,
                 )
                 .ok()?
                 .set_buckets_for_metric(

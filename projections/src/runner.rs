@@ -17,6 +17,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
+
 use store::EventStore;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -1094,9 +1096,18 @@ impl Runner {
                     limits: Limits::from_env(),
                 },
                 |lanes, step| {
+                    // Live: when the log's commit of each event ended, for the lag from commit.
+                    let committed: Vec<Option<DateTime<Utc>>> = if step.full {
+                        Vec::new()
+                    } else {
+                        step.events
+                            .iter()
+                            .map(|event| self.store.committed_at(event.position))
+                            .collect()
+                    };
                     for (lane, progress) in lanes.iter().zip(&progress) {
                         if lane.stopped.is_none() {
-                            publish(lane, progress, &step);
+                            publish(lane, progress, &step, &committed);
                         }
                     }
                 },
@@ -1225,17 +1236,33 @@ fn report_poison(
 
 /// Tells readers how far `lane` has written; for a live batch, records for each event now
 /// written how long after its recording it reached the read model
-/// (`lianxi_projection_lag_seconds`). Catch-up batches are left out of the lag: it would say
-/// how long the process was down, not how fast it follows.
-fn publish(lane: &Lane<'_>, progress: &watch::Sender<Progress>, step: &Step<'_>) {
+/// (`lianxi_projection_lag_seconds`: `recorded_at` is taken before the log's group commit, so
+/// this includes the commit), and, where this process committed it (`committed`, by event of
+/// the step), how long after the log's commit ended (`lianxi_projection_commit_lag_seconds`:
+/// "from commit to read model"). Catch-up batches are left out of the lag: it would say how
+/// long the process was down, not how fast it follows.
+fn publish(
+    lane: &Lane<'_>,
+    progress: &watch::Sender<Progress>,
+    step: &Step<'_>,
+    committed: &[Option<DateTime<Utc>>],
+) {
     let name = lane.ns.projection;
     let written = lane.durable;
     if !step.full {
         let now = chrono::Utc::now();
         let histogram = metrics::histogram!("lianxi_projection_lag_seconds", "projection" => name);
-        for event in step.events.iter().filter(|e| e.position <= written) {
+        let from_commit =
+            metrics::histogram!("lianxi_projection_commit_lag_seconds", "projection" => name);
+        for (i, event) in step.events.iter().enumerate() {
+            if event.position > written {
+                continue;
+            }
             let lag = (now - event.recorded_at).to_std().unwrap_or_default();
             histogram.record(lag.as_secs_f64());
+            if let Some(at) = committed.get(i).copied().flatten() {
+                from_commit.record((now - at).to_std().unwrap_or_default().as_secs_f64());
+            }
         }
     }
     let state = if step.full {

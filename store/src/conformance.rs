@@ -59,6 +59,7 @@ macro_rules! conformance_suite {
             read_stream_returns_the_events_after_a_version,
             an_unknown_stream_reads_as_empty,
             head_is_the_last_position,
+            a_commit_dates_the_positions_it_made_durable,
             subscribe_is_woken_by_an_append,
             a_repeated_idempotency_key_returns_the_first_events,
             a_reused_key_with_another_request_is_refused_and_writes_nothing,
@@ -687,6 +688,33 @@ pub async fn an_unknown_stream_reads_as_empty(store: Arc<dyn EventStore>) {
         .await
         .expect("read")
         .is_empty());
+}
+
+/// Each position this store committed is dated by the end of its group commit, after the
+/// events were recorded and before the append returned; a position nobody committed is not.
+pub async fn a_commit_dates_the_positions_it_made_durable(store: Arc<dyn EventStore>) {
+    let before = chrono::Utc::now();
+    let events = vec![new_event("A", json!({})), new_event("B", json!({}))];
+    let appended = append_new(&*store, request("a", ExpectedVersion::Any, events)).await;
+    let returned = chrono::Utc::now();
+    for event in &appended {
+        let at = store
+            .committed_at(event.position)
+            .unwrap_or_else(|| panic!("position {} is dated", event.position));
+        assert!(
+            at >= event.recorded_at && at >= before && at <= returned,
+            "{at}"
+        );
+    }
+    let later = append_new(
+        &*store,
+        request("b", ExpectedVersion::Any, vec![new_event("C", json!({}))]),
+    )
+    .await;
+    let first = store.committed_at(appended[0].position).expect("dated");
+    let second = store.committed_at(later[0].position).expect("dated");
+    assert!(second >= first);
+    assert_eq!(store.committed_at(later[0].position + 1), None);
 }
 
 pub async fn head_is_the_last_position(store: Arc<dyn EventStore>) {

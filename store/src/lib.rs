@@ -7,6 +7,7 @@
 //! PostgreSQL (several servers, one database); both run the one [`conformance`] suite.
 
 pub mod canonical;
+pub mod commit_clock;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod error;
@@ -88,6 +89,13 @@ pub trait EventStore: Send + Sync + 'static {
     /// A receiver that changes to the new head after every committed append made through this
     /// store value. Appends by another process are seen on the next read, not announced here.
     fn subscribe(&self) -> watch::Receiver<Position>;
+
+    /// When the group commit that made `position` durable ended, if this store value made it
+    /// in the last few thousand commits; `None` otherwise. The projectors measure their lag
+    /// "from commit to read model" from it.
+    fn committed_at(&self, _position: Position) -> Option<chrono::DateTime<chrono::Utc>> {
+        None
+    }
 
     /// The events appended by the command that first used idempotency key `key` of holder
     /// `scope`, with that command's request hash; `None` when the key is new. Lets the command

@@ -38,6 +38,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use self::rows::{decode_all, select_events, PgEventRow};
 use self::writer::Writer;
+use crate::commit_clock::CommitClock;
 use crate::hash::ChainVerifier;
 use crate::queue::{self, AppendJob, QUEUE_DEPTH};
 use crate::{
@@ -88,6 +89,7 @@ struct Inner {
     pool: PgPool,
     writer: mpsc::Sender<AppendJob>,
     head: Arc<watch::Sender<Position>>,
+    clock: Arc<CommitClock>,
     /// Dropped with the store, which stops the listener.
     _listening: oneshot::Sender<()>,
 }
@@ -134,12 +136,21 @@ impl PostgresStore {
         let (stop, stopped) = oneshot::channel();
         listener::spawn(pool.clone(), Arc::clone(&head), name.clone(), stopped);
         let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
-        Writer::new(write_pool, name, queue, Arc::clone(&head)).spawn();
+        let clock = Arc::new(CommitClock::default());
+        Writer::new(
+            write_pool,
+            name,
+            queue,
+            Arc::clone(&head),
+            Arc::clone(&clock),
+        )
+        .spawn();
         Ok(PostgresStore {
             inner: Arc::new(Inner {
                 pool,
                 writer: jobs,
                 head,
+                clock,
                 _listening: stop,
             }),
         })
@@ -275,6 +286,10 @@ impl EventStore for PostgresStore {
 
     fn subscribe(&self) -> watch::Receiver<Position> {
         self.inner.head.subscribe()
+    }
+
+    fn committed_at(&self, position: Position) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.inner.clock.committed_at(position)
     }
 
     #[tracing::instrument(level = "debug", skip_all, err)]

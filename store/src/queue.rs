@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::commit_clock::CommitClock;
 use crate::{telemetry, AppendOutcome, AppendRequest, Position, StoreError};
 
 /// The most requests one group commit takes.
@@ -88,12 +89,24 @@ pub(crate) fn answer<E: std::fmt::Display>(
     jobs: &mut Vec<AppendJob>,
     outcome: Result<BatchResults, E>,
     head: &watch::Sender<Position>,
+    clock: &CommitClock,
     started: Instant,
 ) -> bool {
     match outcome {
         Ok((results, last)) => {
             telemetry::record_group_commit(jobs.len(), started.elapsed());
             if let Some(last) = last {
+                let first = results
+                    .iter()
+                    .filter_map(|result| match result {
+                        Ok(AppendOutcome::Appended(events)) => events.first(),
+                        _ => None,
+                    })
+                    .map(|event| event.position)
+                    .min();
+                if let Some(first) = first {
+                    clock.record(first, last, chrono::Utc::now());
+                }
                 // Subscribers are woken even when the head does not move: with more than one
                 // writer (PostgreSQL), a batch that commits after a later one fills positions
                 // below the head, and makes them readable only now.

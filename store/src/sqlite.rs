@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, watch};
 
 use self::rows::{decode_all, select_events, EventRow};
 use self::writer::Writer;
+use crate::commit_clock::CommitClock;
 use crate::hash::ChainVerifier;
 use crate::queue::{self, AppendJob, QUEUE_DEPTH};
 use crate::{
@@ -52,6 +53,7 @@ struct Inner {
     pool: SqlitePool,
     writer: mpsc::Sender<AppendJob>,
     head: Arc<watch::Sender<Position>>,
+    clock: Arc<CommitClock>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -90,13 +92,22 @@ impl SqliteStore {
         let head = Arc::new(watch::Sender::new(head));
         checkpoint::spawn(&options, head.subscribe()).await?;
         let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
-        Writer::new(write_conn, writer_options, queue, Arc::clone(&head)).spawn()?;
+        let clock = Arc::new(CommitClock::default());
+        Writer::new(
+            write_conn,
+            writer_options,
+            queue,
+            Arc::clone(&head),
+            Arc::clone(&clock),
+        )
+        .spawn()?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 path: path.to_owned(),
                 pool,
                 writer: jobs,
                 head,
+                clock,
             }),
         })
     }
@@ -200,6 +211,10 @@ impl EventStore for SqliteStore {
 
     fn subscribe(&self) -> watch::Receiver<Position> {
         self.inner.head.subscribe()
+    }
+
+    fn committed_at(&self, position: Position) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.inner.clock.committed_at(position)
     }
 
     #[tracing::instrument(level = "debug", skip_all, err)]
@@ -385,6 +400,7 @@ mod tests {
                 pool: store.inner.pool.clone(),
                 writer,
                 head: Arc::clone(&store.inner.head),
+                clock: Arc::default(),
             }),
         };
         let request = AppendRequest {

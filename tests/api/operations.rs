@@ -76,6 +76,22 @@ async fn metrics_count_requests_and_commands_by_name() {
         bytes >= documents * 100.0,
         "{bytes} bytes for {documents} community documents"
     );
+    // The board's lag, from each event's recording and from the end of its log commit: every
+    // event was committed here, so both count the same events, and the second is never longer.
+    let series = |metric: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{metric}{{projection=\"board\"}}")))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("{metric} for board: {text}"))
+    };
+    let events = series("lianxi_projection_lag_seconds_count");
+    assert!(events >= 1.0, "{text}");
+    assert_eq!(series("lianxi_projection_commit_lag_seconds_count"), events);
+    assert!(
+        series("lianxi_projection_commit_lag_seconds_sum")
+            <= series("lianxi_projection_lag_seconds_sum"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -37,6 +37,7 @@ use crate::prom::{self, Buckets};
 use crate::report::thousands;
 
 const LAG: &str = "lianxi_projection_lag_seconds";
+const COMMIT_LAG: &str = "lianxi_projection_commit_lag_seconds";
 const COMMIT: &str = "lianxi_store_commit_seconds";
 const PHASES: &str = "lianxi_projection_batch_seconds";
 /// Each world: one district of 10 communities and 60 units.
@@ -69,6 +70,9 @@ pub struct LagRun {
     pub from_slot_us: Vec<u32>,
     /// The lag histogram's difference per projection.
     pub lag: BTreeMap<String, Buckets>,
+    /// The same from the end of each event's log commit (servers since 2026-12-07; empty
+    /// before).
+    pub commit_lag: BTreeMap<String, Buckets>,
     /// The store's commit time histogram's difference.
     pub commit: Buckets,
     /// The projectors' batches: time per phase (`lock`, `apply_write`, `commit`), differences.
@@ -337,6 +341,7 @@ async fn measure(server: &Server, token: &str, options: Options) -> Result<LagRu
         round_trip_us: sent.round_trip_us,
         from_slot_us: sent.from_slot_us,
         lag: BTreeMap::new(),
+        commit_lag: BTreeMap::new(),
         commit: Buckets::default(),
         phases: BTreeMap::new(),
         cpu,
@@ -350,6 +355,7 @@ async fn measure(server: &Server, token: &str, options: Options) -> Result<LagRu
     if run.lag.is_empty() {
         bail!("the server exports no {LAG} histogram: this benchmark needs it");
     }
+    run.commit_lag = histograms_since(&metrics_before, &metrics_after, COMMIT_LAG, "projection");
     run.commit = commit_since(&metrics_before, &metrics_after);
     run.phases = phases_since(&metrics_before, &metrics_after);
     Ok(run)

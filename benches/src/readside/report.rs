@@ -354,6 +354,13 @@ pub fn lag(
         });
     }
     histogram_row(&mut out, "lag: all projections", &|r| prom::total(&r.lag));
+    if runs.iter().any(|r| !r.commit_lag.is_empty()) {
+        histogram_row(
+            &mut out,
+            "lag from the log's commit (`lianxi_projection_commit_lag_seconds`): all projections",
+            &|r| prom::total(&r.commit_lag),
+        );
+    }
     // Where a projector batch's time goes: the lag's tail is a batch that waited or took long.
     let phases: BTreeSet<&String> = runs.iter().flat_map(|r| r.phases.keys()).collect();
     for phase in &phases {
@@ -367,7 +374,9 @@ pub fn lag(
         out,
         "\nLag is `lianxi_projection_lag_seconds` (per event of a live batch: the read model's commit \
          minus the event's `recorded_at`, which the command handler takes before the group commit, so \
-         it includes the commit), the difference of two `/metrics` scrapes: when the window opened, \
+         it includes the commit; \"from the log's commit\" starts where the group commit that made \
+         the event durable ended, as the target reads, since 2026-12-07), the difference of two \
+         `/metrics` scrapes: when the window opened, \
          and once every projection had caught up after it closed. Its quantiles and the commit's are \
          interpolated linearly inside Prometheus buckets (the lag's bounds: 0.5, 1, 2.5, 5, 7.5, 10, \
          12.5, 15, 17.5, 20, 25, 30, 35, 40, 50, 60, 75, 100 ms, … since 2026-12-06, before it \

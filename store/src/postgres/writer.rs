@@ -53,6 +53,7 @@ use self::columns::{bind_batch, columns};
 use self::one_statement::{plan_one_statement, write_one_statement};
 use super::heads::KnownHeads;
 use super::rows::{decode_all, select_events, PgEventRow};
+use crate::commit_clock::CommitClock;
 use crate::hash::to_stored_precision;
 use crate::plan::{BatchState, Decision, EarlierCommand, EarlierEvents, Staged, StreamHead};
 use crate::queue::{self, AppendJob, MAX_BATCH_REQUESTS};
@@ -79,6 +80,7 @@ pub(super) struct Writer {
     /// The queue every writer task takes its batches from, one task at a time.
     jobs: Arc<Mutex<mpsc::Receiver<AppendJob>>>,
     head: Arc<watch::Sender<Position>>,
+    clock: Arc<CommitClock>,
     known: Arc<KnownHeads>,
 }
 
@@ -89,12 +91,14 @@ impl Writer {
         name: String,
         jobs: mpsc::Receiver<AppendJob>,
         head: Arc<watch::Sender<Position>>,
+        clock: Arc<CommitClock>,
     ) -> Self {
         Writer {
             pool,
             name,
             jobs: Arc::new(Mutex::new(jobs)),
             head,
+            clock,
             known: Arc::default(),
         }
     }
@@ -107,6 +111,7 @@ impl Writer {
                 name: self.name.clone(),
                 jobs: Arc::clone(&self.jobs),
                 head: Arc::clone(&self.head),
+                clock: Arc::clone(&self.clock),
                 known: Arc::clone(&self.known),
             };
             let span = tracing::info_span!(parent: None, "postgres_writer", task);
@@ -141,7 +146,7 @@ impl Writer {
             .map(|committed| (committed.results, committed.last_position));
         held.take();
         // The pool makes a new connection for the next batch if this one broke.
-        queue::answer(jobs, outcome, &self.head, started);
+        queue::answer(jobs, outcome, &self.head, &self.clock, started);
     }
 
     /// Writes the batch in one statement when its heads are known, else prepared under locks

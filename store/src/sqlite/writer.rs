@@ -38,6 +38,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
 use super::rows::{decode_all, select_events, EventRow};
+use crate::commit_clock::CommitClock;
 use crate::hash::to_stored_precision;
 use crate::plan::{BatchState, Decision, EarlierCommand, EarlierEvents, Staged, StreamHead};
 use crate::queue::{self, AppendJob, MAX_BATCH_REQUESTS};
@@ -52,6 +53,7 @@ pub(super) struct Writer {
     options: SqliteConnectOptions,
     jobs: mpsc::Receiver<AppendJob>,
     head: Arc<watch::Sender<Position>>,
+    clock: Arc<CommitClock>,
 }
 
 impl Writer {
@@ -60,12 +62,14 @@ impl Writer {
         options: SqliteConnectOptions,
         jobs: mpsc::Receiver<AppendJob>,
         head: Arc<watch::Sender<Position>>,
+        clock: Arc<CommitClock>,
     ) -> Self {
         Writer {
             conn,
             options,
             jobs,
             head,
+            clock,
         }
     }
 
@@ -107,7 +111,7 @@ impl Writer {
         let outcome = group_commit(&mut self.conn, &requests)
             .await
             .map(|committed| (committed.results, committed.head));
-        if !queue::answer(jobs, outcome, &self.head, started) {
+        if !queue::answer(jobs, outcome, &self.head, &self.clock, started) {
             self.recover().await;
         }
     }
