@@ -339,11 +339,12 @@ pub(super) async fn in_memory() -> Result<SqlitePool, ProjectionError> {
 mod tests {
     use super::*;
 
-    async fn cache_size(pool: &SqlitePool) -> i64 {
-        sqlx::query_scalar("PRAGMA cache_size")
+    /// The value of the integer pragma `name` on a connection of `pool`.
+    async fn pragma(pool: &SqlitePool, name: &str) -> i64 {
+        sqlx::query_scalar(&format!("PRAGMA {name}"))
             .fetch_one(pool)
             .await
-            .expect("PRAGMA cache_size")
+            .unwrap_or_else(|e| panic!("PRAGMA {name}: {e}"))
     }
 
     /// The sizes add up to what SQLite may hold in the process, so each role keeps its own.
@@ -353,9 +354,9 @@ mod tests {
         let opened = open(dir.path(), Durability::Synced)
             .await
             .expect("the read-model file");
-        assert_eq!(cache_size(&opened.projectors).await, -8000);
+        assert_eq!(pragma(&opened.projectors, "cache_size").await, -8000);
         // Not SQLite's default (-2000), so a connection without the pragma fails here.
-        assert_eq!(cache_size(&opened.reads).await, -2048);
+        assert_eq!(pragma(&opened.reads, "cache_size").await, -2048);
     }
 
     /// A file written unsynced runs without syncs; closing it copies the whole WAL into the
@@ -366,11 +367,7 @@ mod tests {
         let opened = open(dir.path(), Durability::Unsynced)
             .await
             .expect("the read-model file");
-        let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
-            .fetch_one(&opened.projectors)
-            .await
-            .expect("PRAGMA synchronous");
-        assert_eq!(synchronous, 0, "OFF");
+        assert_eq!(pragma(&opened.projectors, "synchronous").await, 0, "OFF");
         assert!(dir.path().join(boot::MARK_FILE).exists());
         sqlx::query(
             "INSERT INTO documents (projection, generation, kind, key, parent, doc) \
@@ -422,11 +419,7 @@ mod tests {
         let opened = open(dir.path(), Durability::Synced)
             .await
             .expect("the read-model file");
-        let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
-            .fetch_one(&opened.reads)
-            .await
-            .expect("PRAGMA synchronous");
-        assert_eq!(synchronous, 1, "NORMAL");
+        assert_eq!(pragma(&opened.reads, "synchronous").await, 1, "NORMAL");
         assert!(!dir.path().join(boot::MARK_FILE).exists());
         opened.file.close().await.expect("closed");
     }
