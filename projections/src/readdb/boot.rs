@@ -47,7 +47,7 @@ pub fn current() -> Option<String> {
 
 /// What the opener found.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Found {
+pub(crate) enum Found {
     /// No mark, or this boot's: the file (if any) is as its writers left it.
     Whole,
     /// The mark of another boot: the file was written unsynced when the machine stopped, and
@@ -57,7 +57,7 @@ pub enum Found {
 
 /// This process's mark, held while it writes the file unsynced.
 #[derive(Debug)]
-pub struct Mark {
+pub(crate) struct Mark {
     dir: PathBuf,
     /// [`USERS_FILE`], locked shared.
     users: File,
@@ -66,7 +66,7 @@ pub struct Mark {
 /// Before a process opens the read-model file `file` in `dir` during boot `boot`: removes the
 /// file (and its `-wal` and `-shm`) if the mark of another boot is there; then, for a process
 /// that will write `unsynced`, sets this boot's mark, synced before it returns.
-pub fn claim(
+pub(crate) fn claim(
     dir: &Path,
     file: &str,
     boot: &str,
@@ -102,7 +102,7 @@ impl Mark {
     /// After this process has synced the file and will not write it again: removes the mark,
     /// so that a later boot trusts the file, unless another process still writes it unsynced
     /// (then the last of them does). Returns whether the mark was removed.
-    pub fn release(self) -> io::Result<bool> {
+    pub(crate) fn release(self) -> io::Result<bool> {
         let _deciding = Locked::take(&self.dir)?;
         // The shared lock becomes exclusive only if no other process holds one.
         match rustix::fs::flock(&self.users, FlockOperation::NonBlockingLockExclusive) {
