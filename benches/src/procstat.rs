@@ -54,24 +54,7 @@ impl CpuSnapshot {
     /// exited since the last snapshot take their time with them; benchmarks keep their
     /// connections open through a window, so that loses only short-lived helpers.
     pub fn of_tree(root: u32) -> CpuSnapshot {
-        let mut parents: Vec<(u32, u32)> = Vec::new();
-        if let Ok(entries) = std::fs::read_dir("/proc") {
-            for entry in entries.flatten() {
-                let Some(pid) = entry
-                    .file_name()
-                    .to_str()
-                    .and_then(|n| n.parse::<u32>().ok())
-                else {
-                    continue;
-                };
-                if let Some(ppid) = std::fs::read_to_string(entry.path().join("stat"))
-                    .ok()
-                    .and_then(|text| parse_ppid(&text))
-                {
-                    parents.push((pid, ppid));
-                }
-            }
-        }
+        let parents = parents();
         let mut tree = vec![root];
         let mut index = 0;
         while let Some(&pid) = tree.get(index) {
@@ -301,6 +284,30 @@ fn parse_stat(text: &str) -> Option<(String, f64)> {
     let utime: f64 = fields.get(11)?.parse().ok()?;
     let stime: f64 = fields.get(12)?.parse().ok()?;
     Some((comm, (utime + stime) / ticks_per_second()))
+}
+
+/// Every process's (pid, parent pid), from `/proc/<pid>/stat`. A process that ends between
+/// the listing and the read is left out.
+pub fn parents() -> Vec<(u32, u32)> {
+    let mut parents = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if let Some(ppid) = std::fs::read_to_string(entry.path().join("stat"))
+                .ok()
+                .and_then(|text| parse_ppid(&text))
+            {
+                parents.push((pid, ppid));
+            }
+        }
+    }
+    parents
 }
 
 /// The parent pid from a `stat` file's text.

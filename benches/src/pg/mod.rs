@@ -12,6 +12,7 @@
 
 mod baseline;
 mod commands;
+mod cores;
 mod report;
 pub(crate) mod server;
 mod streams;
@@ -64,6 +65,10 @@ pub struct PostgresArgs {
     /// statements that took the server's time (for profiling; it costs a little throughput).
     #[arg(long, default_value_t = 0)]
     statements: usize,
+    /// Pin PostgreSQL to CPU 1 and the harness with the servers it spawns to CPU 0, as when the
+    /// database has a host of its own (`taskset`; needs two cores).
+    #[arg(long)]
+    split_cores: bool,
 }
 
 /// Runs the benchmark and prints its tables.
@@ -97,6 +102,15 @@ pub async fn run(args: &PostgresArgs) -> Result<()> {
         machine.push(name, value);
     }
     machine.push("commands sent", via.workload().to_owned());
+    // After the machine is described, which counts the cores this process may use.
+    let placement = if args.split_cores {
+        let line = cores::split(database.postmaster)?;
+        eprintln!("postgres: {line}");
+        line
+    } else {
+        "shared: PostgreSQL, the harness and lianxi on every core".to_owned()
+    };
+    machine.push("placement", placement);
     println!("{}", machine.markdown());
 
     let mut runs = Vec::with_capacity(settings.runs);
