@@ -13,9 +13,9 @@ use anyhow::{ensure, Context, Result};
 use crate::procstat;
 
 /// The core PostgreSQL is pinned to.
-pub(crate) const DATABASE_CPU: &str = "1";
+const DATABASE_CPU: &str = "1";
 /// The core the harness (and every process it spawns from then on) is pinned to.
-pub(crate) const HARNESS_CPU: &str = "0";
+const HARNESS_CPU: &str = "0";
 
 /// Pins the postmaster and the processes it has forked to [`DATABASE_CPU`] (its backends, forked
 /// later, inherit it), and this process's threads to [`HARNESS_CPU`] (the servers it spawns
@@ -24,7 +24,7 @@ pub(crate) fn split(postmaster: u32) -> Result<String> {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     ensure!(
         cores >= 2,
-        "--split-cores needs two cores; this machine has {cores}"
+        "--split-cores needs two cores; this process may use {cores}"
     );
     pin(postmaster, DATABASE_CPU)?;
     let forked = children(postmaster);
