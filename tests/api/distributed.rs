@@ -5,7 +5,7 @@
 //! real deployment sees: a projector or the relay killed, NATS or PostgreSQL away under load, a
 //! projector down while the stream's limits dropped what it had not read.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -532,6 +532,72 @@ async fn nats_away_for_10_s_under_load_commands_go_on_and_projections_catch_up()
         }
     }
     let sent = load.finish().await;
+    converged(&cluster, &sent).await;
+}
+
+/// Where each active projection stands, as `gateway` sees them, and the log's head.
+async fn positions(gateway: &ServeProcess) -> (i64, BTreeMap<String, i64>) {
+    let reply = gateway.get("/v1/projections", &[]).await;
+    let head = reply.json["head"].as_i64().expect("head");
+    let positions = reply.json["projections"]
+        .as_array()
+        .expect("projections")
+        .iter()
+        .filter(|p| p["active"] == true)
+        .map(|p| {
+            let name = p["name"].as_str().expect("a name").to_owned();
+            (name, p["position"].as_i64().expect("a position"))
+        })
+        .collect();
+    (head, positions)
+}
+
+/// A projector process frozen mid-stream (SIGSTOP: its connections stay open, the messages its
+/// consumer was delivered are never acknowledged) holds back nobody: commands are accepted, the
+/// relay publishes, and the other projector process brings its projections to the log's head
+/// through the feed, not by falling back to the log. Thawed, the frozen one is delivered again
+/// what it had not acknowledged, skips what it had applied, and everything converges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_frozen_projector_process_holds_back_neither_the_relay_nor_the_other_projector() {
+    let cluster = cluster(false, 1, &[]).await;
+    let (running, frozen) = (&cluster.projectors[0], &cluster.projectors[1]);
+    let load = Load::start(Arc::clone(&cluster.gateways), 16);
+    until_more(&load, 50).await;
+    frozen.signal(rustix::process::Signal::STOP);
+    let from_log = running.metric("lianxi_bus_source_log_events_total").await;
+    let (head_at_freeze, _) = positions(&cluster.gateways[0]).await;
+    until_more(&load, 150).await;
+    let sent = load.finish().await;
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (head, at) = loop {
+        let (head, at) = positions(&cluster.gateways[1]).await;
+        if ["board", "items", "trace"]
+            .iter()
+            .all(|name| at.get(*name) == Some(&head))
+        {
+            break (head, at);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the running projector did not reach the head {head} beside a frozen one: {at:?}\n{}",
+            running.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(head > head_at_freeze + 100, "{head_at_freeze} → {head}");
+    for name in ["district-stats", "unit-profile"] {
+        let position = at.get(name).copied().expect("a checkpoint");
+        assert!(position < head, "{name} moved while frozen: {at:?}");
+    }
+    assert_eq!(
+        running.metric("lianxi_bus_source_log_events_total").await,
+        from_log,
+        "the running projector read the log instead of the feed: {}",
+        running.log()
+    );
+
+    frozen.signal(rustix::process::Signal::CONT);
     converged(&cluster, &sent).await;
 }
 

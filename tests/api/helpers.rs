@@ -1193,6 +1193,19 @@ impl ServeProcess {
         self.addr = addr;
     }
 
+    /// Sends `signal` to the running process: `STOP` freezes it where it is (its sockets stay
+    /// open, it reads and acknowledges nothing), `CONT` lets it go on.
+    pub fn signal(&self, signal: rustix::process::Signal) {
+        let pid = self
+            .child
+            .as_ref()
+            .and_then(Child::id)
+            .and_then(|pid| i32::try_from(pid).ok())
+            .and_then(rustix::process::Pid::from_raw)
+            .expect("the process runs");
+        rustix::process::kill_process(pid, signal).expect("kill(2)");
+    }
+
     /// Kills the process with SIGKILL and waits until it is gone.
     pub async fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
