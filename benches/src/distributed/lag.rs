@@ -40,6 +40,10 @@ pub struct Layout {
     pub gateways: usize,
     /// Each projector process: its label and the projections it keeps (all when empty).
     pub projectors: Vec<(String, Vec<&'static str>)>,
+    /// The projector process (its label) stopped with SIGSTOP from the schedule's start until
+    /// the window has closed: there, connected and subscribed, doing no work. Its lag is not
+    /// read.
+    pub frozen: Option<String>,
 }
 
 impl Layout {
@@ -198,11 +202,24 @@ async fn window(
         .filter(|p| is_gateway(p))
         .map(|p| p.api(&env.token))
         .collect::<Result<_>>()?;
+    // The projector processes whose figures are read (a frozen one answers no scrape).
     let projectors: Vec<(String, Api)> = processes
         .iter()
         .filter(|p| layout.projectors.iter().any(|(label, _)| *label == p.label))
+        .filter(|p| layout.frozen.as_ref() != Some(&p.label))
         .map(|p| Ok((p.label.clone(), p.api(&env.token)?)))
         .collect::<Result<_>>()?;
+    let frozen_pid = match &layout.frozen {
+        Some(label) => Some(
+            processes
+                .iter()
+                .find(|p| p.label == *label)
+                .with_context(|| format!("no {label} to freeze"))?
+                .server
+                .pid,
+        ),
+        None => None,
+    };
     let relay = processes
         .iter()
         .find(|p| p.label == "relay")
@@ -227,6 +244,7 @@ async fn window(
         probe = probe.process(label, process.server.pid);
     }
 
+    let frozen = frozen_pid.map(Frozen::stop).transpose()?;
     let running = Schedule::start(worlds, options);
     let durables: Vec<(String, String)> = layout
         .projectors
@@ -250,6 +268,9 @@ async fn window(
     pg.report_statements(url).await?;
     let sent = running.finish().await?;
     let consumers = sampler.await.context("the consumer sampler")??;
+    if let Some(frozen) = frozen {
+        frozen.thaw()?;
+    }
     let settling = Instant::now();
     settle(&first, &names).await?;
     let settle_seconds = settling.elapsed().as_secs_f64();
@@ -431,6 +452,43 @@ fn micros(value: i128) -> u32 {
 }
 
 /// `/metrics` of every process that matters, at one moment.
+/// A process stopped with SIGSTOP; continued when thawed or dropped, so an error on the way
+/// does not leave it stopped for the harness's SIGTERM to wait on.
+struct Frozen {
+    pid: u32,
+    thawed: bool,
+}
+
+impl Frozen {
+    fn stop(pid: u32) -> Result<Frozen> {
+        signal(rustix::process::Signal::STOP, pid)?;
+        Ok(Frozen { pid, thawed: false })
+    }
+
+    fn thaw(mut self) -> Result<()> {
+        self.thawed = true;
+        signal(rustix::process::Signal::CONT, self.pid)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        if !self.thawed {
+            let _ = signal(rustix::process::Signal::CONT, self.pid);
+        }
+    }
+}
+
+/// Sends `signal` to process `pid`.
+fn signal(signal: rustix::process::Signal, pid: u32) -> Result<()> {
+    let target = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .with_context(|| format!("pid {pid}"))?;
+    rustix::process::kill_process(target, signal)
+        .with_context(|| format!("sending {signal:?} to pid {pid}"))
+}
+
 struct Scrapes {
     projectors: Vec<String>,
     gateways: Vec<String>,

@@ -9,8 +9,9 @@
 //! - `relay`: the relay publishing a whole log to an empty stream ([`relay`]);
 //! - `lag`: gateways, relay and one projector process (all projections) at a sustained rate
 //!   ([`lag`]);
-//! - `second-projector`: projector A (`board`) alone, then beside projector B (the other four)
-//!   on its own consumer, runs alternating which comes first ([`lag`]).
+//! - `second-projector`: projector A (`board`) alone, beside projector B (the other four) on its
+//!   own consumer, and beside B stopped (SIGSTOP) for the window, the control that has B's
+//!   presence without its work; each run rotates which comes first ([`lag`]).
 //!
 //! Tables go to stdout ([`report`]), progress to stderr.
 
@@ -44,7 +45,7 @@ pub enum Part {
     Relay,
     /// Lag through NATS at a sustained command rate.
     Lag,
-    /// Projector A's lag alone and beside a second projector process.
+    /// Projector A's lag alone, beside a second projector process, and beside it stopped.
     SecondProjector,
 }
 
@@ -111,6 +112,14 @@ pub struct DistributedArgs {
     /// that took PostgreSQL's time during it (for profiling; it costs a little throughput).
     #[arg(long, default_value_t = 0)]
     statements: usize,
+}
+
+/// The second-projector part's three measurements of A.
+#[derive(Debug, Clone, Copy)]
+enum Arm {
+    Alone,
+    Beside,
+    Frozen,
 }
 
 /// The validated settings every part shares.
@@ -277,6 +286,7 @@ async fn parts(
         let layout = Layout {
             gateways: args.gateways,
             projectors: vec![("projector".to_owned(), Vec::new())],
+            frozen: None,
         };
         let mut runs = Vec::with_capacity(env.runs);
         for index in 1..=env.runs {
@@ -298,6 +308,7 @@ async fn parts(
         let alone = Layout {
             gateways: args.gateways,
             projectors: vec![(report::PROJECTOR_A.to_owned(), vec!["board"])],
+            frozen: None,
         };
         let beside = Layout {
             gateways: args.gateways,
@@ -308,35 +319,45 @@ async fn parts(
                     vec!["district-stats", "unit-profile", "items", "trace"],
                 ),
             ],
+            frozen: None,
+        };
+        // The control: B started, caught up and then stopped for the window, so A has B's
+        // processes, connections and consumer beside it but none of B's work.
+        let frozen = Layout {
+            frozen: Some(report::PROJECTOR_B.to_owned()),
+            ..beside.clone()
         };
         let mut pairs = Vec::with_capacity(env.runs);
         for index in 1..=env.runs {
-            // Alternate which comes first, so a drift of the machine weighs on both alike.
-            let order = if index % 2 == 1 {
-                [false, true]
-            } else {
-                [true, false]
-            };
+            // Each arm comes first, second and third in turn, so a drift of the machine weighs
+            // on all alike.
+            let mut order = [Arm::Alone, Arm::Beside, Arm::Frozen];
+            order.rotate_left((index - 1) % 3);
             let mut pair = report::Pair::default();
-            for with_b in order {
+            for arm in order {
                 env.wait_for_quiet().await;
                 eprintln!(
                     "second-projector run {index}/{}: projector A {}",
                     env.runs,
-                    if with_b {
-                        "beside projector B"
-                    } else {
-                        "alone"
+                    match arm {
+                        Arm::Alone => "alone",
+                        Arm::Beside => "beside projector B",
+                        Arm::Frozen => "beside projector B stopped (SIGSTOP) for the window",
                     }
                 );
-                let layout = if with_b { &beside } else { &alone };
+                let layout = match arm {
+                    Arm::Alone => &alone,
+                    Arm::Beside => &beside,
+                    Arm::Frozen => &frozen,
+                };
                 let run = lag::measure(env, pg, layout, second_options).await?;
                 report::progress(&run);
-                if with_b {
-                    pair.beside = Some(run);
-                } else {
-                    pair.alone = Some(run);
-                }
+                let slot = match arm {
+                    Arm::Alone => &mut pair.alone,
+                    Arm::Beside => &mut pair.beside,
+                    Arm::Frozen => &mut pair.frozen,
+                };
+                *slot = Some(run);
             }
             pairs.push(pair);
         }

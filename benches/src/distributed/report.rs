@@ -22,11 +22,16 @@ const SECOND_TOLERANCE: f64 = 1.10;
 pub const PROJECTOR_A: &str = "projector A";
 pub const PROJECTOR_B: &str = "projector B";
 
-/// One run of the second-projector part: A alone, and A beside B.
+/// Which of a run's measurements of A to read.
+type Pick = fn(&Pair) -> Option<&LagWindow>;
+
+/// One run of the second-projector part: A alone, A beside B, and A beside B stopped.
 #[derive(Debug, Clone, Default)]
 pub struct Pair {
     pub alone: Option<LagWindow>,
     pub beside: Option<LagWindow>,
+    /// Beside B stopped (SIGSTOP) for the window: the control.
+    pub frozen: Option<LagWindow>,
 }
 
 fn quiet(env: &Env) -> String {
@@ -584,13 +589,15 @@ pub fn second(env: &Env, options: Options, pairs: &[Pair]) -> String {
     let mut out = String::from("### Distributed: a second projector process\n\n");
     let _ = writeln!(
         out,
-        "`{}`: {} run(s), each two measurements in alternating order (odd runs A alone first, even \
-         runs A beside B first), each on a fresh database and nats-server with the same gateway(s) \
-         and relay: {} commands/s offered by {} worlds, {:.0} s of warm-up, a {:.0} s window; \
+        "`{}`: {} run(s), each three measurements in rotating order (A alone, A beside B, A beside \
+         B stopped; run k starts with the k-th), each on a fresh database and nats-server with the \
+         same gateway(s) and relay: {} commands/s offered by {} worlds, {:.0} s of warm-up, a {:.0} s window; \
          {}. {PROJECTOR_A} is `--role projector --projection board`; {PROJECTOR_B} is `--role \
          projector --projection district-stats --projection unit-profile --projection items \
-         --projection trace`, on its own durable consumer. A's lag is its own \
-         `lianxi_projection_lag_seconds{{projection=\"board\"}}`.\n",
+         --projection trace`, on its own durable consumer. \"B stopped\": B started and caught up \
+         like the other, then stopped with SIGSTOP from the schedule's start until the window \
+         closed (its processes, connections and consumer there, none of its work), the control. \
+         A's lag is its own `lianxi_projection_lag_seconds{{projection=\"board\"}}`.\n",
         invocation(),
         pairs.len(),
         thousands(options.rate),
@@ -601,7 +608,7 @@ pub fn second(env: &Env, options: Options, pairs: &[Pair]) -> String {
     );
     let windows: Vec<&LagWindow> = pairs
         .iter()
-        .flat_map(|p| p.alone.iter().chain(p.beside.iter()))
+        .flat_map(|p| p.alone.iter().chain(&p.beside).chain(&p.frozen))
         .collect();
     let labels = cpu_labels(&windows);
     let _ = writeln!(
@@ -652,37 +659,54 @@ pub fn second(env: &Env, options: Options, pairs: &[Pair]) -> String {
         if let Some(beside) = &pair.beside {
             row(&mut out, &format!("{}: A beside B", i + 1), &[beside]);
         }
+        if let Some(frozen) = &pair.frozen {
+            row(&mut out, &format!("{}: A beside B stopped", i + 1), &[frozen]);
+        }
     }
     let alone: Vec<&LagWindow> = pairs.iter().filter_map(|p| p.alone.as_ref()).collect();
     let beside: Vec<&LagWindow> = pairs.iter().filter_map(|p| p.beside.as_ref()).collect();
     row(&mut out, "**median: A alone**", &alone);
     row(&mut out, "**median: A beside B**", &beside);
-    let ratio = |q: f64| {
+    let stopped: Vec<&LagWindow> = pairs.iter().filter_map(|p| p.frozen.as_ref()).collect();
+    if !stopped.is_empty() {
+        row(&mut out, "**median: A beside B stopped**", &stopped);
+    }
+    // The median over runs of (`arm` ÷ alone) at quantile `q` of A's lag.
+    let ratio = |arm: Pick, q: f64| {
         median(pairs.iter().map(|p| {
             let a = p.alone.as_ref()?.lag_of(PROJECTOR_A).quantile(q)?.seconds();
-            let b = p
-                .beside
-                .as_ref()?
-                .lag_of(PROJECTOR_A)
-                .quantile(q)?
-                .seconds();
+            let b = arm(p)?.lag_of(PROJECTOR_A).quantile(q)?.seconds();
             (a > 0.0).then(|| b / a)
         }))
     };
-    let (p50, p99) = (ratio(0.5), ratio(0.99));
-    let cores_ratio = median(pairs.iter().map(|p| {
-        let a = p.alone.as_ref()?.cpu.ours();
-        let b = p.beside.as_ref()?.cpu.ours();
-        (a > 0.0).then(|| b / a)
-    }));
-    let _ = writeln!(
-        out,
-        "| **beside ÷ alone** (median of each run's ratio) | {} | {} | | | | | {} | {} | |",
-        opt(p50, |v| format!("{v:.2} ×")),
-        opt(p99, |v| format!("{v:.2} ×")),
-        vec![""; labels.len()].join(" | "),
-        opt(cores_ratio, |v| format!("{v:.2} ×")),
-    );
+    let cores_ratio = |arm: Pick| {
+        median(pairs.iter().map(|p| {
+            let a = p.alone.as_ref()?.cpu.ours();
+            let b = arm(p)?.cpu.ours();
+            (a > 0.0).then(|| b / a)
+        }))
+    };
+    let beside_arm: Pick = |p| p.beside.as_ref();
+    let stopped_arm: Pick = |p| p.frozen.as_ref();
+    let p99 = ratio(beside_arm, 0.99);
+    let stopped_p99 = ratio(stopped_arm, 0.99);
+    let arms: [(&str, Pick); 2] = [
+        ("**beside ÷ alone**", beside_arm),
+        ("**beside B stopped ÷ alone**", stopped_arm),
+    ];
+    for (name, arm) in arms {
+        if pairs.iter().all(|p| arm(p).is_none()) {
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "| {name} (median of each run's ratio) | {} | {} | | | | | {} | {} | |",
+            opt(ratio(arm, 0.5), |v| format!("{v:.2} ×")),
+            opt(ratio(arm, 0.99), |v| format!("{v:.2} ×")),
+            vec![""; labels.len()].join(" | "),
+            opt(cores_ratio(arm), |v| format!("{v:.2} ×")),
+        );
+    }
     let mut sources: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
     for run in &windows {
         for (label, feed, log) in &run.sources {
@@ -733,6 +757,18 @@ pub fn second(env: &Env, options: Options, pairs: &[Pair]) -> String {
             None => "not measured",
         }
     );
+    if let Some(stopped) = stopped_p99 {
+        let _ = writeln!(
+            out,
+            "The control, A beside B stopped: {stopped:.2} × A's p99 alone ({}). What B's presence \
+             costs A without its work; the rest of \"beside ÷ alone\" is B's work.",
+            if stopped <= SECOND_TOLERANCE {
+                "within the tolerance"
+            } else {
+                "beyond the tolerance"
+            }
+        );
+    }
     out
 }
 
