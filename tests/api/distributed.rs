@@ -3,7 +3,8 @@
 //! the JetStream feed equal an embedded-mode rebuild of the same log, a read on one gateway waits
 //! (`X-Min-Position`) for a command sent through another, and the same holds after each fault a
 //! real deployment sees: a projector or the relay killed, NATS or PostgreSQL away under load, a
-//! projector down while the stream's limits dropped what it had not read.
+//! projector down while the stream's limits dropped what it had not read. A projector process
+//! frozen in place holds back neither the relay nor another projector process.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -47,23 +48,33 @@ async fn role(
 async fn settled(gateway: &ServeProcess) -> i64 {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let reply = gateway.get("/v1/projections", &[]).await;
-        let head = reply.json["head"].as_i64().expect("head");
-        let all = reply.json["projections"].as_array().expect("projections");
-        let caught_up = all
-            .iter()
-            .filter(|p| p["active"] == true)
-            .all(|p| p["position"].as_i64() == Some(head));
-        if caught_up && all.len() >= 5 {
+        let (head, at) = positions(gateway).await;
+        if at.len() >= 5 && at.values().all(|&position| position == head) {
             return head;
         }
         assert!(
             Instant::now() < deadline,
-            "projections did not settle: {}",
-            reply.text()
+            "projections did not settle at {head}: {at:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Where each active projection stands, as `gateway` sees them, and the log's head.
+async fn positions(gateway: &ServeProcess) -> (i64, BTreeMap<String, i64>) {
+    let reply = gateway.get("/v1/projections", &[]).await;
+    let head = reply.json["head"].as_i64().expect("head");
+    let positions = reply.json["projections"]
+        .as_array()
+        .expect("projections")
+        .iter()
+        .filter(|p| p["active"] == true)
+        .map(|p| {
+            let name = p["name"].as_str().expect("a name").to_owned();
+            (name, p["position"].as_i64().expect("a position"))
+        })
+        .collect();
+    (head, positions)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -533,23 +544,6 @@ async fn nats_away_for_10_s_under_load_commands_go_on_and_projections_catch_up()
     }
     let sent = load.finish().await;
     converged(&cluster, &sent).await;
-}
-
-/// Where each active projection stands, as `gateway` sees them, and the log's head.
-async fn positions(gateway: &ServeProcess) -> (i64, BTreeMap<String, i64>) {
-    let reply = gateway.get("/v1/projections", &[]).await;
-    let head = reply.json["head"].as_i64().expect("head");
-    let positions = reply.json["projections"]
-        .as_array()
-        .expect("projections")
-        .iter()
-        .filter(|p| p["active"] == true)
-        .map(|p| {
-            let name = p["name"].as_str().expect("a name").to_owned();
-            (name, p["position"].as_i64().expect("a position"))
-        })
-        .collect();
-    (head, positions)
 }
 
 /// A projector process frozen mid-stream (SIGSTOP: its connections stay open, the messages its

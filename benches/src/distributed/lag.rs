@@ -451,7 +451,6 @@ fn micros(value: i128) -> u32 {
     u32::try_from(value.max(0)).unwrap_or(u32::MAX)
 }
 
-/// `/metrics` of every process that matters, at one moment.
 /// A process stopped with SIGSTOP; continued when thawed or dropped, so an error on the way
 /// does not leave it stopped for the harness's SIGTERM to wait on.
 struct Frozen {
@@ -489,6 +488,7 @@ fn signal(signal: rustix::process::Signal, pid: u32) -> Result<()> {
         .with_context(|| format!("sending {signal:?} to pid {pid}"))
 }
 
+/// `/metrics` of every process that matters, at one moment.
 struct Scrapes {
     projectors: Vec<String>,
     gateways: Vec<String>,

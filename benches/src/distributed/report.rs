@@ -591,8 +591,8 @@ pub fn second(env: &Env, options: Options, pairs: &[Pair]) -> String {
         out,
         "`{}`: {} run(s), each three measurements in rotating order (A alone, A beside B, A beside \
          B stopped; run k starts with the k-th), each on a fresh database and nats-server with the \
-         same gateway(s) and relay: {} commands/s offered by {} worlds, {:.0} s of warm-up, a {:.0} s window; \
-         {}. {PROJECTOR_A} is `--role projector --projection board`; {PROJECTOR_B} is `--role \
+         same gateway(s) and relay: {} commands/s offered by {} worlds, {:.0} s of warm-up, a \
+         {:.0} s window; {}. {PROJECTOR_A} is `--role projector --projection board`; {PROJECTOR_B} is `--role \
          projector --projection district-stats --projection unit-profile --projection items \
          --projection trace`, on its own durable consumer. \"B stopped\": B started and caught up \
          like the other, then stopped with SIGSTOP from the schedule's start until the window \
@@ -660,7 +660,11 @@ pub fn second(env: &Env, options: Options, pairs: &[Pair]) -> String {
             row(&mut out, &format!("{}: A beside B", i + 1), &[beside]);
         }
         if let Some(frozen) = &pair.frozen {
-            row(&mut out, &format!("{}: A beside B stopped", i + 1), &[frozen]);
+            row(
+                &mut out,
+                &format!("{}: A beside B stopped", i + 1),
+                &[frozen],
+            );
         }
     }
     let alone: Vec<&LagWindow> = pairs.iter().filter_map(|p| p.alone.as_ref()).collect();
