@@ -22,7 +22,7 @@ use store::EventStore;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use crate::helpers::{cli, client, fresh_database, spawn_serve, ServeProcess};
+use crate::helpers::{cli, client, fresh_database, signal, spawn_serve, ServeProcess};
 
 /// `lianxi serve --role ROLE --database-url DB [--nats-url NATS] [MORE…]`.
 async fn role(
@@ -720,13 +720,8 @@ async fn sigterm_stops_a_projector_still_waiting_for_nats_at_start() {
         "the projector should still be waiting for NATS; log:\n{}",
         log()
     );
-    let pid = child
-        .id()
-        .and_then(|pid| i32::try_from(pid).ok())
-        .and_then(rustix::process::Pid::from_raw)
-        .expect("the projector's pid");
     let sent = Instant::now();
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("kill -TERM");
+    signal(&child, rustix::process::Signal::TERM);
     let status = tokio::time::timeout(Duration::from_secs(5), child.wait())
         .await
         .unwrap_or_else(|_| panic!("SIGTERM did not stop the start; log:\n{}", log()))

@@ -318,13 +318,6 @@ impl TestApp {
         strip_ansi(&raw)
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child
-            .as_ref()
-            .and_then(Child::id)
-            .expect("the server is running")
-    }
-
     /// Sends a command as the bootstrap admin.
     pub async fn command(&self, name: &str, body: Value) -> (StatusCode, Value) {
         self.command_as(&self.admin_token, name, body, &[]).await
@@ -602,11 +595,10 @@ impl TestApp {
     /// Sends SIGTERM and returns at once; see [`TestApp::wait_exit`]. kill(2) itself, not the
     /// `kill` program: the signal leaves within microseconds, as a supervisor's would.
     pub fn terminate(&self) {
-        let pid = i32::try_from(self.pid())
-            .ok()
-            .and_then(rustix::process::Pid::from_raw)
-            .expect("the server's pid");
-        rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("kill -TERM");
+        signal(
+            self.child.as_ref().expect("the server is running"),
+            rustix::process::Signal::TERM,
+        );
     }
 
     /// Waits (with a deadline) for the server to exit on its own and returns its status.
@@ -1109,6 +1101,17 @@ fn redact_hash(
     "[sha256]".into()
 }
 
+/// Sends `sent` to `child` with kill(2) itself, not the `kill` program: it leaves within
+/// microseconds, as a supervisor's signal would.
+pub fn signal(child: &Child, sent: rustix::process::Signal) {
+    let pid = child
+        .id()
+        .and_then(|pid| i32::try_from(pid).ok())
+        .and_then(rustix::process::Pid::from_raw)
+        .expect("a running child's pid");
+    rustix::process::kill_process(pid, sent).expect("kill(2)");
+}
+
 /// A `lianxi serve` process of another role than `all` (a relay, …), for tests of the
 /// distributed mode. Killed when dropped.
 pub struct ServeProcess {
@@ -1195,15 +1198,8 @@ impl ServeProcess {
 
     /// Sends `signal` to the running process: `STOP` freezes it where it is (its sockets stay
     /// open, it reads and acknowledges nothing), `CONT` lets it go on.
-    pub fn signal(&self, signal: rustix::process::Signal) {
-        let pid = self
-            .child
-            .as_ref()
-            .and_then(Child::id)
-            .and_then(|pid| i32::try_from(pid).ok())
-            .and_then(rustix::process::Pid::from_raw)
-            .expect("the process runs");
-        rustix::process::kill_process(pid, signal).expect("kill(2)");
+    pub fn signal(&self, sent: rustix::process::Signal) {
+        signal(self.child.as_ref().expect("the process runs"), sent);
     }
 
     /// Kills the process with SIGKILL and waits until it is gone.
